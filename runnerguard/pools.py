@@ -1,0 +1,47 @@
+"""Which runner pools could take a job: GitHub's rule, every requested label on the runner, case-insensitively."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+SELF_HOSTED = "self-hosted"
+DEFAULT_FALLBACK = "ubuntu-latest"
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A set of self-hosted runners, named by the labels they carry."""
+
+    name: str
+    labels: tuple[str, ...]
+    hosts: tuple[str, ...] = ()
+    fallback: str = DEFAULT_FALLBACK
+    rollback: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
+
+    def can_take(self, requested: Iterable[str]) -> bool:
+        return runner_can_take(self.labels, requested)
+
+
+DEFAULT_POOL = Pool(name=SELF_HOSTED, labels=(SELF_HOSTED,))
+
+
+def runner_can_take(runner_labels: Iterable[str], requested: Iterable[str]) -> bool:
+    """A runner takes a job when it has every label the job asked for (GitHub compares them case-insensitively).
+
+    A job that asked for no label at all is not taken by a pool: only GitHub-hosted images are picked that way.
+    """
+    wanted = {label.lower() for label in requested}
+    if not wanted:
+        return False
+    return wanted <= {label.lower() for label in runner_labels}
+
+
+def pools_for(requested: Sequence[str], pools: Sequence[Pool]) -> list[str]:
+    """Names of every pool whose runners could take a job that asked for `requested`.
+
+    With no policy (`pools` empty) there is one implicit pool, `self-hosted`, holding every job that asked for it.
+    """
+    if not pools:
+        return [SELF_HOSTED] if any(label.lower() == SELF_HOSTED for label in requested) else []
+    return [pool.name for pool in pools if pool.can_take(requested)]
