@@ -1,0 +1,10 @@
+"""The one error a bad configuration raises: it names the key and why, and never carries a secret."""
+
+
+class ConfigError(ValueError):
+    """A setting or the fleet policy is wrong; the service must not start."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"{key}: {why}")
+        self.key = key
+        self.why = why

@@ -1,0 +1,214 @@
+"""The fleet policy (one TOML file): pools, rollback triggers and their thresholds, caches and commands to pre-warm."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config.errors import ConfigError
+from runnerguard.pools import DEFAULT_FALLBACK, Pool
+
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+LABEL_RE = re.compile(r"^[^\s,\[\]{}]{1,100}$")
+DURATION_RE = re.compile(r"^(\d+)\s*([smhd])$")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DEFAULT_FAILED_CONCLUSIONS = ("failure", "timed_out", "startup_failure")
+
+
+@dataclass(frozen=True)
+class FailureRateRule:
+    """`failure_rate` trigger: failed / finished jobs of a pool over a window, above a threshold."""
+
+    window_seconds: int = 24 * 3600
+    threshold: float = 0.5
+    min_jobs: int = 6
+    failed_conclusions: tuple[str, ...] = DEFAULT_FAILED_CONCLUSIONS
+    # cancelled and skipped jobs count neither as failed nor as finished unless listed here.
+    ignored_conclusions: tuple[str, ...] = ("cancelled", "skipped")
+
+
+@dataclass(frozen=True)
+class StuckQueueRule:
+    """`stuck_queue` trigger: N jobs queued longer than T while nothing of the pool started in T."""
+
+    min_jobs: int = 5
+    after_seconds: int = 2 * 3600
+
+
+@dataclass(frozen=True)
+class RollbackPolicy:
+    dry_run: bool = False
+    cooldown_seconds: int = 24 * 3600
+    failure_rate: FailureRateRule = FailureRateRule()
+    stuck_queue: StuckQueueRule = StuckQueueRule()
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated fleet policy. `Policy()` is the no-file default: the seed's own rule."""
+
+    pools: tuple[Pool, ...] = ()
+    rollback: RollbackPolicy = RollbackPolicy()
+    caches: tuple[Mapping[str, Any], ...] = field(default=())
+    commands: tuple[Mapping[str, Any], ...] = field(default=())
+
+    def pool(self, name: str) -> Pool | None:
+        return next((p for p in self.pools if p.name == name), None)
+
+    def failure_rate_for(self, pool_name: str) -> FailureRateRule:
+        """The pool's own overrides (`rollback = {threshold = 0.6}`) on top of the defaults."""
+        base = self.rollback.failure_rate
+        pool = self.pool(pool_name)
+        if pool is None or not pool.rollback:
+            return base
+        return _failure_rate(dict(pool.rollback), f"pool.{pool_name}.rollback", base)
+
+
+def parse_duration(value: object, key: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        match = DURATION_RE.match(value.strip())
+        if match and int(match.group(1)) > 0:
+            return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+    raise ConfigError(key, f"must be a duration such as '90s', '30m', '24h' or '7d', got {value!r}")
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _table(value: object, key: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"must be a table, got {type(value).__name__}")
+    return value
+
+
+def _name(value: object, key: str) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ConfigError(key, f"must be 1-64 characters of letters, digits, '.', '_' or '-', got {value!r}")
+    return value
+
+
+def _str_list(
+    value: object, key: str, *, pattern: re.Pattern[str] = LABEL_RE, allow_empty: bool = False
+) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and pattern.match(v) for v in value):
+        raise ConfigError(key, f"must be a list of strings without spaces or commas, got {value!r}")
+    if not value and not allow_empty:
+        raise ConfigError(key, "must not be empty")
+    return tuple(value)
+
+
+def _fraction(value: object, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise ConfigError(key, f"must be a number between 0 and 1 (exclusive), got {value!r}")
+    return float(value)
+
+
+def _positive_int(value: object, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(key, f"must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _failure_rate(table: dict[str, Any], where: str, base: FailureRateRule) -> FailureRateRule:
+    _check_keys(table, {"window", "threshold", "min_jobs", "failed", "ignored"}, where)
+    return FailureRateRule(
+        window_seconds=parse_duration(table["window"], f"{where}.window") if "window" in table else base.window_seconds,
+        threshold=_fraction(table["threshold"], f"{where}.threshold") if "threshold" in table else base.threshold,
+        min_jobs=_positive_int(table["min_jobs"], f"{where}.min_jobs") if "min_jobs" in table else base.min_jobs,
+        failed_conclusions=_str_list(table["failed"], f"{where}.failed") if "failed" in table
+        else base.failed_conclusions,
+        ignored_conclusions=_str_list(table["ignored"], f"{where}.ignored", allow_empty=True) if "ignored" in table
+        else base.ignored_conclusions,
+    )
+
+
+def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
+    where = f"pool[{index}]"
+    _check_keys(table, {"name", "labels", "hosts", "fallback", "rollback"}, where)
+    if "name" not in table:
+        raise ConfigError(f"{where}.name", "is required")
+    name = _name(table["name"], f"{where}.name")
+    where = f"pool.{name}"
+    if "labels" not in table:
+        raise ConfigError(f"{where}.labels", "is required: the labels this pool's runners carry")
+    labels = _str_list(table["labels"], f"{where}.labels")
+    hosts = _str_list(table.get("hosts", []), f"{where}.hosts", pattern=NAME_RE, allow_empty=True)
+    fallback = table.get("fallback", DEFAULT_FALLBACK)
+    if not isinstance(fallback, str) or not LABEL_RE.match(fallback):
+        raise ConfigError(f"{where}.fallback", f"must be one runner label such as 'ubuntu-latest', got {fallback!r}")
+    overrides = _table(table.get("rollback", {}), f"{where}.rollback")
+    _failure_rate(dict(overrides), f"{where}.rollback", defaults)  # validate now, apply on use
+    return Pool(name=name, labels=labels, hosts=hosts, fallback=fallback, rollback=dict(overrides))
+
+
+def parse_policy(data: Mapping[str, Any]) -> Policy:
+    """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
+    _check_keys(data, {"pool", "rollback", "cache", "command"}, "policy")
+    rollback_table = _table(data.get("rollback", {}), "rollback")
+    _check_keys(rollback_table, {"dry_run", "cooldown", "failure_rate", "stuck_queue"}, "rollback")
+    dry_run = rollback_table.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ConfigError("rollback.dry_run", f"must be true or false, got {dry_run!r}")
+    failure_rate = _failure_rate(
+        _table(rollback_table.get("failure_rate", {}), "rollback.failure_rate"), "rollback.failure_rate",
+        FailureRateRule(),
+    )
+    stuck_table = _table(rollback_table.get("stuck_queue", {}), "rollback.stuck_queue")
+    _check_keys(stuck_table, {"min_jobs", "after"}, "rollback.stuck_queue")
+    stuck = StuckQueueRule(
+        min_jobs=_positive_int(stuck_table.get("min_jobs", 5), "rollback.stuck_queue.min_jobs"),
+        after_seconds=parse_duration(stuck_table.get("after", "2h"), "rollback.stuck_queue.after"),
+    )
+    cooldown = parse_duration(rollback_table.get("cooldown", "24h"), "rollback.cooldown")
+    pool_tables = data.get("pool", [])
+    if not isinstance(pool_tables, list):
+        raise ConfigError("pool", "must be an array of tables ([[pool]])")
+    pools = tuple(_pool(_table(t, f"pool[{i}]"), i, failure_rate) for i, t in enumerate(pool_tables))
+    names = [p.name for p in pools]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise ConfigError(f"pool.{duplicate}", "is declared twice")
+    caches = _tables(data.get("cache", []), "cache")
+    commands = _tables(data.get("command", []), "command")
+    for kind, tables in (("cache", caches), ("command", commands)):
+        for i, table in enumerate(tables):
+            for pool_name in table.get("pools", []) if isinstance(table.get("pools", []), list) else []:
+                if pools and pool_name not in names:
+                    raise ConfigError(f"{kind}[{i}].pools", f"names pool {pool_name!r}, which is not declared")
+    return Policy(
+        pools=pools,
+        rollback=RollbackPolicy(dry_run=dry_run, cooldown_seconds=cooldown, failure_rate=failure_rate,
+                                stuck_queue=stuck),
+        caches=caches,
+        commands=commands,
+    )
+
+
+def _tables(value: object, key: str) -> tuple[dict[str, Any], ...]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"must be an array of tables ([[{key}]])")
+    return tuple(_table(t, f"{key}[{i}]") for i, t in enumerate(value))
+
+
+def load_policy(path: Path | None) -> Policy:
+    """Read and validate the policy file; no path means the seed's defaults."""
+    if path is None:
+        return Policy()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("RUNNERGUARD_POLICY", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError("RUNNERGUARD_POLICY", f"{path} is not valid TOML: {exc}") from None
+    return parse_policy(data)

@@ -1,0 +1,111 @@
+"""Settings from the environment (12-factor): a frozen dataclass, validated once at start."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from config.errors import ConfigError
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_GITHUB_API_URL = "https://api.github.com"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_QUEUES = ("events", "github")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything runnerguard reads from the environment. `repr` hides every secret."""
+
+    webhook_secret: str = field(repr=False)
+    webhook_secret_previous: str = field(default="", repr=False)
+    redis_url: str = DEFAULT_REDIS_URL
+    github_app_id: str = ""
+    github_private_key_path: Path | None = None
+    github_private_key: str = field(default="", repr=False)
+    github_api_url: str = DEFAULT_GITHUB_API_URL
+    admin_token: str = field(default="", repr=False)
+    metrics_token: str = field(default="", repr=False)
+    policy_path: Path | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    job_retention_days: int = 30
+    delivery_retention_days: int = 14
+    queues: tuple[str, ...] = DEFAULT_QUEUES
+    host: str = ""
+    log_level: str = "INFO"
+    secret_key: str = field(default="", repr=False)
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """Current secret first, then the previous one while a rotation is under way."""
+        return tuple(s for s in (self.webhook_secret, self.webhook_secret_previous) if s)
+
+    @property
+    def job_retention_seconds(self) -> int:
+        return self.job_retention_days * 86400
+
+    @property
+    def delivery_retention_seconds(self) -> int:
+        return self.delivery_retention_days * 86400
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], key: str, default: int, *, minimum: int = 1) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(key, f"must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(key, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate settings; raises ConfigError naming the key and why."""
+    env = os.environ if env is None else env
+    secret = env.get("GITHUB_WEBHOOK_SECRET", "")
+    if not secret.strip():
+        # There is deliberately no unsigned mode: an unsigned endpoint would let anyone forge job history.
+        raise ConfigError("GITHUB_WEBHOOK_SECRET", "is required (runnerguard has no unsigned mode)")
+    key_path_raw = env.get("GITHUB_PRIVATE_KEY_PATH", "").strip()
+    policy_raw = env.get("RUNNERGUARD_POLICY", "").strip()
+    api_url = env.get("GITHUB_API_URL", "").strip() or DEFAULT_GITHUB_API_URL
+    if not api_url.startswith(("https://", "http://")):
+        raise ConfigError("GITHUB_API_URL", f"must be an http(s) URL, got {api_url!r}")
+    redis_url = env.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+    queues = tuple(q.strip() for q in env.get("RUNNERGUARD_QUEUES", "").split(",") if q.strip()) or DEFAULT_QUEUES
+    app_id = env.get("GITHUB_APP_ID", "").strip()
+    if app_id and not app_id.isdigit():
+        raise ConfigError("GITHUB_APP_ID", f"must be the App's numeric id, got {app_id!r}")
+    return Settings(
+        webhook_secret=secret,
+        webhook_secret_previous=env.get("GITHUB_WEBHOOK_SECRET_PREVIOUS", ""),
+        redis_url=redis_url,
+        github_app_id=app_id,
+        github_private_key_path=Path(key_path_raw) if key_path_raw else None,
+        github_private_key=env.get("GITHUB_PRIVATE_KEY", ""),
+        github_api_url=api_url.rstrip("/"),
+        admin_token=env.get("ADMIN_TOKEN", "").strip(),
+        metrics_token=env.get("METRICS_TOKEN", "").strip(),
+        policy_path=Path(policy_raw) if policy_raw else None,
+        max_body_bytes=_int(env, "RUNNERGUARD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        job_retention_days=_int(env, "RUNNERGUARD_JOB_RETENTION_DAYS", 30),
+        delivery_retention_days=_int(env, "RUNNERGUARD_DELIVERY_RETENTION_DAYS", 14),
+        queues=queues,
+        host=env.get("RUNNERGUARD_HOST", "").strip() or socket.gethostname(),
+        log_level=env.get("RUNNERGUARD_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+        secret_key=env.get("RUNNERGUARD_SECRET_KEY", ""),
+    )
+
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
