@@ -71,6 +71,7 @@ def repo_failed(repo: str) -> str:
 
 
 POOLS_SEEN = f"{PREFIX}:pools"  # set of pool names that have recorded jobs
+REPOS_SEEN = f"{PREFIX}:repos"  # set of repository full names that have recorded jobs
 
 # --- GitHub client --------------------------------------------------------------------------------------------------
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from flask import Flask
+from flask.testing import FlaskClient
 
+from app import create_app
+from config import Policy, Settings, load_settings
 from devtools.redis_server import RedisServer, start_redis
+from tests.helpers import ADMIN, SECRET
 
 SHARED = Path(os.environ.get("RUNNERGUARD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
@@ -42,3 +47,44 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"shared fixtures not found at {SHARED} (CI lays ../shared beside the clone)")
     return SHARED
+
+
+@pytest.fixture()
+def settings(redis_url: str) -> Settings:
+    """Settings for one test: a real Redis on a free port, a webhook secret, an admin token."""
+    return load_settings({
+        "GITHUB_WEBHOOK_SECRET": SECRET,
+        "ADMIN_TOKEN": ADMIN,
+        "REDIS_URL": redis_url,
+        "RUNNERGUARD_HOST": "test-host",
+    })
+
+
+@pytest.fixture()
+def app(settings: Settings, redis_client: redis.Redis) -> Flask:
+    return create_app(settings)
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture()
+def drain(settings: Settings, redis_client: redis.Redis) -> Iterator[Callable[..., int]]:
+    """Run every queued task in-process with RQ's SimpleWorker (burst), as worker.py does; returns jobs run."""
+    from rq import Queue, SimpleWorker
+
+    from handlers import runtime
+
+    def run(queues: tuple[str, ...] = ("events", "github"), policy: Policy | None = None) -> int:
+        rt = runtime.Runtime.from_settings(settings, client=redis_client)
+        if policy is not None:
+            rt.policy = policy
+        runtime.install(rt)
+        worker = SimpleWorker([Queue(q, connection=redis_client) for q in queues], connection=redis_client)
+        worker.work(burst=True, logging_level="WARNING")
+        return int(worker.successful_job_count + worker.failed_job_count)
+
+    yield run
+    runtime.install(None)

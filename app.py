@@ -1,0 +1,42 @@
+"""The runnerguard web service: `create_app()` builds the Flask app (gunicorn: `app:create_app()`)."""
+
+from __future__ import annotations
+
+import redis
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+import handlers
+from config import Settings, load_policy, load_settings
+from handlers.intake import Intake
+from handlers.web import admin, health, state, webhooks
+from runnerguard import logs
+
+
+def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | None = None) -> Flask:
+    """Build the app; settings default to the environment (a bad one raises ConfigError before anything starts)."""
+    settings = settings or load_settings()
+    policy = load_policy(settings.policy_path)
+    logs.configure(settings.log_level)
+    client = redis_client or redis.Redis.from_url(
+        settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
+    )
+    app = Flask("runnerguard")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["SECRET_KEY"] = settings.secret_key or None
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    intake = Intake(settings=settings, policy=policy, client=client, router=handlers.router)
+    state.init_app(app, state.WebState(settings=settings, policy=policy, redis=client, intake=intake))
+    for blueprint in (webhooks.bp, health.bp, admin.bp):
+        app.register_blueprint(blueprint)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        # Every error is JSON (413 for an oversized body, 404, 405 ...), never an HTML page.
+        return jsonify(error=exc.description or exc.name), exc.code or 500
+
+    @app.errorhandler(redis.RedisError)
+    def redis_down(exc: redis.RedisError) -> tuple[Response, int]:
+        return jsonify(error="storage unavailable, try again later"), 503
+
+    return app

@@ -1,0 +1,162 @@
+"""Webhook intake: verify, record durably, enqueue task ids, in one atomic Redis round trip. No slow work here."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+
+from config import Policy, Settings
+from handlers.routing import Router
+from runnerguard import APP_NAME, __version__, deliveries, keys, metrics
+from runnerguard.atomic import ConditionalExecutor, new_batch
+from runnerguard.deliveries import Delivery
+from runnerguard.signatures import verify
+
+DELIVERY_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+EVENT_RE = re.compile(r"^[a-z_]{1,64}$")
+JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+# Event names become metric labels: only these are kept as they are, the rest count as "other" (bounded cardinality).
+KNOWN_EVENTS = frozenset({"workflow_job", "workflow_run", "ping", "installation", "installation_repositories",
+                          "pull_request", "github_app_authorization", "meta"})
+TASK_RETRY = Retry(max=4, interval=[2, 10, 60, 300])
+TASK_TIMEOUT = 300
+RESULT_TTL = 600
+FAILURE_TTL = 14 * 86400
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    status: int
+    body: dict[str, Any]
+    delivery_id: str | None = None
+    event: str | None = None
+    queued: list[str] = field(default_factory=list)
+
+
+def _error(status: int, message: str, **extra: Any) -> IntakeResult:
+    return IntakeResult(status=status, body={"error": message}, **extra)
+
+
+def event_label(event: str | None) -> str:
+    return event if event in KNOWN_EVENTS else "other"
+
+
+class Intake:
+    """One per web process: holds the RQ queues and the registered script, so each delivery is one EVALSHA."""
+
+    def __init__(
+        self, *, settings: Settings, policy: Policy, client: redis.Redis, router: Router,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.redis = client
+        self.router = router
+        self.clock = clock
+        self._executor = ConditionalExecutor(client)
+        self._queues: dict[str, Queue] = {}
+
+    def queue(self, name: str) -> Queue:
+        if name not in self._queues:
+            self._queues[name] = Queue(name, connection=self.redis)
+        return self._queues[name]
+
+    def count_rejection(self, event: str | None, outcome: str) -> None:
+        """Best effort: a metric must never turn a 401 into a 503."""
+        try:
+            metrics.incr(self.redis, "runnerguard_webhook_deliveries_total",
+                         {"event": event_label(event), "outcome": outcome})
+        except redis.RedisError:
+            pass
+
+    def accept(self, headers: Mapping[str, str], body: bytes) -> IntakeResult:
+        event = headers.get("X-GitHub-Event")
+        if not verify(self.settings.webhook_secrets, body, headers.get("X-Hub-Signature-256")):
+            self.count_rejection(event, "bad_signature")
+            reason = ("only the legacy X-Hub-Signature (sha1) header was sent; sha256 is required"
+                      if headers.get("X-Hub-Signature") and not headers.get("X-Hub-Signature-256")
+                      else "missing or invalid X-Hub-Signature-256")
+            return _error(401, reason)
+        guid = headers.get("X-GitHub-Delivery")
+        if not event or not guid:
+            self.count_rejection(event, "rejected")
+            return _error(400, "missing X-GitHub-Event or X-GitHub-Delivery header")
+        if not EVENT_RE.match(event) or not DELIVERY_ID_RE.match(guid):
+            self.count_rejection(event, "rejected")
+            return _error(400, "X-GitHub-Event or X-GitHub-Delivery is malformed")
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            self.count_rejection(event, "rejected")
+            return _error(400, "body is not valid JSON", delivery_id=guid, event=event)
+        if not isinstance(payload, dict):
+            self.count_rejection(event, "rejected")
+            return _error(400, "body must be a JSON object", delivery_id=guid, event=event)
+        return self._record_and_enqueue(guid, event, headers, body, payload)
+
+    def _record_and_enqueue(
+        self, guid: str, event: str, headers: Mapping[str, str], body: bytes, payload: dict[str, Any]
+    ) -> IntakeResult:
+        action = payload.get("action") if isinstance(payload.get("action"), str) else None
+        jobs: list[tuple[Queue, Any]] = []
+        task_names: list[str] = []
+        for route in self.router.routes_for(event, action):
+            for queue_name in route.queues_for(payload, self.policy):
+                task_name = route.name if queue_name == route.queues else f"{route.name}@{queue_name}"
+                task_names.append(task_name)
+                queue = self.queue(queue_name)
+                jobs.append((queue, queue.create_job(
+                    route.task_path, args=(guid,), job_id=job_id_for(guid, task_name), timeout=TASK_TIMEOUT,
+                    result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, retry=TASK_RETRY,
+                    description=f"{task_name} {guid}",
+                )))
+        delivery = Delivery(
+            guid=guid, event=event, body=body, received_at=self.clock(), action=action,
+            hook_id=headers.get("X-GitHub-Hook-ID"),
+            target_type=headers.get("X-GitHub-Hook-Installation-Target-Type"),
+            target_id=headers.get("X-GitHub-Hook-Installation-Target-ID"),
+            installation_id=_installation_id(payload), repo=_repo(payload), tasks=tuple(task_names),
+        )
+        main = new_batch(self.redis)
+        deliveries.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
+        for queue, job in jobs:
+            queue.enqueue_job(job, pipeline=main)
+        metrics.incr_on(main, "runnerguard_webhook_deliveries_total",
+                        {"event": event_label(event), "outcome": "accepted"})
+        on_duplicate = new_batch(self.redis)
+        metrics.incr_on(on_duplicate, "runnerguard_webhook_deliveries_total",
+                        {"event": event_label(event), "outcome": "duplicate"})
+        fresh = self._executor.execute_if_absent(keys.delivery(guid), main, on_duplicate)
+        if not fresh:
+            return IntakeResult(200, {"status": "duplicate", "delivery": guid}, delivery_id=guid, event=event)
+        if event == "ping":
+            return IntakeResult(200, {"app": APP_NAME, "version": __version__, "delivery": guid},
+                                delivery_id=guid, event=event)
+        return IntakeResult(202, {"delivery": guid, "queued": task_names}, delivery_id=guid, event=event,
+                            queued=task_names)
+
+
+def job_id_for(guid: str, task_name: str) -> str:
+    """RQ job ids allow letters, digits, '_' and '-' only; one job per delivery and task."""
+    return f"{guid}_{JOB_ID_UNSAFE.sub('-', task_name)}"
+
+
+def _installation_id(payload: Mapping[str, Any]) -> int | None:
+    installation = payload.get("installation")
+    if isinstance(installation, dict) and isinstance(installation.get("id"), int):
+        return int(installation["id"])
+    return None
+
+
+def _repo(payload: Mapping[str, Any]) -> str | None:
+    repo = payload.get("repository")
+    if isinstance(repo, dict) and isinstance(repo.get("full_name"), str):
+        return str(repo["full_name"])[:200]
+    return None

@@ -1,0 +1,93 @@
+"""What tasks run with (settings, policy, Redis, clock), built once per worker process, and the task wrapper."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+from rq import get_current_job
+
+from config import Policy, Settings, load_policy, load_settings
+from runnerguard import deliveries
+from runnerguard.deliveries import Delivery
+from runnerguard.timeline import PayloadError
+
+log = logging.getLogger("runnerguard.tasks")
+
+
+class PermanentError(Exception):
+    """Retrying cannot help (the payload lacks what the task needs): fail now, record why."""
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    policy: Policy
+    redis: redis.Redis
+    clock: Callable[[], float] = time.time
+    extras: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, client: redis.Redis | None = None) -> Runtime:
+        return cls(
+            settings=settings,
+            policy=load_policy(settings.policy_path),
+            redis=client or redis.Redis.from_url(settings.redis_url, health_check_interval=30),
+        )
+
+
+_runtime: Runtime | None = None
+
+
+def install(runtime: Runtime | None) -> None:
+    """worker.py (or a test) sets the runtime; tasks use it."""
+    global _runtime  # noqa: PLW0603 - one runtime per worker process, set at start
+    _runtime = runtime
+
+
+def current() -> Runtime:
+    """The installed runtime; a plain `rq worker` gets one built from the environment on first use."""
+    global _runtime  # noqa: PLW0603
+    if _runtime is None:
+        _runtime = Runtime.from_settings(load_settings())
+    return _runtime
+
+
+DeliveryTask = Callable[[Delivery, Runtime], None]
+
+
+def delivery_task(name: str, body: DeliveryTask) -> Callable[[str], None]:
+    """Wrap a task body: load the delivery by id, run it, record done / failed on the delivery."""
+
+    def task(guid: str) -> None:
+        rt = current()
+        delivery = deliveries.load(rt.redis, guid)
+        extra = {"delivery_id": guid, "task": name}
+        if delivery is None:
+            # Past retention, or never recorded: nothing to do, and retrying will not bring it back.
+            log.warning("delivery not found", extra=extra)
+            return
+        extra.update(event=delivery.event, action=delivery.action, repo=delivery.repo)
+        deliveries.mark_task(rt.redis, guid, name, deliveries.RUNNING, now=rt.clock())
+        try:
+            body(delivery, rt)
+        except (PayloadError, PermanentError, ValueError) as exc:
+            deliveries.mark_task(rt.redis, guid, name, deliveries.FAILED, error=str(exc), now=rt.clock())
+            log.warning("task failed for good", extra={**extra, "error": str(exc)[:200]})
+            job = get_current_job()
+            if job is not None:
+                job.retries_left = 0  # a permanent error: straight to the failed registry, no retry
+            raise
+        except Exception as exc:
+            # Transient (Redis, network, GitHub): RQ retries with backoff; the last failure stays recorded.
+            deliveries.mark_task(rt.redis, guid, name, deliveries.FAILED, error=f"{type(exc).__name__}: {exc}",
+                                 now=rt.clock())
+            log.warning("task failed", extra={**extra, "error": type(exc).__name__})
+            raise
+        deliveries.mark_task(rt.redis, guid, name, deliveries.DONE, now=rt.clock())
+        log.info("task done", extra=extra)
+
+    return task

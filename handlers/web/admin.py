@@ -1,0 +1,97 @@
+"""Read API for admins: jobs, pools, one delivery."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from flask import Blueprint, Response, jsonify, request
+
+from handlers.web.auth import require_admin
+from handlers.web.state import state
+from runnerguard import deliveries, jobstore
+from runnerguard.pools import DEFAULT_POOL
+from runnerguard.timeline import format_time
+
+bp = Blueprint("admin", __name__, url_prefix="/api")
+DAY = 86400
+MAX_LIMIT = 5000
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def parse_since(raw: str | None) -> float | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"since must be an ISO 8601 time such as 2026-11-27T10:00:00Z, got {raw[:40]!r}") from None
+    if parsed.tzinfo is None:
+        raise BadRequest("since must carry a time zone (e.g. a trailing Z)")
+    return parsed.timestamp()
+
+
+def parse_limit(raw: str | None, default: int = 500) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+@bp.errorhandler(BadRequest)
+def bad_request(exc: BadRequest) -> tuple[Response, int]:
+    return jsonify(error=str(exc)), 400
+
+
+@bp.get("/jobs")
+@require_admin
+def list_jobs() -> Response:
+    web = state()
+    records = jobstore.find(
+        web.redis, repo=request.args.get("repo") or None, pool=request.args.get("pool") or None,
+        since=parse_since(request.args.get("since")), limit=parse_limit(request.args.get("limit")),
+    )
+    return jsonify(jobs=[jobstore.public(r) for r in records])
+
+
+@bp.get("/pools")
+@require_admin
+def list_pools() -> Response:
+    web = state()
+    now = time.time()
+    declared = list(web.policy.pools) or [DEFAULT_POOL]
+    rows = []
+    for pool in declared:
+        window = web.policy.failure_rate_for(pool.name).window_seconds
+        finished, failed = jobstore.window_counts(web.redis, pool.name, now - DAY)
+        finished_w, failed_w = jobstore.window_counts(web.redis, pool.name, now - window)
+        rows.append({
+            "name": pool.name,
+            "labels": list(pool.labels),
+            "hosts": list(pool.hosts),
+            "fallback": pool.fallback,
+            "finished_24h": finished,
+            "failed_24h": failed,
+            "failure_rate_24h": round(failed / finished, 4) if finished else None,
+            "window_seconds": window,
+            "finished_window": finished_w,
+            "failed_window": failed_w,
+        })
+    return jsonify(pools=rows)
+
+
+@bp.get("/deliveries/<guid>")
+@require_admin
+def show_delivery(guid: str) -> tuple[Response, int]:
+    web = state()
+    delivery = deliveries.load(web.redis, guid) if len(guid) <= 64 else None
+    if delivery is None:
+        return jsonify(error="no such delivery"), 404
+    row = delivery.summary()
+    row["received_at_iso"] = format_time(delivery.received_at)
+    row["attempts"] = deliveries.attempts(web.redis, guid)
+    return jsonify(row), 200

@@ -1,0 +1,30 @@
+"""POST /webhooks/github: the GitHub App's webhook endpoint."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Blueprint, Response, jsonify, request
+
+from handlers.web.state import state
+
+log = logging.getLogger("runnerguard.intake")
+bp = Blueprint("webhooks", __name__)
+
+
+@bp.post("/webhooks/github")
+def receive_webhook() -> tuple[Response, int]:
+    web = state()
+    # get_data() honours MAX_CONTENT_LENGTH: an oversized body is refused with 413 before it is read in full.
+    body = request.get_data(cache=False)
+    try:
+        result = web.intake.accept(request.headers, body)
+    except redis.RedisError as exc:
+        # 503 tells GitHub the delivery failed, so it can be redelivered; nothing was half-written (one script).
+        log.error("redis unavailable: %s", str(exc)[:200], extra={"delivery_id": request.headers.get("X-GitHub-Delivery", "")[:64],
+                                              "error": type(exc).__name__})
+        return jsonify(error="storage unavailable, try again later"), 503
+    extra = {"delivery_id": result.delivery_id, "event": result.event, "status": result.status}
+    log.info("webhook", extra=extra)
+    return jsonify(result.body), result.status

@@ -1,0 +1,64 @@
+"""Run a batch of queued Redis commands atomically, only if a guard key is absent: one round trip, all or nothing.
+
+The intake needs "dedupe, record and enqueue" as one step. A MULTI/EXEC cannot branch on the dedupe check and a
+WATCH costs a second round trip, so the commands are collected on a pipeline that is never executed (whoever builds
+them, RQ included, keeps owning its own key formats) and shipped to one Lua script that checks the guard first.
+Lua scripts run atomically: a failure part-way leaves nothing half-written for a redelivery to trip over.
+"""
+
+from __future__ import annotations
+
+import redis
+from redis.client import Pipeline
+
+# ARGV layout: n_main, n_dup, then each command as: argc, arg1..argc.
+_SCRIPT = """
+local pos = 3
+local function run(count)
+  for _ = 1, count do
+    local argc = tonumber(ARGV[pos])
+    redis.call(unpack(ARGV, pos + 1, pos + argc))
+    pos = pos + argc + 1
+  end
+end
+local n_main = tonumber(ARGV[1])
+local n_dup = tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  for _ = 1, n_main do
+    pos = pos + tonumber(ARGV[pos]) + 1
+  end
+  run(n_dup)
+  return 0
+end
+run(n_main)
+return 1
+"""
+
+
+def new_batch(client: redis.Redis) -> Pipeline:
+    """A pipeline used only to collect commands; hand it to `execute_if_absent`, never `execute()` it."""
+    pipe = client.pipeline(transaction=False)
+    # RQ's enqueue_job(pipeline=...) puts the pipeline in MULTI mode unless it already is, which redis-py refuses
+    # once commands are queued; entering it first keeps the order of who adds commands free.
+    pipe.multi()
+    return pipe
+
+
+class ConditionalExecutor:
+    """Holds the registered script so each call is a single EVALSHA."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._script = client.register_script(_SCRIPT)
+        self._encode = client.get_encoder().encode
+
+    def execute_if_absent(self, guard_key: str, main: Pipeline, on_duplicate: Pipeline | None = None) -> bool:
+        """Run `main`'s commands if `guard_key` does not exist (True), else `on_duplicate`'s (False)."""
+        dup_stack = on_duplicate.command_stack if on_duplicate is not None else []
+        argv: list[bytes | str | int | float] = [len(main.command_stack), len(dup_stack)]
+        for stack in (main.command_stack, dup_stack):
+            for args, _options in stack:
+                argv.append(len(args))
+                argv.extend(self._encode(arg) for arg in args)
+        return bool(self._script(keys=[guard_key], args=argv, client=self._client))
+

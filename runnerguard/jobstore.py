@@ -1,0 +1,154 @@
+"""The job timeline in Redis: one merged record per job, and time indexes per pool and repo (O(log n) windows)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+from redis.exceptions import WatchError
+
+from runnerguard import keys
+from runnerguard.timeline import JobSnapshot, merge
+
+PUBLIC_FIELDS = (
+    "repo", "job_id", "run_id", "run_attempt", "workflow", "name", "labels", "pools", "runner_name", "status",
+    "conclusion", "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds",
+)
+
+
+@dataclass(frozen=True)
+class CountingRule:
+    """Which conclusions count as failed, and which count neither way, for the failure-rate window."""
+
+    failed: frozenset[str] = frozenset({"failure", "timed_out", "startup_failure"})
+    ignored: frozenset[str] = frozenset({"cancelled", "skipped"})
+
+
+def member(record: dict[str, Any]) -> str:
+    return f"{record['repo_id']}:{record['job_id']}"
+
+
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    return {name: record.get(name) for name in PUBLIC_FIELDS}
+
+
+def upsert(
+    client: redis.Redis,
+    snapshot: JobSnapshot,
+    *,
+    seen_at: float,
+    pools: Sequence[str],
+    rule: CountingRule,
+    retention_seconds: int,
+    now: float,
+) -> dict[str, Any]:
+    """Merge a snapshot into the job's record and bring every index in line with the merged result."""
+    key = keys.job(*snapshot.key)
+    with client.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                raw = pipe.get(key)
+                record = merge(json.loads(raw) if raw else None, snapshot, seen_at)
+                record["pools"] = sorted(set(record.get("pools") or ()) | set(pools))
+                pipe.multi()
+                pipe.set(key, json.dumps(record, separators=(",", ":")), ex=retention_seconds)
+                _index(pipe, record, rule=rule, cutoff=now - retention_seconds)
+                pipe.execute()
+                return record
+            except WatchError:
+                continue  # another worker updated the same job between our read and write: merge again
+
+
+def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff: float) -> None:
+    """Index memberships derive from the merged record alone, so any delivery order ends in the same indexes."""
+    job = member(record)
+    repo = record["repo"]
+    created, started, completed = record["created_ts"], record["started_ts"], record["completed_ts"]
+    conclusion = record.get("conclusion")
+    counted = completed is not None and conclusion not in rule.ignored
+    failed = counted and conclusion in rule.failed
+    pipe.sadd(keys.REPOS_SEEN, repo)
+    if created is not None:
+        pipe.zadd(keys.JOBS_BY_CREATED, {job: created})
+        pipe.zadd(keys.repo_created(repo), {job: created})
+    if completed is not None:
+        _set_membership(pipe, keys.repo_finished(repo), job, completed if counted else None)
+        _set_membership(pipe, keys.repo_failed(repo), job, completed if failed else None)
+    for index in (keys.JOBS_BY_CREATED, keys.repo_created(repo), keys.repo_finished(repo), keys.repo_failed(repo)):
+        pipe.zremrangebyscore(index, "-inf", cutoff)
+    for pool in record["pools"]:
+        pipe.sadd(keys.POOLS_SEEN, pool)
+        if created is not None:
+            pipe.zadd(keys.pool_created(pool), {job: created})
+        waiting = record["status"] in ("queued", "waiting") and started is None
+        _set_membership(pipe, keys.pool_waiting(pool), job, created if waiting else None)
+        if started is not None:
+            pipe.zadd(keys.pool_started(pool), {job: started})
+        if completed is not None:
+            _set_membership(pipe, keys.pool_finished(pool), job, completed if counted else None)
+            _set_membership(pipe, keys.pool_failed(pool), job, completed if failed else None)
+            if counted:
+                pipe.zadd(keys.pool_repos(pool), {repo: completed}, gt=True)
+        for index in (keys.pool_created(pool), keys.pool_started(pool), keys.pool_finished(pool),
+                      keys.pool_failed(pool)):
+            # Retention, enforced as we go: O(log n + expired) per write, never a full scan.
+            pipe.zremrangebyscore(index, "-inf", cutoff)
+
+
+def _set_membership(pipe: Pipeline, index: str, job: str, score: float | None) -> None:
+    if score is None:
+        pipe.zrem(index, job)
+    else:
+        pipe.zadd(index, {job: score})
+
+
+def window_counts(client: redis.Redis, pool: str, since: float) -> tuple[int, int]:
+    """(finished, failed) jobs of a pool whose completed_at is at or after `since`: two ZCOUNTs, O(log n)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.zcount(keys.pool_finished(pool), since, "+inf")
+    pipe.zcount(keys.pool_failed(pool), since, "+inf")
+    finished, failed = pipe.execute()
+    return int(finished), int(failed)
+
+
+def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:
+    ids = list(members)
+    if not ids:
+        return []
+    raws = client.mget([keys.job(*map(int, m.split(":"))) for m in ids])
+    return [json.loads(raw) for raw in raws if raw]  # type: ignore[union-attr]
+
+
+def find(
+    client: redis.Redis, *, repo: str | None = None, pool: str | None = None, since: float | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Jobs by created_at (newest first), filtered by repo and/or pool."""
+    index = keys.pool_created(pool) if pool else keys.repo_created(repo) if repo else keys.JOBS_BY_CREATED
+    low = since if since is not None else "-inf"
+    records: list[dict[str, Any]] = []
+    offset = 0
+    # Page through the index: with both filters the second one is applied here, so fetch until `limit` match.
+    while len(records) < limit:
+        members = client.zrevrangebyscore(index, "+inf", low, start=offset, num=limit)
+        if not members:
+            break
+        offset += len(members)
+        for record in load(client, (m.decode() for m in members)):  # type: ignore[union-attr]
+            if repo and record["repo"].lower() != repo.lower():
+                continue
+            if pool and pool not in record.get("pools", ()):
+                continue
+            records.append(record)
+    return records[:limit]
+
+
+def failed_jobs(client: redis.Redis, pool: str, since: float, limit: int = 50) -> list[dict[str, Any]]:
+    """The most recent failed jobs of a pool in the window (the evidence in a rollback PR)."""
+    members = client.zrevrangebyscore(keys.pool_failed(pool), "+inf", since, start=0, num=limit)
+    return load(client, (m.decode() for m in members))  # type: ignore[union-attr]
