@@ -82,9 +82,10 @@ def drain(settings: Settings, redis_client: redis.Redis) -> Iterator[Callable[..
         if policy is not None:
             rt.policy = policy
         runtime.install(rt)
-        worker = SimpleWorker([Queue(q, connection=redis_client) for q in queues], connection=redis_client)
-        worker.work(burst=True, logging_level="WARNING")
-        return int(worker.successful_job_count + worker.failed_job_count)
+        rq_queues = [Queue(q, connection=redis_client) for q in queues]
+        waiting = sum(q.count for q in rq_queues)
+        SimpleWorker(rq_queues, connection=redis_client).work(burst=True, logging_level="WARNING")
+        return waiting
 
     yield run
     runtime.install(None)

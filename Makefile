@@ -1,0 +1,37 @@
+# runnerguard: `make run` starts the service for real, `make test` runs the whole suite. Both set everything up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEPS := $(VENV)/.deps-installed
+
+.PHONY: run test lint bench clean check-python
+
+check-python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "runnerguard needs Python >= 3.11, found " + sys.version.split()[0])'
+
+$(BIN)/python: | check-python
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+## run: web (gunicorn) + worker (RQ) via the Procfile, against $$REDIS_URL or an embedded redis-server under ./var
+run: $(DEPS)
+	$(BIN)/python -m devtools.run_local
+
+## test: the whole suite against its own redis-server on a free port (never yours), then ruff
+test: $(DEPS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(BIN)/ruff check .
+
+lint: $(DEPS)
+	$(BIN)/ruff check .
+
+## bench: the benchmarks under bench/, each printing a table against its baseline
+bench: $(DEPS)
+	$(BIN)/python bench/bench_ingest.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache
