@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import timedelta
 
 import redis
+from redis.client import Pipeline
 from rq import Queue, SimpleWorker
+from rq.utils import now
 
 from config import ConfigError, load_settings
 from handlers import runtime
@@ -28,14 +31,37 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings.log_level)
     runtime.install(rt)
     names = [f"prewarm.{settings.host}"] if args.prewarm else (args.queues or list(settings.queues))
-    connection = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
-    queues = [Queue(name, connection=connection) for name in names]
-    # SimpleWorker runs tasks in this process instead of forking a child per job. Our tasks are short, idempotent
-    # and our own code; a fork per job (~10-15 ms) would cap a process at ~65 jobs/s, a quarter of what this does.
-    # Crash isolation comes from RQ's abandoned-job handling and the retries instead.
-    worker = SimpleWorker(queues, connection=connection)
+    worker = build_worker(settings.redis_url, names)
     worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level)
     return 0
+
+
+class RunnerguardWorker(SimpleWorker):
+    """RQ's SimpleWorker, with heartbeats outside a pipeline sent at most once a second.
+
+    RQ sends up to three stand-alone heartbeats per job (loop, dequeue, start), each a round trip that only pushes
+    the worker key's expiry (worker_ttl + 60 s, minutes away) a little further. Sending one a second keeps the
+    worker just as alive for monitoring and abandoned-job detection, and frees a quarter of the per-job round trips.
+    """
+
+    HEARTBEAT_EVERY = timedelta(seconds=1)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        last = getattr(self, "last_heartbeat", None)
+        if pipeline is None and timeout is None and last is not None and now() - last < self.HEARTBEAT_EVERY:
+            return
+        super().heartbeat(timeout, pipeline)
+
+
+def build_worker(redis_url: str, queue_names: list[str]) -> SimpleWorker:
+    """SimpleWorker runs tasks in this process instead of forking a child per job.
+
+    Our tasks are short, idempotent and our own code; a fork per job (~10-15 ms) would cap a process at ~65 jobs/s,
+    a fraction of what this does (bench/bench_ingest.py measures both). Crash isolation comes from RQ's
+    abandoned-job handling and the retries instead.
+    """
+    connection = redis.Redis.from_url(redis_url, health_check_interval=30)
+    return RunnerguardWorker([Queue(name, connection=connection) for name in queue_names], connection=connection)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ KNOWN_EVENTS = frozenset({"workflow_job", "workflow_run", "ping", "installation"
                           "pull_request", "github_app_authorization", "meta"})
 TASK_RETRY = Retry(max=4, interval=[2, 10, 60, 300])
 TASK_TIMEOUT = 300
-RESULT_TTL = 600
+RESULT_TTL = 0  # the delivery records each task's outcome; RQ need not keep results
 FAILURE_TTL = 14 * 86400
 
 

@@ -71,7 +71,6 @@ def delivery_task(name: str, body: DeliveryTask) -> Callable[[str], None]:
             log.warning("delivery not found", extra=extra)
             return
         extra.update(event=delivery.event, action=delivery.action, repo=delivery.repo)
-        deliveries.mark_task(rt.redis, guid, name, deliveries.RUNNING, now=rt.clock())
         try:
             body(delivery, rt)
         except (PayloadError, PermanentError, ValueError) as exc:

@@ -50,7 +50,6 @@ class ConditionalExecutor:
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self._script = client.register_script(_SCRIPT)
-        self._encode = client.get_encoder().encode
 
     def execute_if_absent(self, guard_key: str, main: Pipeline, on_duplicate: Pipeline | None = None) -> bool:
         """Run `main`'s commands if `guard_key` does not exist (True), else `on_duplicate`'s (False)."""
@@ -59,6 +58,6 @@ class ConditionalExecutor:
         for stack in (main.command_stack, dup_stack):
             for args, _options in stack:
                 argv.append(len(args))
-                argv.extend(self._encode(arg) for arg in args)
+                argv.extend(args)  # redis-py encodes them once, when it packs the EVALSHA
         return bool(self._script(keys=[guard_key], args=argv, client=self._client))
 

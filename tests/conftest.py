@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from config import Policy, Settings, load_settings
 from devtools.redis_server import RedisServer, start_redis
+from tests.github_fixtures import *  # noqa: F403
 from tests.helpers import ADMIN, SECRET
 
 SHARED = Path(os.environ.get("RUNNERGUARD_SHARED", Path(__file__).resolve().parents[2] / "shared"))

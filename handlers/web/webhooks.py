@@ -22,8 +22,8 @@ def receive_webhook() -> tuple[Response, int]:
         result = web.intake.accept(request.headers, body)
     except redis.RedisError as exc:
         # 503 tells GitHub the delivery failed, so it can be redelivered; nothing was half-written (one script).
-        log.error("redis unavailable: %s", str(exc)[:200], extra={"delivery_id": request.headers.get("X-GitHub-Delivery", "")[:64],
-                                              "error": type(exc).__name__})
+        guid = request.headers.get("X-GitHub-Delivery", "")[:64]
+        log.error("redis unavailable: %s", str(exc)[:200], extra={"delivery_id": guid, "error": type(exc).__name__})
         return jsonify(error="storage unavailable, try again later"), 503
     extra = {"delivery_id": result.delivery_id, "event": result.event, "status": result.status}
     log.info("webhook", extra=extra)

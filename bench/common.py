@@ -1,0 +1,127 @@
+"""Shared pieces of the benchmarks: a realistic signed delivery, gunicorn under test, a load generator."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from devtools.redis_server import free_port  # noqa: E402
+from runnerguard.signatures import sign  # noqa: E402
+
+SECRET = "bench-secret"
+SHARED_EXAMPLE = ROOT.parent / "shared/fixtures/github/webhooks/workflow_job/in_progress.with-queued-steps.payload.json"
+
+
+def job_body(job_id: int = 1, action: str = "in_progress", pad_to: int = 8192) -> bytes:
+    """A ~8 KB workflow_job payload: GitHub's own example where ../shared has it, padded like a real one."""
+    if SHARED_EXAMPLE.exists():
+        payload = json.loads(SHARED_EXAMPLE.read_text())
+    else:
+        payload = {"action": action, "repository": {"id": 1, "full_name": "octo/app"}, "workflow_job": {}}
+    payload["action"] = action
+    job = payload["workflow_job"]
+    job.update(id=job_id, run_id=job_id, run_attempt=1, labels=["self-hosted", "Linux", "X64"],
+               created_at="2026-11-27T10:00:00Z", started_at="2026-11-27T10:01:00Z", status=action,
+               runner_name="laptop-extra", runner_id=22, name="build", workflow_name="CI")
+    body = json.dumps(payload)
+    if len(body) < pad_to:
+        payload["padding"] = "x" * (pad_to - len(body) - 16)
+        body = json.dumps(payload)
+    return body.encode()
+
+
+def headers_for(body: bytes, guid: str, event: str = "workflow_job") -> dict[str, str]:
+    return {"X-GitHub-Event": event, "X-GitHub-Delivery": guid, "X-Hub-Signature-256": sign(SECRET, body),
+            "Content-Type": "application/json", "Content-Length": str(len(body))}
+
+
+@dataclass
+class Gunicorn:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_gunicorn(target: str, env: dict[str, str], workers: int) -> Gunicorn:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), target, "--bind", f"127.0.0.1:{port}", "--workers",
+         str(workers), "--worker-class", "sync", "--log-level", "warning"],
+        cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"},
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            return Gunicorn(process, port)
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"gunicorn {target} did not start")
+
+
+def _closed_loop(port: int, seconds: float, tag: str, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    body = job_body()
+    count = errors = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            conn.request("POST", "/webhooks/github", body=body, headers=headers_for(body, f"{tag}-{count}"))
+            status = conn.getresponse().status
+            if status >= 300 and status != 204:
+                errors += 1
+        except OSError:
+            errors += 1
+        finally:
+            conn.close()
+        count += 1
+    out.put((count, errors))
+
+
+def throughput(port: int, seconds: float, clients: int, tag: str) -> tuple[float, int]:
+    """Closed-loop load from `clients` separate processes: requests per second, and errors."""
+    out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    procs = [mp.Process(target=_closed_loop, args=(port, seconds, f"{tag}-{i}-{time.time_ns()}", out))
+             for i in range(clients)]
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(r[0] for r in results) / seconds, sum(r[1] for r in results)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
