@@ -8,8 +8,9 @@ from werkzeug.exceptions import HTTPException
 
 import handlers
 from config import Settings, load_policy, load_settings
+from handlers import cli
 from handlers.intake import Intake
-from handlers.web import admin, health, state, webhooks
+from handlers.web import admin, deliveries, health, state, webhooks
 from runnerguard import logs
 
 
@@ -27,8 +28,9 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     intake = Intake(settings=settings, policy=policy, client=client, router=handlers.router)
     state.init_app(app, state.WebState(settings=settings, policy=policy, redis=client, intake=intake))
-    for blueprint in (webhooks.bp, health.bp, admin.bp):
+    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp):
         app.register_blueprint(blueprint)
+    cli.init_app(app)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -37,6 +39,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
 
     @app.errorhandler(redis.RedisError)
     def redis_down(exc: redis.RedisError) -> tuple[Response, int]:
+        app.logger.error("redis error: %s", str(exc)[:200])
         return jsonify(error="storage unavailable, try again later"), 503
 
     return app

@@ -1,8 +1,8 @@
 """Task handlers, one module per concern; their routers are composed here, in one place."""
 
-from handlers import timings
+from handlers import replay, timings
 from handlers.routing import Router
 
 router = Router.compose(timings.router)
 
-__all__ = ["router"]
+__all__ = ["replay", "router"]

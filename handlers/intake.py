@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from rq import Queue, Retry
 
 from config import Policy, Settings
+from handlers.dispatch import Dispatcher
 from handlers.routing import Router
 from runnerguard import APP_NAME, __version__, deliveries, keys, metrics
 from runnerguard.atomic import ConditionalExecutor, new_batch
@@ -21,14 +21,9 @@ from runnerguard.signatures import verify
 
 DELIVERY_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 EVENT_RE = re.compile(r"^[a-z_]{1,64}$")
-JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 # Event names become metric labels: only these are kept as they are, the rest count as "other" (bounded cardinality).
 KNOWN_EVENTS = frozenset({"workflow_job", "workflow_run", "ping", "installation", "installation_repositories",
                           "pull_request", "github_app_authorization", "meta"})
-TASK_RETRY = Retry(max=4, interval=[2, 10, 60, 300])
-TASK_TIMEOUT = 300
-RESULT_TTL = 0  # the delivery records each task's outcome; RQ need not keep results
-FAILURE_TTL = 14 * 86400
 
 
 @dataclass(frozen=True)
@@ -61,12 +56,7 @@ class Intake:
         self.router = router
         self.clock = clock
         self._executor = ConditionalExecutor(client)
-        self._queues: dict[str, Queue] = {}
-
-    def queue(self, name: str) -> Queue:
-        if name not in self._queues:
-            self._queues[name] = Queue(name, connection=self.redis)
-        return self._queues[name]
+        self.dispatcher = Dispatcher(client, router, policy)
 
     def count_rejection(self, event: str | None, outcome: str) -> None:
         """Best effort: a metric must never turn a 401 into a 503."""
@@ -105,18 +95,8 @@ class Intake:
         self, guid: str, event: str, headers: Mapping[str, str], body: bytes, payload: dict[str, Any]
     ) -> IntakeResult:
         action = payload.get("action") if isinstance(payload.get("action"), str) else None
-        jobs: list[tuple[Queue, Any]] = []
-        task_names: list[str] = []
-        for route in self.router.routes_for(event, action):
-            for queue_name in route.queues_for(payload, self.policy):
-                task_name = route.name if queue_name == route.queues else f"{route.name}@{queue_name}"
-                task_names.append(task_name)
-                queue = self.queue(queue_name)
-                jobs.append((queue, queue.create_job(
-                    route.task_path, args=(guid,), job_id=job_id_for(guid, task_name), timeout=TASK_TIMEOUT,
-                    result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, retry=TASK_RETRY,
-                    description=f"{task_name} {guid}",
-                )))
+        plan = self.dispatcher.plan(guid, event, action, payload)
+        task_names = list(plan.task_names)
         delivery = Delivery(
             guid=guid, event=event, body=body, received_at=self.clock(), action=action,
             hook_id=headers.get("X-GitHub-Hook-ID"),
@@ -126,8 +106,7 @@ class Intake:
         )
         main = new_batch(self.redis)
         deliveries.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
-        for queue, job in jobs:
-            queue.enqueue_job(job, pipeline=main)
+        plan.enqueue_on(main)
         metrics.incr_on(main, "runnerguard_webhook_deliveries_total",
                         {"event": event_label(event), "outcome": "accepted"})
         on_duplicate = new_batch(self.redis)
@@ -141,11 +120,6 @@ class Intake:
                                 delivery_id=guid, event=event)
         return IntakeResult(202, {"delivery": guid, "queued": task_names}, delivery_id=guid, event=event,
                             queued=task_names)
-
-
-def job_id_for(guid: str, task_name: str) -> str:
-    """RQ job ids allow letters, digits, '_' and '-' only; one job per delivery and task."""
-    return f"{guid}_{JOB_ID_UNSAFE.sub('-', task_name)}"
 
 
 def _installation_id(payload: Mapping[str, Any]) -> int | None:

@@ -19,6 +19,14 @@ def delivery_attempts(guid: str) -> str:
 
 DELIVERIES_BY_TIME = f"{PREFIX}:deliveries"  # zset guid -> received_at (epoch seconds)
 
+
+def replay(replay_id: str) -> str:
+    """Hash: a bulk replay's filter, state and progress."""
+    return f"{PREFIX}:replay:{replay_id}"
+
+
+REPLAY_COUNTER = f"{PREFIX}:replay:counter"  # a number per replay, so replayed RQ jobs get fresh ids
+
 # --- job timeline ---------------------------------------------------------------------------------------------------
 
 

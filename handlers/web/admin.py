@@ -9,9 +9,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from handlers.web.auth import require_admin
 from handlers.web.state import state
-from runnerguard import deliveries, jobstore
+from runnerguard import jobstore
 from runnerguard.pools import DEFAULT_POOL
-from runnerguard.timeline import format_time
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
 DAY = 86400
@@ -82,16 +81,3 @@ def list_pools() -> Response:
             "failed_window": failed_w,
         })
     return jsonify(pools=rows)
-
-
-@bp.get("/deliveries/<guid>")
-@require_admin
-def show_delivery(guid: str) -> tuple[Response, int]:
-    web = state()
-    delivery = deliveries.load(web.redis, guid) if len(guid) <= 64 else None
-    if delivery is None:
-        return jsonify(error="no such delivery"), 404
-    row = delivery.summary()
-    row["received_at_iso"] = format_time(delivery.received_at)
-    row["attempts"] = deliveries.attempts(web.redis, guid)
-    return jsonify(row), 200

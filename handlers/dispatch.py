@@ -1,0 +1,69 @@
+"""Turn a delivery into RQ jobs (which tasks, on which queues), for the intake and for replays alike."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+from rq import Queue, Retry
+from rq.job import Job
+
+from config import Policy
+from handlers.routing import Router
+
+JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+TASK_RETRY = Retry(max=4, interval=[2, 10, 60, 300])
+TASK_TIMEOUT = 300
+RESULT_TTL = 0  # the delivery records each task's outcome; RQ need not keep results
+FAILURE_TTL = 14 * 86400
+
+
+def job_id_for(guid: str, task_name: str, suffix: str = "") -> str:
+    """RQ job ids allow letters, digits, '_' and '-' only; one job per delivery and task (and replay)."""
+    return f"{guid}_{JOB_ID_UNSAFE.sub('-', task_name)}{suffix}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    task_names: tuple[str, ...]
+    jobs: tuple[tuple[Queue, Job], ...]
+
+    def enqueue_on(self, pipe: Pipeline) -> None:
+        for queue, job in self.jobs:
+            queue.enqueue_job(job, pipeline=pipe)
+
+
+class Dispatcher:
+    """Keeps one RQ Queue object per name (they cache the server version), so planning costs no round trip."""
+
+    def __init__(self, client: redis.Redis, router: Router, policy: Policy) -> None:
+        self.redis = client
+        self.router = router
+        self.policy = policy
+        self._queues: dict[str, Queue] = {}
+
+    def queue(self, name: str) -> Queue:
+        if name not in self._queues:
+            self._queues[name] = Queue(name, connection=self.redis)
+        return self._queues[name]
+
+    def plan(
+        self, guid: str, event: str, action: str | None, payload: Mapping[str, Any], *, suffix: str = ""
+    ) -> Plan:
+        task_names: list[str] = []
+        jobs: list[tuple[Queue, Job]] = []
+        for route in self.router.routes_for(event, action):
+            for queue_name in route.queues_for(payload, self.policy):
+                task_name = route.name if queue_name == route.queues else f"{route.name}@{queue_name}"
+                task_names.append(task_name)
+                queue = self.queue(queue_name)
+                jobs.append((queue, queue.create_job(
+                    route.task_path, args=(guid,), job_id=job_id_for(guid, task_name, suffix),
+                    timeout=TASK_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, retry=TASK_RETRY,
+                    description=f"{task_name} {guid}",
+                )))
+        return Plan(tuple(task_names), tuple(jobs))
