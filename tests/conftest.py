@@ -74,9 +74,14 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture()
 def drain(settings: Settings, redis_client: redis.Redis) -> Iterator[Callable[..., int]]:
     """Run every queued task in-process with RQ's SimpleWorker (burst), as worker.py does; returns jobs run."""
-    from rq import Queue, SimpleWorker
+    from rq import Queue
 
     from handlers import runtime
+    from worker import RunnerguardWorker
+
+    class BurstWorker(RunnerguardWorker):
+        def subscribe(self) -> None:
+            """No command channel for a burst run: joining its thread costs a second at every teardown."""
 
     def run(queues: tuple[str, ...] = ("events", "github"), policy: Policy | None = None) -> int:
         rt = runtime.Runtime.from_settings(settings, client=redis_client)
@@ -85,7 +90,7 @@ def drain(settings: Settings, redis_client: redis.Redis) -> Iterator[Callable[..
         runtime.install(rt)
         rq_queues = [Queue(q, connection=redis_client) for q in queues]
         waiting = sum(q.count for q in rq_queues)
-        SimpleWorker(rq_queues, connection=redis_client).work(burst=True, logging_level="WARNING")
+        BurstWorker(rq_queues, connection=redis_client).work(burst=True, logging_level="WARNING")
         return waiting
 
     yield run
