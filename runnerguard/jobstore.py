@@ -11,7 +11,7 @@ import redis
 from redis.client import Pipeline
 from redis.exceptions import WatchError
 
-from runnerguard import keys
+from runnerguard import keys, metrics
 from runnerguard.timeline import JobSnapshot, merge
 
 PUBLIC_FIELDS = (
@@ -53,11 +53,14 @@ def upsert(
             try:
                 pipe.watch(key)
                 raw = pipe.get(key)
-                record = merge(json.loads(raw) if raw else None, snapshot, seen_at)
+                previous = json.loads(raw) if raw else None
+                record = merge(previous, snapshot, seen_at)
                 record["pools"] = sorted(set(record.get("pools") or ()) | set(pools))
                 pipe.multi()
                 pipe.set(key, json.dumps(record, separators=(",", ":")), ex=retention_seconds)
                 _index(pipe, record, rule=rule, cutoff=now - retention_seconds)
+                if record["completed_ts"] is not None and (previous is None or previous.get("completed_ts") is None):
+                    _count_finished(pipe, record)  # once per job, however often its deliveries are replayed
                 pipe.execute()
                 return record
             except WatchError:
@@ -98,6 +101,18 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
                       keys.pool_failed(pool)):
             # Retention, enforced as we go: O(log n + expired) per write, never a full scan.
             pipe.zremrangebyscore(index, "-inf", cutoff)
+
+
+def _count_finished(pipe: Pipeline, record: dict[str, Any]) -> None:
+    conclusion = record.get("conclusion") or "unknown"
+    for pool in record["pools"] or ["none"]:
+        labels = {"pool": pool, "repo": record["repo"], "conclusion": conclusion}
+        metrics.incr_on(pipe, "runnerguard_jobs_total", labels)
+        if record["pools"]:
+            if record["queue_seconds"] is not None:
+                metrics.observe_on(pipe, "runnerguard_job_queue_seconds", {"pool": pool}, record["queue_seconds"])
+            if record["run_seconds"] is not None:
+                metrics.observe_on(pipe, "runnerguard_job_run_seconds", {"pool": pool}, record["run_seconds"])
 
 
 def _set_membership(pipe: Pipeline, index: str, job: str, score: float | None) -> None:

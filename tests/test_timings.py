@@ -183,3 +183,19 @@ def test_admin_api_is_disabled_without_a_token(settings, redis_client) -> None: 
     client = create_app(settings.with_overrides(admin_token="")).test_client()
     response = client.get("/api/jobs", headers=admin_headers(""))
     assert response.status_code == 403 and "disabled" in response.get_json()["error"]
+
+
+def test_job_counters_and_histograms_count_each_job_once(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
+    from runnerguard import metrics
+
+    now = time.time()
+    events = job_events(600, "failure", created=now - 3600)
+    for i, e in enumerate(events + events):  # every delivery twice, under different ids (a redelivery storm)
+        deliver(client, e, f"m-{i}")
+    drain()
+    labels = {"pool": "self-hosted", "repo": "octo/app", "conclusion": "failure"}
+    assert metrics.value(redis_client, "runnerguard_jobs_total", labels) == 1
+    assert metrics.value(redis_client, "runnerguard_job_run_seconds_count", {"pool": "self-hosted"}) == 1
+    assert metrics.value(redis_client, "runnerguard_job_run_seconds_bucket", {"pool": "self-hosted", "le": "600"}) == 1
+    assert metrics.value(redis_client, "runnerguard_job_run_seconds_bucket", {"pool": "self-hosted", "le": "300"}) == 0
+    assert metrics.value(redis_client, "runnerguard_job_queue_seconds_sum", {"pool": "self-hosted"}) == 60
