@@ -81,6 +81,25 @@ def repo_failed(repo: str) -> str:
 POOLS_SEEN = f"{PREFIX}:pools"  # set of pool names that have recorded jobs
 REPOS_SEEN = f"{PREFIX}:repos"  # set of repository full names that have recorded jobs
 
+# --- rollback -------------------------------------------------------------------------------------------------------
+
+
+def rollback(pool: str, repo: str) -> str:
+    """Hash: the rollback state of one pool in one repository."""
+    return f"{PREFIX}:rollback:{pool}:{repo.lower()}"
+
+
+def rollback_history(pool: str, repo: str) -> str:
+    """List: JSON history of a pool/repo rollback state's transitions."""
+    return f"{PREFIX}:rollback:{pool}:{repo.lower()}:history"
+
+
+def rollback_lock(pool: str, repo: str) -> str:
+    return f"{PREFIX}:rollback:lock:{pool}:{repo.lower()}"
+
+
+ROLLBACKS = f"{PREFIX}:rollbacks"  # set of "pool\trepo" with a rollback state
+
 # --- GitHub client --------------------------------------------------------------------------------------------------
 
 
