@@ -10,7 +10,7 @@ import handlers
 from config import Settings, load_policy, load_settings
 from handlers import cli
 from handlers.intake import Intake
-from handlers.web import admin, deliveries, health, state, webhooks
+from handlers.web import admin, deliveries, health, rollbacks, state, webhooks
 from runnerguard import logs
 
 
@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     intake = Intake(settings=settings, policy=policy, client=client, router=handlers.router)
     state.init_app(app, state.WebState(settings=settings, policy=policy, redis=client, intake=intake))
-    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp):
+    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)
 

@@ -13,6 +13,7 @@ from rq import get_current_job
 from config import Policy, Settings, load_policy, load_settings
 from runnerguard import deliveries
 from runnerguard.deliveries import Delivery
+from runnerguard.github import GitHubApp, load_private_key_from
 from runnerguard.timeline import PayloadError
 
 log = logging.getLogger("runnerguard.tasks")
@@ -28,7 +29,17 @@ class Runtime:
     policy: Policy
     redis: redis.Redis
     clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    github_app: GitHubApp | None = None
     extras: dict[str, object] = field(default_factory=dict)
+
+    def github(self) -> GitHubApp | None:
+        """The GitHub App client, built on first use; None when no App is configured."""
+        if self.github_app is None and self.settings.github_app_id:
+            key = load_private_key_from(self.settings.github_private_key_path, self.settings.github_private_key or None)
+            self.github_app = GitHubApp(api_url=self.settings.github_api_url, app_id=int(self.settings.github_app_id),
+                                        private_key=key, redis=self.redis, clock=self.clock, sleep=self.sleep)
+        return self.github_app
 
     @classmethod
     def from_settings(cls, settings: Settings, *, client: redis.Redis | None = None) -> Runtime:

@@ -18,12 +18,17 @@ class Pool:
     hosts: tuple[str, ...] = ()
     fallback: str = DEFAULT_FALLBACK
     rollback: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
+    # The no-policy pool stands for "every self-hosted runner": it takes any job that asked for `self-hosted`,
+    # whatever other labels came with it, since we cannot know which labels its runners carry.
+    any_self_hosted: bool = False
 
     def can_take(self, requested: Iterable[str]) -> bool:
+        if self.any_self_hosted:
+            return any(label.lower() == SELF_HOSTED for label in requested)
         return runner_can_take(self.labels, requested)
 
 
-DEFAULT_POOL = Pool(name=SELF_HOSTED, labels=(SELF_HOSTED,))
+DEFAULT_POOL = Pool(name=SELF_HOSTED, labels=(SELF_HOSTED,), any_self_hosted=True)
 
 
 def runner_can_take(runner_labels: Iterable[str], requested: Iterable[str]) -> bool:
@@ -42,6 +47,4 @@ def pools_for(requested: Sequence[str], pools: Sequence[Pool]) -> list[str]:
 
     With no policy (`pools` empty) there is one implicit pool, `self-hosted`, holding every job that asked for it.
     """
-    if not pools:
-        return [SELF_HOSTED] if any(label.lower() == SELF_HOSTED for label in requested) else []
-    return [pool.name for pool in pools if pool.can_take(requested)]
+    return [pool.name for pool in (pools or (DEFAULT_POOL,)) if pool.can_take(requested)]

@@ -8,8 +8,9 @@ FAILURE_RATE, STUCK_QUEUE, MANUAL = "failure_rate", "stuck_queue", "manual"
 
 
 def human_duration(seconds: int) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
+    """'24h', '2h', '7d', '90m': days only from 3 days on, as people say "the last 24h", not "the last 1d"."""
+    for unit, size, minimum in (("d", 86400, 3 * 86400), ("h", 3600, 3600), ("m", 60, 60)):
+        if seconds >= minimum and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
 
