@@ -15,11 +15,17 @@ from config import ConfigError, load_settings
 from handlers import runtime
 from runnerguard import logs
 
+SWEEP_EVERY = 300
+RECOVER_EVERY = 300
+TRIM_EVERY = 3600
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("queues", nargs="*", help="queues in priority order (default: RUNNERGUARD_QUEUES)")
     parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    parser.add_argument("--scheduler", action="store_true",
+                        help="run the periodic tasks (rollback sweep, delivery recovery, retention) instead")
     parser.add_argument("--prewarm", action="store_true", help="serve this host's pre-warm queue (RUNNERGUARD_HOST)")
     args = parser.parse_args(argv)
     try:
@@ -30,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level)
     runtime.install(rt)
+    if args.scheduler:
+        return run_scheduler(settings.redis_url, github_configured=bool(settings.github_app_id),
+                             level=settings.log_level)
     names = [f"prewarm.{settings.host}"] if args.prewarm else (args.queues or list(settings.queues))
     worker = build_worker(settings.redis_url, names)
     worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level)
@@ -51,6 +60,22 @@ class RunnerguardWorker(SimpleWorker):
         if pipeline is None and timeout is None and last is not None and now() - last < self.HEARTBEAT_EVERY:
             return
         super().heartbeat(timeout, pipeline)
+
+
+def run_scheduler(redis_url: str, *, github_configured: bool, level: str) -> int:
+    """RQ's cron scheduler: it only enqueues; the workers run the tasks (several schedulers may run: RQ locks)."""
+    from rq.cron import CronScheduler
+
+    from handlers import maintenance, recovery, rollback
+
+    connection = redis.Redis.from_url(redis_url, health_check_interval=30)
+    cron = CronScheduler(connection=connection, logging_level=level)
+    cron.register(rollback.sweep, "github", interval=SWEEP_EVERY, job_timeout=600, result_ttl=3600)
+    if github_configured:
+        cron.register(recovery.recover_deliveries, "github", interval=RECOVER_EVERY, job_timeout=900, result_ttl=3600)
+    cron.register(maintenance.trim, "events", interval=TRIM_EVERY, result_ttl=3600)
+    cron.start()
+    return 0
 
 
 def build_worker(redis_url: str, queue_names: list[str]) -> SimpleWorker:

@@ -86,5 +86,31 @@ def replay_command(guid: str | None, everything: bool, **options: str | None) ->
     click.echo(f"queued {done} deliveries again ({errors} had expired)")
 
 
+@deliveries_cli.command("recover")
+@click.option("--since", default=None, help="look back this far (72h, or ISO 8601) instead of from the checkpoint")
+def recover_command(since: str | None) -> None:
+    """Ask GitHub to redeliver every delivery runnerguard never recorded."""
+    from handlers import runtime
+    from runnerguard.github import GitHubKeyError
+    from runnerguard.recovery import recover
+
+    web = state()
+    when = _filter(since=since).since if since else None
+    rt = runtime.Runtime(settings=web.settings, policy=web.policy, redis=web.redis)
+    try:
+        github = rt.github()
+    except GitHubKeyError as exc:
+        raise click.ClickException(str(exc)) from None
+    if github is None:
+        raise click.ClickException("the GitHub App is not configured (GITHUB_APP_ID and GITHUB_PRIVATE_KEY_PATH)")
+    with click.progressbar(length=0, label="asking GitHub to redeliver", show_pos=True) as bar:
+        report = recover(web.redis, github, since=when, progress=lambda r: bar.update(1))
+    click.echo(f"scanned {report.scanned} GitHub deliveries: {report.missing} never recorded, "
+               f"{len(report.requested)} redelivery requests, {len(report.failed)} failed, "
+               f"{report.skipped_recently_asked} asked for within the last 30 minutes")
+    if report.failed:
+        raise SystemExit(1)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(deliveries_cli)

@@ -25,7 +25,13 @@ def replay(replay_id: str) -> str:
     return f"{PREFIX}:replay:{replay_id}"
 
 
-REPLAY_COUNTER = f"{PREFIX}:replay:counter"  # a number per replay, so replayed RQ jobs get fresh ids
+REPLAY_COUNTER = f"{PREFIX}:replay:counter"
+RECOVERY_CHECKPOINT = f"{PREFIX}:recovery:checkpoint"  # epoch of the newest GitHub delivery fully handled
+
+
+def recovery_asked(guid: str) -> str:
+    """String with a TTL: a redelivery of this GUID was asked for lately; do not ask again until it expires."""
+    return f"{PREFIX}:recovery:asked:{guid}"  # a number per replay, so replayed RQ jobs get fresh ids
 
 # --- job timeline ---------------------------------------------------------------------------------------------------
 
