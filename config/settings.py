@@ -68,6 +68,23 @@ def _int(env: Mapping[str, str], key: str, default: int, *, minimum: int = 1) ->
     return value
 
 
+def _check_app_key(app_id: str, key_path: Path | None, key_pem: str) -> None:
+    """A configured App needs a readable RSA key: find out at start, not at the first rollback."""
+    from runnerguard.github import GitHubKeyError, load_private_key_from
+
+    if not app_id:
+        if key_path or key_pem:
+            raise ConfigError("GITHUB_APP_ID", "is required when a GitHub App private key is set")
+        return
+    if not key_path and not key_pem.strip():
+        raise ConfigError("GITHUB_PRIVATE_KEY_PATH", "is required (or GITHUB_PRIVATE_KEY) when GITHUB_APP_ID is set")
+    try:
+        load_private_key_from(key_path, key_pem or None)
+    except GitHubKeyError as exc:
+        # The message names the file and what is wrong, never the key's content.
+        raise ConfigError("GITHUB_PRIVATE_KEY_PATH" if key_path else "GITHUB_PRIVATE_KEY", str(exc)) from None
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate settings; raises ConfigError naming the key and why."""
     env = os.environ if env is None else env
@@ -87,13 +104,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     app_id = env.get("GITHUB_APP_ID", "").strip()
     if app_id and not app_id.isdigit():
         raise ConfigError("GITHUB_APP_ID", f"must be the App's numeric id, got {app_id!r}")
+    key_pem = env.get("GITHUB_PRIVATE_KEY", "")
+    _check_app_key(app_id, Path(key_path_raw) if key_path_raw else None, key_pem)
     return Settings(
         webhook_secret=secret,
         webhook_secret_previous=env.get("GITHUB_WEBHOOK_SECRET_PREVIOUS", ""),
         redis_url=redis_url,
         github_app_id=app_id,
         github_private_key_path=Path(key_path_raw) if key_path_raw else None,
-        github_private_key=env.get("GITHUB_PRIVATE_KEY", ""),
+        github_private_key=key_pem,
         github_api_url=api_url.rstrip("/"),
         admin_token=env.get("ADMIN_TOKEN", "").strip(),
         metrics_token=env.get("METRICS_TOKEN", "").strip(),
