@@ -113,4 +113,7 @@ def recover_command(since: str | None) -> None:
 
 
 def init_app(app: Flask) -> None:
+    from handlers.cli_rollback import rollback_cli
+
     app.cli.add_command(deliveries_cli)
+    app.cli.add_command(rollback_cli)

@@ -290,3 +290,23 @@ def test_pull_request_events_move_the_state(client, github_sim, repo_on_sim, run
     assert rollback_state.load(redis_client, "self-hosted", REPO).state == "rolled_back"
     history = [h["event"] for h in rollback_state.history(redis_client, "self-hosted", REPO)]
     assert history == ["pr_opened", "merged"]
+
+
+def test_rollback_cli_lists_opens_and_restores(app, client, github_sim, repo_on_sim, run_all) -> None:  # type: ignore[no-untyped-def]
+    runner = app.test_cli_runner()
+    assert "every pool is healthy" in runner.invoke(args=["rollback", "list"]).output
+    assert runner.invoke(args=["rollback", "open", "ghost"]).exit_code == 2
+    opened = runner.invoke(args=["rollback", "open", "self-hosted", "--repo", REPO, "--note", "disk full"])
+    assert opened.exit_code == 0 and "queued" in opened.output
+    run_all()
+    listed = runner.invoke(args=["rollback", "list"])
+    assert "pr_open" in listed.output and REPO in listed.output
+    pr = github_sim.pulls(REPO)[0]
+    github_sim.merge_pull(REPO, pr.number)
+    rollback_handlers.rollbacks(runtime.current()).check_open_pulls()
+    restored = runner.invoke(args=["rollback", "restore", "self-hosted", "--repo", REPO])
+    assert restored.exit_code == 0
+    run_all()
+    assert any(p.head == "runnerguard/restore/self-hosted" for p in github_sim.pulls(REPO))
+    again = runner.invoke(args=["rollback", "restore", "self-hosted", "--repo", REPO])
+    assert again.exit_code == 1 and "restoring" in again.output
