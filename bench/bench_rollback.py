@@ -1,0 +1,149 @@
+"""Rollback: trigger evaluation cost at 10 k vs 1 M recorded jobs, and time from the triggering 202 to the PR.
+
+Run: .venv/bin/python bench/bench_rollback.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import redis
+from common import ROOT, SECRET, percentile, print_table
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from werkzeug.serving import make_server
+
+from app import create_app
+from config import load_settings
+from devtools.github_simulator import SimulatorServer
+from devtools.redis_server import free_port, start_redis
+from handlers import rollback as rollback_handlers
+from handlers import runtime
+from runnerguard import keys
+from runnerguard.pools import DEFAULT_POOL
+from runnerguard.signatures import sign
+
+APP_ID = 4242
+REPO = "octo/laptop-ci"
+WORKFLOW = "name: CI\non: push\njobs:\n  build:\n    runs-on: [self-hosted, Linux, X64]\n    steps: [{run: make}]\n"
+
+
+def fill(client: redis.Redis, jobs: int, now: float) -> None:
+    """`jobs` finished jobs of the pool spread over 30 days, a third failed (what the timeline indexes hold)."""
+    client.flushall()
+    chunk = 20_000
+    for start in range(0, jobs, chunk):
+        pipe = client.pipeline(transaction=False)
+        finished = {f"1:{i}": now - (i * 2_592_000 / jobs) for i in range(start, min(jobs, start + chunk))}
+        pipe.zadd(keys.pool_finished("self-hosted"), finished)
+        pipe.zadd(keys.pool_failed("self-hosted"), {m: s for n, (m, s) in enumerate(finished.items()) if n % 3 == 0})
+        pipe.execute()
+
+
+def evaluation_cost(client: redis.Redis, url: str, jobs: int, rounds: int) -> tuple[float, float]:
+    """Median microseconds of one failure-rate evaluation (our O(log n) ZCOUNTs) and of a naive full read."""
+    now = time.time()
+    fill(client, jobs, now)
+    settings = load_settings({"GITHUB_WEBHOOK_SECRET": SECRET, "REDIS_URL": url})
+    rt = runtime.Runtime.from_settings(settings, client=client)
+    ours = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        rollback_handlers.failure_rate_decision(rt, DEFAULT_POOL)
+        ours.append(time.perf_counter() - t)
+    naive = []
+    for _ in range(3):
+        t = time.perf_counter()
+        scores = client.zrange(keys.pool_finished("self-hosted"), 0, -1, withscores=True)
+        sum(1 for _, s in scores if s >= now - 86400)
+        naive.append(time.perf_counter() - t)
+    return percentile(ours, 50) * 1e6, percentile(naive, 50) * 1e6
+
+
+def time_to_pr(url: str) -> dict[str, float]:
+    """Signed deliveries into a live runnerguard + worker; the 11th completion crosses 50%; wait for the PR."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    workdir = Path(tempfile.mkdtemp(prefix="rg-bench-"))
+    (workdir / "app.pem").write_bytes(pem)
+    sim = SimulatorServer(app_id=APP_ID, app_public_key_pem=public)
+    sim.add_repo(REPO, {".github/workflows/ci.yml": WORKFLOW})
+    sim.install([REPO])
+    env = {**os.environ, "GITHUB_WEBHOOK_SECRET": SECRET, "REDIS_URL": url, "GITHUB_APP_ID": str(APP_ID),
+           "GITHUB_PRIVATE_KEY_PATH": str(workdir / "app.pem"), "GITHUB_API_URL": sim.url,
+           "RUNNERGUARD_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    settings = load_settings(env)
+    redis.Redis.from_url(url).flushall()
+    port = free_port()
+    server = make_server("127.0.0.1", port, create_app(settings), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    import requests
+
+    sys.path.insert(0, str(ROOT))
+    from tests.test_timings import job_events
+
+    now = time.time()
+    acked = 0.0
+    for n in range(11):
+        conclusion = "failure" if n >= 5 else "success"
+        for i, event in enumerate(job_events(700 + n, conclusion, created=now - 3600 + n, repo=REPO, repo_id=5,
+                                             labels=["self-hosted", "Linux", "X64"])):
+            body = json.dumps(event).encode()
+            headers = {"X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": f"b-{n}-{i}",
+                       "X-Hub-Signature-256": sign(SECRET, body), "Content-Type": "application/json"}
+            answer = requests.post(f"http://127.0.0.1:{port}/webhooks/github", data=body, headers=headers, timeout=10)
+            assert answer.status_code == 202, answer.text
+            acked = time.perf_counter()
+    deadline = time.time() + 120
+    while not sim.pulls(REPO) and time.time() < deadline:
+        time.sleep(0.02)
+    seconds = time.perf_counter() - acked
+    worker.terminate()
+    worker.wait(timeout=10)
+    server.shutdown()
+    sim.stop()
+    return {"seconds": seconds, "prs": len(sim.pulls(REPO))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument("--large", type=int, default=1_000_000)
+    args = parser.parse_args()
+    server = start_redis()
+    client = redis.Redis.from_url(server.url)
+    try:
+        small_ours, small_naive = evaluation_cost(client, server.url, 10_000, args.rounds)
+        large_ours, large_naive = evaluation_cost(client, server.url, args.large, args.rounds)
+        pr = time_to_pr(server.url)
+    finally:
+        server.stop()
+    print_table(
+        f"runnerguard rollback benchmark ({os.cpu_count()} cores)",
+        [
+            ("trigger evaluation, 10 k jobs (2 ZCOUNTs)", f"{small_ours:.0f} us", "naive full read",
+             f"{small_naive:,.0f} us", ""),
+            (f"trigger evaluation, {args.large // 1000:,} k jobs", f"{large_ours:.0f} us", "naive full read",
+             f"{large_naive:,.0f} us", f"ratio large/small {large_ours / small_ours:.2f} (target near 1)"),
+            ("triggering 202 -> PR exists", f"{pr['seconds']:.1f} s", "", "",
+             f"{pr['prs']} PR; writes paced >= 1 s apart per installation (GitHub's REST best practice)"),
+        ],
+        ("measure", "runnerguard", "baseline", "baseline figure", "notes"),
+    )
+
+
+if __name__ == "__main__":
+    main()
