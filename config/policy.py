@@ -11,6 +11,7 @@ from typing import Any
 
 from config.errors import ConfigError
 from runnerguard.pools import DEFAULT_FALLBACK, Pool
+from runnerguard.prewarm import CacheSpec, CommandSpec, SpecError, check_unique
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 LABEL_RE = re.compile(r"^[^\s,\[\]{}]{1,100}$")
@@ -53,8 +54,8 @@ class Policy:
 
     pools: tuple[Pool, ...] = ()
     rollback: RollbackPolicy = RollbackPolicy()
-    caches: tuple[Mapping[str, Any], ...] = field(default=())
-    commands: tuple[Mapping[str, Any], ...] = field(default=())
+    caches: tuple[CacheSpec, ...] = field(default=())
+    commands: tuple[CommandSpec, ...] = field(default=())
 
     def pool(self, name: str) -> Pool | None:
         return next((p for p in self.pools if p.name == name), None)
@@ -177,13 +178,18 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
         raise ConfigError(f"pool.{duplicate}", "is declared twice")
-    caches = _tables(data.get("cache", []), "cache")
-    commands = _tables(data.get("command", []), "command")
-    for kind, tables in (("cache", caches), ("command", commands)):
-        for i, table in enumerate(tables):
-            for pool_name in table.get("pools", []) if isinstance(table.get("pools", []), list) else []:
-                if pools and pool_name not in names:
-                    raise ConfigError(f"{kind}[{i}].pools", f"names pool {pool_name!r}, which is not declared")
+    caches = tuple(_spec(CacheSpec, t, f"cache[{i}]") for i, t in enumerate(_tables(data.get("cache", []), "cache")))
+    commands = tuple(_spec(CommandSpec, t, f"command[{i}]")
+                     for i, t in enumerate(_tables(data.get("command", []), "command")))
+    try:
+        check_unique(caches)
+    except SpecError as exc:
+        raise ConfigError(f"cache.{exc.key}", exc.why) from None
+    for kind, specs in (("cache", caches), ("command", commands)):
+        for spec in specs:
+            for pool_name in spec.pools:
+                if pool_name not in names:
+                    raise ConfigError(f"{kind}.{spec.name}.pools", f"names pool {pool_name!r}, which is not declared")
     return Policy(
         pools=pools,
         rollback=RollbackPolicy(dry_run=dry_run, cooldown_seconds=cooldown, failure_rate=failure_rate,
@@ -191,6 +197,13 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
         caches=caches,
         commands=commands,
     )
+
+
+def _spec(kind: type[CacheSpec] | type[CommandSpec], table: dict[str, Any], where: str) -> Any:
+    try:
+        return kind.from_mapping(table)
+    except SpecError as exc:
+        raise ConfigError(f"{where}.{exc.key}", exc.why) from None
 
 
 def _tables(value: object, key: str) -> tuple[dict[str, Any], ...]:

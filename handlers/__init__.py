@@ -1,8 +1,8 @@
 """Task handlers, one module per concern; their routers are composed here, in one place."""
 
-from handlers import replay, rollback, timings
+from handlers import prewarm, replay, rollback, timings
 from handlers.routing import Router
 
-router = Router.compose(timings.router, rollback.router)
+router = Router.compose(timings.router, rollback.router, prewarm.router)
 
 __all__ = ["replay", "router"]

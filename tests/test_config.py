@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from config import ConfigError, load_policy, load_settings, parse_policy
 
 BASE = {"GITHUB_WEBHOOK_SECRET": "s3cret"}
+CACHE = {"name": "c", "url": "https://example.org/m.zip", "sha256": "a" * 64, "unpack": "zip",
+         "dest": "/var/cache/runnerguard/models/m", "pools": ["a"]}
 
 
 def test_defaults() -> None:
@@ -89,7 +91,12 @@ def test_no_policy_is_the_seeds_rule() -> None:
     ({"rollback": {"failure_rate": {"window": "a day"}}}, "rollback.failure_rate.window"),
     ({"rollback": {"failure_rate": {"min_jobs": 0}}}, "rollback.failure_rate.min_jobs"),
     ({"rollback": {"stuck_queue": {"after": "-2h"}}}, "rollback.stuck_queue.after"),
-    ({"cache": [{"name": "c", "pools": ["ghost"]}], "pool": [{"name": "a", "labels": ["x"]}]}, "cache[0].pools"),
+    ({"cache": [{**CACHE, "pools": ["ghost"]}], "pool": [{"name": "a", "labels": ["x"]}]}, "cache.c.pools"),
+    ({"cache": [{**CACHE, "sha256": "abc"}], "pool": [{"name": "a", "labels": ["x"]}]}, "cache[0].sha256"),
+    ({"cache": [{**CACHE, "dest": "relative/dir"}], "pool": [{"name": "a", "labels": ["x"]}]}, "cache[0].dest"),
+    ({"cache": [CACHE, {**CACHE, "name": "d"}], "pool": [{"name": "a", "labels": ["x"]}]}, "cache.dest"),
+    ({"command": [{"name": "f", "argv": "cargo fetch", "cwd": "/srv", "pools": ["a"]}],
+      "pool": [{"name": "a", "labels": ["x"]}]}, "command[0].argv"),
     ({"pools": []}, "policy.pools"),
 ])
 def test_bad_policies_name_the_key_and_why(data: dict[str, Any], key: str) -> None:

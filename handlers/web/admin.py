@@ -7,10 +7,12 @@ from datetime import datetime
 
 from flask import Blueprint, Response, jsonify, request
 
+from config.policy import NAME_RE
 from handlers.web.auth import require_admin
 from handlers.web.state import state
 from runnerguard import jobstore
 from runnerguard.pools import DEFAULT_POOL
+from runnerguard.prewarm import cache_rows
 
 bp = Blueprint("admin", __name__, url_prefix="/api")
 DAY = 86400
@@ -81,3 +83,16 @@ def list_pools() -> Response:
             "failed_window": failed_w,
         })
     return jsonify(pools=rows)
+
+
+@bp.get("/caches")
+@require_admin
+def list_caches() -> Response:
+    """One row per cache and host: state, hits, misses, errors, bytes, hit rate."""
+    web = state()
+    host = request.args.get("host") or None
+    if host is not None and not NAME_RE.match(host):
+        raise BadRequest("host must be a runner host name")
+    expected = [(c.name, h) for c in web.policy.caches for p in web.policy.pools if p.name in c.pools
+                for h in p.hosts]
+    return jsonify(caches=cache_rows(web.redis, host, expected=expected))
