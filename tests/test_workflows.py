@@ -121,10 +121,10 @@ def test_jobs_on_github_hosted_runners_or_other_pools_stay_as_they_are() -> None
     assert result.unresolved == ()
 
 
-def test_the_default_pool_takes_only_jobs_asking_for_self_hosted_alone() -> None:
-    text = wf("  a:\n    runs-on: self-hosted\n  b:\n    runs-on: [self-hosted, linux]\n")
+def test_the_no_policy_pool_takes_every_job_asking_for_self_hosted() -> None:
+    text = wf("  a:\n    runs-on: self-hosted\n  b:\n    runs-on: [self-hosted, linux]\n  c:\n    runs-on: [gpu]\n")
     result = rewrite(text, DEFAULT_POOL)
-    assert [c.job for c in result.changes] == ["a"]
+    assert [c.job for c in result.changes] == ["a", "b"]
 
 
 def test_commented_out_runs_on_is_untouched() -> None:

@@ -109,8 +109,9 @@ def test_every_fixture_with_the_default_pool(shared_dir: Path) -> None:
         result = check_rewrite(path.read_text(encoding="utf-8"), DEFAULT_POOL.can_take)
         taken += len(result.changes)
         for change in result.changes:
-            assert change.before.strip() == SELF_HOSTED, (path.name, change)
-    assert taken >= 4  # the `runs-on: self-hosted` jobs of golembase, ambience, ttg and superbenchmark
+            assert SELF_HOSTED in change.before.lower(), (path.name, change)
+    # Without a policy every job that asks for `self-hosted` is the pool's, whatever else it asks for.
+    assert taken >= 40
 
 
 def test_every_fixture_with_pools_built_from_its_own_self_hosted_jobs(shared_dir: Path) -> None:
