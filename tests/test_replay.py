@@ -88,7 +88,7 @@ def test_show_has_headers_payload_and_attempts(client: FlaskClient, drain) -> No
     assert shown["headers"]["X-GitHub-Event"] == "workflow_job"
     assert shown["payload"]["action"] == "completed"
     assert shown["state"] == "done"
-    assert [a["state"] for a in shown["attempts"]] == ["done"]
+    assert sorted((a["task"], a["state"]) for a in shown["attempts"]) == [("rollback", "done"), ("timings", "done")]
 
 
 def test_replay_one_runs_its_handlers_again(client: FlaskClient, redis_client: redis.Redis, drain) -> None:  # type: ignore[no-untyped-def]
@@ -97,11 +97,11 @@ def test_replay_one_runs_its_handlers_again(client: FlaskClient, redis_client: r
     before = recorded_state(redis_client)
     response = client.post("/api/deliveries/seed-0-2/replay", headers=API)
     assert response.status_code == 202
-    assert response.get_json() == {"delivery": "seed-0-2", "queued": ["timings"]}
+    assert response.get_json() == {"delivery": "seed-0-2", "queued": ["timings", "rollback"]}
     assert client.get("/api/deliveries/seed-0-2", headers=API).get_json()["state"] == "queued"
-    assert drain() == 1
+    assert drain() == 2
     shown = client.get("/api/deliveries/seed-0-2", headers=API).get_json()
-    assert shown["state"] == "done" and len(shown["attempts"]) == 2
+    assert shown["state"] == "done" and len(shown["attempts"]) == 4
     assert recorded_state(redis_client) == before
     assert client.post("/api/deliveries/missing/replay", headers=API).status_code == 404
 
@@ -144,10 +144,10 @@ def test_cli_lists_shows_and_replays(app: Flask, client: FlaskClient, redis_clie
     assert shown.exit_code == 0 and json.loads(shown.output)["state"] == "done"
     assert runner.invoke(args=["deliveries", "show", "nope"]).exit_code == 1
     one = runner.invoke(args=["deliveries", "replay", "seed-1-2"])
-    assert one.exit_code == 0 and "timings" in one.output
+    assert one.exit_code == 0 and "timings, rollback" in one.output
     bulk = runner.invoke(args=["deliveries", "replay", "--all"])
     assert bulk.exit_code == 0 and "queued 6 deliveries" in bulk.output
     assert runner.invoke(args=["deliveries", "replay"]).exit_code == 2
     assert runner.invoke(args=["deliveries", "list", "--since", "yesterday"]).exit_code == 2
-    assert drain() == 7
+    assert drain() == 10  # one completion (timings + rollback), then all 6 deliveries (2 of them completions)
     assert redis_client.exists(keys.job(3, 501))

@@ -51,7 +51,7 @@ def test_jobs_recorded_by_the_worker_are_served_by_the_api(client, redis_client,
     for n, conclusion in enumerate(["success", "failure", "failure", "cancelled"]):
         for i, event in enumerate(job_events(100 + n, conclusion, created=now - 3600 + n)):
             deliver(client, event, f"g-{n}-{i}")
-    assert drain() == 12
+    assert drain() == 16  # 12 timeline tasks, and a rollback check for each of the 4 completions
     jobs = client.get("/api/jobs?repo=octo/app", headers=admin_headers()).get_json()["jobs"]
     assert len(jobs) == 4
     first = next(j for j in jobs if j["job_id"] == 100)
