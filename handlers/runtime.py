@@ -67,7 +67,8 @@ def current() -> Runtime:
     return _runtime
 
 
-DeliveryTask = Callable[[Delivery, Runtime], None]
+# A task body returns True when it recorded its own "done" (in the same write as its work), else None.
+DeliveryTask = Callable[[Delivery, "Runtime"], bool | None]
 
 
 def delivery_task(name: str, body: DeliveryTask) -> Callable[[str], None]:
@@ -83,7 +84,7 @@ def delivery_task(name: str, body: DeliveryTask) -> Callable[[str], None]:
             return
         extra.update(event=delivery.event, action=delivery.action, repo=delivery.repo)
         try:
-            body(delivery, rt)
+            marked = body(delivery, rt)
         except (PayloadError, PermanentError, ValueError) as exc:
             deliveries.mark_task(rt.redis, guid, name, deliveries.FAILED, error=str(exc), now=rt.clock())
             log.warning("task failed for good", extra={**extra, "error": str(exc)[:200]})
@@ -97,7 +98,8 @@ def delivery_task(name: str, body: DeliveryTask) -> Callable[[str], None]:
                                  now=rt.clock())
             log.warning("task failed", extra={**extra, "error": type(exc).__name__})
             raise
-        deliveries.mark_task(rt.redis, guid, name, deliveries.DONE, now=rt.clock())
+        if not marked:
+            deliveries.mark_task(rt.redis, guid, name, deliveries.DONE, now=rt.clock())
         log.info("task done", extra=extra)
 
     return task

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from handlers.routing import Router
 from handlers.runtime import Runtime, delivery_task
-from runnerguard import jobstore
+from runnerguard import deliveries, jobstore
 from runnerguard.deliveries import Delivery
 from runnerguard.pools import pools_for
 from runnerguard.timeline import PayloadError, parse_workflow_job
@@ -18,7 +18,7 @@ def counting_rule(rt: Runtime) -> jobstore.CountingRule:
 
 
 @router.register("workflow_job", name="timings", queue="events", wrap=delivery_task)
-def record_job(delivery: Delivery, rt: Runtime) -> None:
+def record_job(delivery: Delivery, rt: Runtime) -> bool:
     try:
         payload = delivery.payload()
     except ValueError as exc:
@@ -33,4 +33,7 @@ def record_job(delivery: Delivery, rt: Runtime) -> None:
         rule=counting_rule(rt),
         retention_seconds=rt.settings.job_retention_seconds,
         now=rt.clock(),
+        # The delivery's "done" goes in the same atomic write as the timeline: one round trip fewer per event.
+        also=lambda pipe: deliveries.mark_task_on(pipe, delivery.guid, "timings", deliveries.DONE, now=rt.clock()),
     )
+    return True

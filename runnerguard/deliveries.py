@@ -17,6 +17,7 @@ from runnerguard import keys
 QUEUED, RUNNING, DONE, FAILED, IGNORED = "queued", "running", "done", "failed", "ignored"
 MAX_ATTEMPTS_KEPT = 50
 MAX_ERROR_CHARS = 500
+ATTEMPTS_TTL = 30 * 86400  # outlives any delivery retention; refreshed on every attempt
 
 
 @dataclass(frozen=True)
@@ -133,15 +134,22 @@ def mark_task(
     client: redis.Redis, guid: str, task: str, state: str, *, error: str | None = None, now: float | None = None
 ) -> None:
     """Record a task's state on its delivery, and the attempt in the delivery's history."""
+    pipe = client.pipeline(transaction=True)
+    mark_task_on(pipe, guid, task, state, error=error, now=now)
+    pipe.execute()
+
+
+def mark_task_on(
+    pipe: Pipeline, guid: str, task: str, state: str, *, error: str | None = None, now: float | None = None
+) -> None:
+    """The commands of `mark_task`, for a caller that writes them together with its own (one round trip)."""
     now = time.time() if now is None else now
     value = f"{FAILED}: {error[:MAX_ERROR_CHARS]}" if state == FAILED and error else state
     attempt = json.dumps({"task": task, "state": state, "at": now, "error": (error or "")[:MAX_ERROR_CHARS] or None})
-    key = keys.delivery(guid)
-    pipe = client.pipeline(transaction=True)
-    pipe.hset(key, f"task:{task}", value)
+    pipe.hset(keys.delivery(guid), f"task:{task}", value)
     pipe.rpush(keys.delivery_attempts(guid), attempt)
     pipe.ltrim(keys.delivery_attempts(guid), -MAX_ATTEMPTS_KEPT, -1)
-    pipe.execute()
+    pipe.expire(keys.delivery_attempts(guid), ATTEMPTS_TTL)
 
 
 def attempts(client: redis.Redis, guid: str) -> list[dict[str, Any]]:

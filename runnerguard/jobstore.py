@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.client import Pipeline
-from redis.exceptions import WatchError
 
 from runnerguard import keys, metrics
+from runnerguard.atomic import CompareAndSet, new_batch
 from runnerguard.timeline import JobSnapshot, merge
 
 PUBLIC_FIELDS = (
@@ -45,26 +45,29 @@ def upsert(
     rule: CountingRule,
     retention_seconds: int,
     now: float,
+    also: Callable[[Pipeline], None] | None = None,
 ) -> dict[str, Any]:
-    """Merge a snapshot into the job's record and bring every index in line with the merged result."""
+    """Merge a snapshot into the job's record and bring every index in line with the merged result.
+
+    Read, merge in Python, then write only if nobody wrote the record in between (compare-and-set in one script);
+    on a race, merge again. `also` adds commands to the same atomic write (the delivery's "done" mark).
+    """
     key = keys.job(*snapshot.key)
-    with client.pipeline(transaction=True) as pipe:
-        while True:
-            try:
-                pipe.watch(key)
-                raw = pipe.get(key)
-                previous = json.loads(raw) if raw else None
-                record = merge(previous, snapshot, seen_at)
-                record["pools"] = sorted(set(record.get("pools") or ()) | set(pools))
-                pipe.multi()
-                pipe.set(key, json.dumps(record, separators=(",", ":")), ex=retention_seconds)
-                _index(pipe, record, rule=rule, cutoff=now - retention_seconds)
-                if record["completed_ts"] is not None and (previous is None or previous.get("completed_ts") is None):
-                    _count_finished(pipe, record)  # once per job, however often its deliveries are replayed
-                pipe.execute()
-                return record
-            except WatchError:
-                continue  # another worker updated the same job between our read and write: merge again
+    cas = CompareAndSet(client)
+    while True:
+        raw = client.get(key)
+        previous = json.loads(raw) if raw else None  # type: ignore[arg-type]
+        record = merge(previous, snapshot, seen_at)
+        record["pools"] = sorted(set(record.get("pools") or ()) | set(pools))
+        batch = new_batch(client)
+        batch.set(key, json.dumps(record, separators=(",", ":")), ex=retention_seconds)
+        _index(batch, record, rule=rule, cutoff=now - retention_seconds)
+        if record["completed_ts"] is not None and (previous is None or previous.get("completed_ts") is None):
+            _count_finished(batch, record)  # once per job, however often its deliveries are replayed
+        if also is not None:
+            also(batch)
+        if cas.execute_if_unchanged(key, raw, batch):  # type: ignore[arg-type]
+            return record
 
 
 def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff: float) -> None:
