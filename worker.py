@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from datetime import timedelta
 
 import redis
@@ -54,12 +55,20 @@ class RunnerguardWorker(SimpleWorker):
     """
 
     HEARTBEAT_EVERY = timedelta(seconds=1)
+    SUSPENSION_CHECK_EVERY = 1.0  # seconds: `rq suspend` takes effect within a second instead of at the next job
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         last = getattr(self, "last_heartbeat", None)
         if pipeline is None and timeout is None and last is not None and now() - last < self.HEARTBEAT_EVERY:
             return
         super().heartbeat(timeout, pipeline)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        checked = getattr(self, "_suspension_checked", 0.0)
+        if time.monotonic() - checked < self.SUSPENSION_CHECK_EVERY:
+            return
+        self._suspension_checked = time.monotonic()
+        super().check_for_suspension(burst)
 
 
 def run_scheduler(redis_url: str, *, github_configured: bool, level: str) -> int:
