@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from config.policy import NAME_RE
 from handlers.web.auth import require_admin
+from handlers.web.openapi import OPENAPI
 from handlers.web.state import state
 from runnerguard import jobstore
 from runnerguard.pools import DEFAULT_POOL
@@ -96,3 +97,9 @@ def list_caches() -> Response:
     expected = [(c.name, h) for c in web.policy.caches for p in web.policy.pools if p.name in c.pools
                 for h in p.hosts]
     return jsonify(caches=cache_rows(web.redis, host, expected=expected))
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The admin API's description; open, since it holds no secret."""
+    return jsonify(OPENAPI)
