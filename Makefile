@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEPS := $(VENV)/.deps-installed
 
-.PHONY: run test lint bench clean check-python
+.PHONY: run test lint bench demo clean check-python
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "runnerguard needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -29,9 +29,15 @@ test: $(DEPS)
 lint: $(DEPS)
 	$(BIN)/ruff check .
 
+## demo: the stack with the GitHub simulator standing in for github.com, a week of a failing laptop pool
+demo: $(DEPS)
+	$(BIN)/python -m devtools.demo
+
 ## bench: the benchmarks under bench/, each printing a table against its baseline
 bench: $(DEPS)
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_rollback.py
+	$(BIN)/python bench/bench_prewarm.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
