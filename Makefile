@@ -23,6 +23,7 @@ run: $(DEPS)
 
 ## test: the whole suite against its own redis-server on a free port (never yours), then ruff
 test: $(DEPS)
+	@bash devtools/install_browser.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 	$(BIN)/ruff check .
 

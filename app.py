@@ -8,9 +8,9 @@ from werkzeug.exceptions import HTTPException
 
 import handlers
 from config import Settings, load_policy, load_settings
-from handlers import cli
+from handlers import cli, cli_report
 from handlers.intake import Intake
-from handlers.web import admin, deliveries, health, rollbacks, state, webhooks
+from handlers.web import admin, dashboard, deliveries, health, metrics, rollbacks, session_auth, setup, state, webhooks
 from runnerguard import logs
 
 
@@ -31,6 +31,10 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)
+    session_auth.init_app(app)  # the dashboard's login: session cookie settings, CSRF token, /login, /logout
+    for blueprint in (metrics.bp, dashboard.bp, setup.bp):
+        app.register_blueprint(blueprint)
+    cli_report.init_app(app)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:

@@ -67,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, the same for both apps")
+    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (gthread when > 1)")
     parser.add_argument("--clients", type=int, default=3, help="load generator processes")
     parser.add_argument("--jobs", type=int, default=1500, help="tasks per worker benchmark")
     args = parser.parse_args()
@@ -77,10 +78,10 @@ def main() -> None:
     rows: list[tuple[str, ...]] = []
     try:
         # 1. ingest throughput, bare Flask vs runnerguard, same gunicorn settings
-        bare = start_gunicorn("bare_app:create_app()", env, args.workers)
+        bare = start_gunicorn("bare_app:create_app()", env, args.workers, args.threads)
         bare_rps, bare_err = throughput(bare.port, args.seconds, args.clients, "bare")
         bare.stop()
-        web = start_gunicorn("app:create_app()", env, args.workers)
+        web = start_gunicorn("app:create_app()", env, args.workers, args.threads)
         rg_rps, rg_err = throughput(web.port, args.seconds, args.clients, "rg")
         recorded = client.zcard("rg:deliveries")
         queued = Queue("events", connection=client).count
@@ -134,7 +135,8 @@ def main() -> None:
                      f"{len(fresh)}/{len(sent)} processed"))
     finally:
         server.stop()
-    print_table(f"runnerguard ingest benchmark ({os.cpu_count()} cores, gunicorn --workers {args.workers}, "
+    print_table(f"runnerguard ingest benchmark ({os.cpu_count()} cores, gunicorn --workers {args.workers} "
+                f"--threads {args.threads}, "
                 f"{args.clients} client processes, {args.seconds:.0f} s per run)",
                 rows, ("measure", "runnerguard", "baseline", "baseline figure", "ratio", "target", "notes"))
     print(json.dumps({"ingest_ratio": round(rg_rps / bare_rps, 3), "ack_p99_ms": round(p99, 2),

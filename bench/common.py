@@ -59,11 +59,12 @@ class Gunicorn:
             self.process.kill()
 
 
-def start_gunicorn(target: str, env: dict[str, str], workers: int) -> Gunicorn:
+def start_gunicorn(target: str, env: dict[str, str], workers: int, threads: int = 1) -> Gunicorn:
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), target, "--bind", f"127.0.0.1:{port}", "--workers",
-         str(workers), "--worker-class", "sync", "--log-level", "warning"],
+         str(workers), "--worker-class", "gthread" if threads > 1 else "sync", "--threads", str(threads),
+         "--log-level", "warning"],
         cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"},
     )
     deadline = time.monotonic() + 20

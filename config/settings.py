@@ -37,6 +37,7 @@ class Settings:
     host: str = ""
     log_level: str = "INFO"
     secret_key: str = field(default="", repr=False)
+    allow_setup: bool = False
 
     @property
     def webhook_secrets(self) -> tuple[str, ...]:
@@ -124,6 +125,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         host=env.get("RUNNERGUARD_HOST", "").strip() or socket.gethostname(),
         log_level=env.get("RUNNERGUARD_LOG_LEVEL", "INFO").strip().upper() or "INFO",
         secret_key=env.get("RUNNERGUARD_SECRET_KEY", ""),
+        allow_setup=env.get("RUNNERGUARD_ALLOW_SETUP", "").strip().lower() in ("1", "true", "yes"),
     )
 
 

@@ -150,3 +150,12 @@ PREWARM_STATS_INDEX = f"{PREFIX}:prewarm:stats"  # set of "host\tcache"
 # --- metrics --------------------------------------------------------------------------------------------------------
 
 METRIC_COUNTERS = f"{PREFIX}:metrics:counters"  # hash "name{labels}" -> value
+
+# --- dashboard rollups ----------------------------------------------------------------------------------------------
+
+
+def dashboard_summary(pool: str, step: int, bucket_start: int, rule: str) -> str:
+    """String (JSON, with a TTL): the job summary of one settled time bucket of a pool (runnerguard/rollup.py),
+    so a dashboard render folds only the open buckets. `rule` is the counting rule's digest: a policy change
+    starts fresh summaries."""
+    return f"{PREFIX}:dash:summary:v1:{pool}:{step}:{bucket_start}:{rule}"

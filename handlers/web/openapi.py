@@ -144,6 +144,16 @@ OPENAPI: dict[str, Any] = {
                 "type": "object", "properties": {"repo": {"type": "string"}}, "required": ["repo"]}}}},
             "responses": {"202": _json(QUEUED, "queued"), **_errors(400, *AUTH, 404, 409)},
         }},
+        "/api/scorecard": {"get": {
+            "summary": "The Phase 3 scorecard per pool: target, actual, pass/fail",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "generated_at": {"type": "number"}, "window_days": {"type": "integer"},
+                "rows": {"type": "array", "items": {"type": "object", "properties": {
+                    "pool": {"type": "string"}, "metric": {"type": "string"}, "title": {"type": "string"},
+                    "target": {"type": "string"}, "actual": NULLABLE_NUM, "actual_text": {"type": "string"},
+                    "status": {"type": "string"}}, "required": ["pool", "metric", "target", "status"]}}},
+                "required": ["rows"]}), **_errors(*AUTH)},
+        }},
         "/api/caches": {"get": {
             "summary": "Pre-warmed caches per host",
             "parameters": [{"name": "host", "in": "query", "required": False, "schema": {"type": "string"}}],
