@@ -10,6 +10,7 @@ from datetime import timedelta
 import redis
 from redis.client import Pipeline
 from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.utils import now
 
 from config import ConfigError, load_settings
@@ -63,6 +64,18 @@ class RunnerguardWorker(SimpleWorker):
         if pipeline is None and timeout is None and last is not None and now() - last < self.HEARTBEAT_EVERY:
             return
         super().heartbeat(timeout, pipeline)
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        # RQ marks the worker idle twice after each job; a stand-alone write of the state it already has is a
+        # wasted round trip.
+        if pipeline is None and getattr(self, "_state", None) == state:
+            return
+        super().set_state(state, pipeline)
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        # RQ sends the job one more heartbeat here, a stand-alone round trip; in this worker the job finishes in
+        # the same process a moment later, and its success or failure write follows straight away.
+        job.ended_at = now()
 
     def check_for_suspension(self, burst: bool) -> None:
         checked = getattr(self, "_suspension_checked", 0.0)
