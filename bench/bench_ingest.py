@@ -67,7 +67,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, the same for both apps")
-    parser.add_argument("--threads", type=int, default=1, help="gunicorn threads per worker (gthread when > 1)")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="gunicorn threads per worker (gthread when > 1), as deploy/gunicorn.conf.py")
     parser.add_argument("--clients", type=int, default=3, help="load generator processes")
     parser.add_argument("--jobs", type=int, default=1500, help="tasks per worker benchmark")
     args = parser.parse_args()
