@@ -83,14 +83,21 @@ def drain(settings: Settings, redis_client: redis.Redis) -> Iterator[Callable[..
         def subscribe(self) -> None:
             """No command channel for a burst run: joining its thread costs a second at every teardown."""
 
-    def run(queues: tuple[str, ...] = ("events", "github"), policy: Policy | None = None) -> int:
+    def run(queues: tuple[str, ...] = ("events", "github"), policy: Policy | None = None, *,
+            github: object | None = None, one_queue_at_a_time: bool = False) -> int:
+        """Returns how many tasks were waiting. `one_queue_at_a_time` drains each queue fully before the next."""
         rt = runtime.Runtime.from_settings(settings, client=redis_client)
         if policy is not None:
             rt.policy = policy
+        if github is not None:
+            rt.github_app = github  # type: ignore[assignment]
         runtime.install(rt)
-        rq_queues = [Queue(q, connection=redis_client) for q in queues]
-        waiting = sum(q.count for q in rq_queues)
-        BurstWorker(rq_queues, connection=redis_client).work(burst=True, logging_level="WARNING")
+        groups = [[q] for q in queues] if one_queue_at_a_time else [list(queues)]
+        waiting = 0
+        for group in groups:
+            rq_queues = [Queue(q, connection=redis_client) for q in group]
+            waiting += sum(q.count for q in rq_queues)
+            BurstWorker(rq_queues, connection=redis_client).work(burst=True, logging_level="WARNING")
         return waiting
 
     yield run

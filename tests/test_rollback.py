@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import redis
 import yaml
 from flask.testing import FlaskClient
 from rq import Queue
 
-from config import Policy, Settings, parse_policy
+from config import Policy, parse_policy
 from handlers import rollback as rollback_handlers
 from handlers import runtime
 from runnerguard import rollback_state, rules
@@ -53,29 +52,13 @@ def repo_on_sim(github_sim) -> tuple[str, int]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture()
-def run_all(settings: Settings, redis_client: redis.Redis, github_app: GitHubApp) -> Iterator[Callable[..., int]]:
+def run_all(drain: Callable[..., int], github_app: GitHubApp) -> Callable[..., int]:
     """Drain events, then github, with a runtime whose GitHub App talks to the simulator."""
-    from worker import RunnerguardWorker
-
-    class BurstWorker(RunnerguardWorker):
-        def subscribe(self) -> None:
-            pass
 
     def run(policy: Policy | None = None) -> int:
-        rt = runtime.Runtime.from_settings(settings, client=redis_client)
-        rt.github_app = github_app
-        if policy is not None:
-            rt.policy = policy
-        runtime.install(rt)
-        total = 0
-        for name in ("events", "github"):
-            queue = Queue(name, connection=redis_client)
-            total += queue.count
-            BurstWorker([queue], connection=redis_client).work(burst=True, logging_level="WARNING")
-        return total
+        return drain(("events", "github"), policy, github=github_app, one_queue_at_a_time=True)
 
-    yield run
-    runtime.install(None)
+    return run
 
 
 def feed(client: FlaskClient, failures: int, total: int, *, start: int = 1000, repo: str = REPO,

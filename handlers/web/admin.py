@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -12,6 +11,7 @@ from handlers.web.auth import require_admin
 from handlers.web.openapi import OPENAPI
 from handlers.web.state import state
 from runnerguard import jobstore
+from runnerguard.delivery_query import QueryError, parse_when
 from runnerguard.pools import DEFAULT_POOL
 from runnerguard.prewarm import cache_rows
 
@@ -25,15 +25,11 @@ class BadRequest(ValueError):
 
 
 def parse_since(raw: str | None) -> float | None:
-    if raw is None or raw == "":
-        return None
+    """ISO 8601 with a zone, or relative ("24h"); the same rules as the delivery filters."""
     try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"since must be an ISO 8601 time such as 2026-11-27T10:00:00Z, got {raw[:40]!r}") from None
-    if parsed.tzinfo is None:
-        raise BadRequest("since must carry a time zone (e.g. a trailing Z)")
-    return parsed.timestamp()
+        return parse_when(raw, "since", now=time.time())
+    except QueryError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def parse_limit(raw: str | None, default: int = 500) -> int:
