@@ -112,3 +112,18 @@ def test_policy_file_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("[[pool]\nname =")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_policy(tmp_path / "bad.toml")
+
+
+def test_web_and_worker_refuse_to_start_without_the_secret() -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNERGUARD_"))}
+    web = subprocess.run([sys.executable, "-c", "import app; app.create_app()"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert web.returncode != 0 and "GITHUB_WEBHOOK_SECRET: is required" in web.stderr
+    worker = subprocess.run([sys.executable, "worker.py", "--burst"], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert worker.returncode == 2 and "GITHUB_WEBHOOK_SECRET: is required" in worker.stderr
