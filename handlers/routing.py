@@ -54,10 +54,6 @@ class Router:
     def routes_for(self, event: str, action: str | None) -> list[Route]:
         return [r for r in self._routes if r.event == event and (r.action is None or r.action == action)]
 
-    @property
-    def events(self) -> set[str]:
-        return {r.event for r in self._routes}
-
     @classmethod
     def compose(cls, *routers: Router) -> Router:
         return cls(route for router in routers for route in router._routes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
 from rq import get_current_job
@@ -31,7 +31,6 @@ class Runtime:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     github_app: GitHubApp | None = None
-    extras: dict[str, object] = field(default_factory=dict)
 
     def github(self) -> GitHubApp | None:
         """The GitHub App client, built on first use; None when no App is configured."""

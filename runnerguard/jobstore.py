@@ -170,3 +170,18 @@ def failed_jobs(client: redis.Redis, pool: str, since: float, limit: int = 50) -
     """The most recent failed jobs of a pool in the window (the evidence in a rollback PR)."""
     members = client.zrevrangebyscore(keys.pool_failed(pool), "+inf", since, start=0, num=limit)
     return load(client, (m.decode() for m in members))  # type: ignore[union-attr]
+
+
+def trim_indexes(client: redis.Redis, *, retention_seconds: int, now: float) -> int:
+    """Retention for pools and repos that stopped getting jobs (active ones are trimmed as they are written)."""
+    cutoff = now - retention_seconds
+    pipe = client.pipeline(transaction=False)
+    indexes = [keys.JOBS_BY_CREATED]
+    for pool in (m.decode() for m in client.smembers(keys.POOLS_SEEN)):  # type: ignore[union-attr]
+        indexes += [keys.pool_created(pool), keys.pool_started(pool), keys.pool_finished(pool),
+                    keys.pool_failed(pool), keys.pool_waiting(pool), keys.pool_repos(pool)]
+    for repo in (m.decode() for m in client.smembers(keys.REPOS_SEEN)):  # type: ignore[union-attr]
+        indexes += [keys.repo_created(repo), keys.repo_finished(repo), keys.repo_failed(repo)]
+    for index in indexes:
+        pipe.zremrangebyscore(index, "-inf", cutoff)
+    return sum(int(n) for n in pipe.execute())

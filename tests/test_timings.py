@@ -199,3 +199,19 @@ def test_job_counters_and_histograms_count_each_job_once(client, redis_client, d
     assert metrics.value(redis_client, "runnerguard_job_run_seconds_bucket", {"pool": "self-hosted", "le": "600"}) == 1
     assert metrics.value(redis_client, "runnerguard_job_run_seconds_bucket", {"pool": "self-hosted", "le": "300"}) == 0
     assert metrics.value(redis_client, "runnerguard_job_queue_seconds_sum", {"pool": "self-hosted"}) == 60
+
+
+def test_the_periodic_trim_enforces_retention_where_nothing_is_written_any_more(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
+    from handlers import maintenance, runtime
+
+    now = time.time()
+    for i, e in enumerate(job_events(700, "failure", created=now - 2 * 86400, repo="quiet/repo", repo_id=9)):
+        deliver(client, e, f"q-{i}")
+    drain()
+    assert redis_client.zcard(keys.repo_finished("quiet/repo")) == 1
+    runtime.current().settings = runtime.current().settings.with_overrides(job_retention_days=1,
+                                                                           delivery_retention_days=1)
+    removed = maintenance.trim()
+    assert removed >= 3  # the job's entries in the repo and pool indexes, and the old deliveries' index entries
+    assert redis_client.zcard(keys.repo_finished("quiet/repo")) == 0
+    assert redis_client.zcard(keys.pool_finished("self-hosted")) == 0
