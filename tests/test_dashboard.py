@@ -186,7 +186,7 @@ def test_failed_tasks_are_listed_with_a_replay_button(client, redis_client, drai
 
     seed(client, drain, count=1)
     # a task that fails for good, as a handler's would: RQ keeps it in the failed registry with its delivery id
-    Queue("github", connection=redis_client).enqueue("json.loads", "d-0-2", job_id="d-0-2_rollback")
+    Queue("github", connection=redis_client).enqueue("json.loads", "d-0-2", job_id="d-0-2_rollback_r1")
     drain()
     login(client)
     html = client.get("/").get_data(as_text=True)
