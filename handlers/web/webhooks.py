@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 import redis
 from flask import Blueprint, Response, jsonify, request
 
@@ -25,6 +26,6 @@ def receive_webhook() -> tuple[Response, int]:
         guid = request.headers.get("X-GitHub-Delivery", "")[:64]
         log.error("redis unavailable: %s", str(exc)[:200], extra={"delivery_id": guid, "error": type(exc).__name__})
         return jsonify(error="storage unavailable, try again later"), 503
-    extra = {"delivery_id": result.delivery_id, "event": result.event, "status": result.status}
-    log.info("webhook", extra=extra)
-    return jsonify(result.body), result.status
+    log.info("webhook", extra={"delivery_id": result.delivery_id, "event": result.event, "status": result.status})
+    # orjson: this answer is on GitHub's clock (10 s) and on every delivery's path; jsonify costs several times more.
+    return Response(orjson.dumps(result.body), status=result.status, mimetype="application/json"), result.status
