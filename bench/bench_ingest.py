@@ -66,7 +66,8 @@ def worker_rate(kind: str, queue: str, env: dict[str, str]) -> tuple[int, float]
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers, the same for both apps")
+    parser.add_argument("--workers", type=int, default=min(2 * (os.cpu_count() or 1) + 1, 8),
+                        help="gunicorn workers, the same for both apps (default: deploy/gunicorn.conf.py's)")
     parser.add_argument("--threads", type=int, default=4,
                         help="gunicorn threads per worker (gthread when > 1), as deploy/gunicorn.conf.py")
     parser.add_argument("--clients", type=int, default=3, help="load generator processes")
