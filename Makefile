@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEPS := $(VENV)/.deps-installed
 
-.PHONY: run test lint bench demo clean check-python
+.PHONY: run test lint bench demo reliability clean check-python
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "runnerguard needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -33,6 +33,10 @@ lint: $(DEPS)
 ## demo: the stack with the GitHub simulator standing in for github.com, a week of a failing laptop pool
 demo: $(DEPS)
 	$(BIN)/python -m devtools.demo
+
+## reliability: the full load, fault and abuse runs on real processes (loopback, several minutes), one table
+reliability: $(DEPS)
+	$(BIN)/python -m devtools.reliability --fsync-always
 
 ## bench: the benchmarks under bench/, each printing a table against its baseline
 bench: $(DEPS)

@@ -1,0 +1,67 @@
+"""Test-only RQ tasks and a clock-skewed worker for the reliability runs; never routed from a webhook."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from rq import get_current_job
+
+from handlers import runtime, timings
+
+QUEUE = "reliability"
+# This module's own keys: test-only bookkeeping, kept apart from runnerguard's key space (runnerguard/keys.py).
+RUNS = "reliability:runs"  # hash guid -> times the task started
+LINGERING = "reliability:lingering"  # hash guid -> when the first run began to linger (the moment to kill)
+FINISHED = "reliability:finished"  # hash guid -> when a run finished
+HOLDING = "reliability:holding"  # hash job id -> when `hold` began
+
+
+def record_then_linger(guid: str, linger: float) -> None:
+    """The real timings task for `guid`, then, on the first run only, a long tail before returning.
+
+    The timeline write (record, indexes, jobs_total, the delivery's "done") is already committed when the tail
+    begins: a worker killed in the tail leaves a job RQ still sees as started, whose retry must not count the job
+    a second time.
+    """
+    rt = runtime.current()
+    runs = int(rt.redis.hincrby(RUNS, guid, 1))  # type: ignore[arg-type]
+    timings.record_job(guid)
+    if runs == 1:
+        rt.redis.hset(LINGERING, guid, time.time())
+        time.sleep(linger)
+    job = get_current_job()
+    rt.redis.hset(FINISHED, guid, f"{time.time()}:{runs}:{job.id if job else ''}")
+
+
+def hold(seconds: float) -> None:
+    """Keep the worker busy for `seconds`, so that an outage begun meanwhile meets RQ's own bookkeeping at the
+    end of the job (the case a worker idle in its dequeue wait never shows)."""
+    job = get_current_job()
+    runtime.current().redis.hset(HOLDING, job.id if job else "?", time.time())
+    time.sleep(seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m devtools.reliability_tasks --clock-skew S QUEUE...`: worker.py's worker, its tasks' clock off by
+    S seconds (a host whose NTP drifted). Only the tasks' clock moves: RQ's own bookkeeping keeps the real time."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("queues", nargs="+")
+    parser.add_argument("--clock-skew", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    from config import load_settings
+    from handlers.rq_worker import build_worker
+    from runnerguard import logs
+
+    settings = load_settings()
+    logs.configure(settings.log_level)
+    rt = runtime.Runtime.from_settings(settings)
+    rt.clock = lambda: time.time() + args.clock_skew
+    runtime.install(rt)
+    build_worker(settings.redis_url, args.queues).work(with_scheduler=True, logging_level=settings.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
