@@ -19,6 +19,7 @@ from runnerguard import logs
 SWEEP_EVERY = 300
 RECOVER_EVERY = 300
 TRIM_EVERY = 3600
+DASHBOARD_EVERY = 600  # stored dashboard summaries live a day; refolding every 10 minutes keeps renders warm
 log = logging.getLogger("runnerguard.worker")
 
 
@@ -95,6 +96,7 @@ def run_scheduler(redis_url: str, *, github_configured: bool, level: str) -> boo
     if github_configured:
         cron.register(recovery.recover_deliveries, "github", interval=RECOVER_EVERY, job_timeout=900, result_ttl=3600)
     cron.register(maintenance.trim, "events", interval=TRIM_EVERY, result_ttl=3600)
+    cron.register(maintenance.warm_dashboard, "events", interval=DASHBOARD_EVERY, result_ttl=600)
     cron.start()
     return True  # start() returns only when asked to stop
 

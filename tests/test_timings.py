@@ -215,3 +215,15 @@ def test_the_periodic_trim_enforces_retention_where_nothing_is_written_any_more(
     assert removed >= 3  # the job's entries in the repo and pool indexes, and the old deliveries' index entries
     assert redis_client.zcard(keys.repo_finished("quiet/repo")) == 0
     assert redis_client.zcard(keys.pool_finished("self-hosted")) == 0
+
+
+def test_the_scheduler_keeps_the_dashboard_summaries_warm(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
+    from handlers import maintenance
+
+    now = time.time()
+    for i, e in enumerate(job_events(800, "success", created=now - 3 * 86400)):
+        deliver(client, e, f"w-{i}")
+    drain()
+    assert not list(redis_client.scan_iter("rg:dash:summary:*"))
+    assert maintenance.warm_dashboard() == 1  # one pool
+    assert len(list(redis_client.scan_iter("rg:dash:summary:*"))) > 0
