@@ -53,7 +53,8 @@ def pool_input(client: redis.Redis, policy: Policy, pool: str, *, now: float,
 def scorecard_by_pool(client: redis.Redis, policy: Policy, *, now: float
                       ) -> dict[str, tuple[list[rollup.Summary], list[scorecard.Row]]]:
     """Per pool: its bucket summaries (for the charts) and its scorecard rows, from one read."""
-    cache_rows = prewarm_stats.cache_rows(client)
+    # The scorecard's window: hits and misses of the last 7 days, not since the counters began.
+    cache_rows = prewarm_stats.window_rows(client, days=7, now=now)
     periods = job_windows.rollback_periods(client)
     result = {}
     for pool in pool_names(client, policy):

@@ -145,6 +145,12 @@ def prewarm_stats(cache: str, host: str) -> str:
     return f"{PREFIX}:prewarm:stats:{host}:{cache}"
 
 
+def prewarm_daily(cache: str, host: str, day: str) -> str:
+    """Hash with an 8-day TTL: hits, misses, errors of one cache on one host on one UTC day (YYYY-MM-DD), for the
+    7-day hit rate of the scorecard."""
+    return f"{PREFIX}:prewarm:daily:{host}:{cache}:{day}"
+
+
 PREWARM_STATS_INDEX = f"{PREFIX}:prewarm:stats"  # set of "host\tcache"
 
 # --- metrics --------------------------------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def rows_for(data: PoolInput, summary: Summary, *, now: float) -> list[Row]:
     rate = data.cache_hits / data.cache_lookups if data.cache_lookups else None
     rows.append(_row(pool, "cache_hit_rate", f"> {CACHE_HIT_TARGET:.0%}", rate, _pct(rate or 0),
                      ok=rate is not None and rate > CACHE_HIT_TARGET,
-                     detail=f"{data.cache_hits} hits of {data.cache_lookups} pre-warms (since the counters began)"))
+                     detail=f"{data.cache_hits} hits of {data.cache_lookups} pre-warms in 7 days"))
 
     peak = float(summary.peak) if summary.ran else None
     rows.append(_row(pool, "peak_concurrency", f">= {CONCURRENCY_TARGET}", peak, f"{int(peak or 0)}",

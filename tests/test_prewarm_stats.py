@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 from runnerguard import keys
@@ -68,3 +70,14 @@ def test_counters_live_under_the_keys_module_names(redis_client: redis.Redis) ->
     record(redis_client, "vosk", "laptop", counter="misses", state="installed", nbytes=7, now=1.0)
     assert redis_client.hget(keys.prewarm_stats("vosk", "laptop"), "bytes_downloaded") == b"7"
     assert redis_client.smembers(keys.PREWARM_STATS_INDEX) == {b"laptop\tvosk"}
+
+
+def test_the_scorecard_window_counts_only_the_last_seven_days(redis_client: redis.Redis) -> None:
+    from runnerguard.prewarm.stats import record, window_rows
+
+    now = 1_795_000_000.0
+    for days_ago, counter in ((10, "misses"), (3, "misses"), (1, "hits"), (0, "hits"), (0, "errors")):
+        record(redis_client, "model", "laptop-extra", counter=counter, state=None, now=now - days_ago * 86400)
+    rows = window_rows(redis_client, days=7, now=now)
+    assert rows == [{"name": "model", "host": "laptop-extra", "hits": 2, "misses": 1, "errors": 1}]
+    assert 0 < redis_client.ttl("rg:prewarm:daily:laptop-extra:model:" + time.strftime("%Y-%m-%d", time.gmtime(now)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ from runnerguard import keys
 Counter = Literal["hits", "misses", "errors", "skipped"]
 State = Literal["installed", "missing", "failed"]
 MAX_ERROR_CHARS = 500
+DAILY_TTL = 8 * 86400  # the 7-day window plus today
 
 
 def hit_rate(hits: int, misses: int, errors: int) -> float | None:
@@ -46,12 +48,39 @@ def record(
         fields["last_error_at"] = now
     pipe = client.pipeline(transaction=True)
     pipe.hincrby(key, counter, 1)
+    daily = keys.prewarm_daily(name, host, _day(now))
+    pipe.hincrby(daily, counter, 1)
+    pipe.expire(daily, DAILY_TTL)
     if nbytes:
         pipe.hincrby(key, "bytes_downloaded", nbytes)
     pipe.hincrbyfloat(key, "seconds", seconds)
     pipe.hset(key, mapping=fields)
     pipe.sadd(keys.PREWARM_STATS_INDEX, f"{host}\t{name}")
     pipe.execute()
+
+
+def _day(ts: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+
+
+def window_rows(client: redis.Redis, *, days: int, now: float) -> list[dict[str, Any]]:
+    """Per cache and host, hits / misses / errors over the last `days` UTC days (today included)."""
+    pairs = sorted(tuple(_decoded(m).split("\t", 1)) for m in client.smembers(keys.PREWARM_STATS_INDEX))
+    day_names = [_day(now - d * 86400) for d in range(days)]
+    pipe = client.pipeline(transaction=False)
+    for host, name in pairs:
+        for day in day_names:
+            pipe.hgetall(keys.prewarm_daily(name, host, day))
+    answers = iter(pipe.execute())
+    rows = []
+    for host, name in pairs:
+        totals = {"hits": 0, "misses": 0, "errors": 0}
+        for _ in day_names:
+            for field, value in next(answers).items():
+                if _decoded(field) in totals:
+                    totals[_decoded(field)] += int(value)
+        rows.append({"name": name, "host": host, **totals})
+    return rows
 
 
 def set_state(client: redis.Redis, name: str, host: str, state: State, *, now: float) -> None:
