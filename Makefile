@@ -43,6 +43,7 @@ bench: $(DEPS)
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_rollback.py
 	$(BIN)/python bench/bench_prewarm.py
+	$(BIN)/python bench/bench_dashboard.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
