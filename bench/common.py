@@ -91,7 +91,7 @@ def _closed_loop(port: int, seconds: float, tag: str, out: mp.Queue) -> None:  #
             status = conn.getresponse().status
             if status >= 300 and status != 204:
                 errors += 1
-        except OSError:
+        except (OSError, http.client.HTTPException):
             errors += 1
         finally:
             conn.close()
@@ -106,7 +106,8 @@ def throughput(port: int, seconds: float, clients: int, tag: str) -> tuple[float
              for i in range(clients)]
     for p in procs:
         p.start()
-    results = [out.get() for _ in procs]
+    # A client that died must not hang the benchmark: wait a bounded time, count what came back.
+    results = [out.get(timeout=seconds + 60) for _ in procs]
     for p in procs:
         p.join()
     return sum(r[0] for r in results) / seconds, sum(r[1] for r in results)
