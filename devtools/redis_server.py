@@ -73,6 +73,7 @@ def start_redis(
     port: int | None = None,
     data_dir: Path | None = None,
     appendonly: bool = False,
+    appendfsync: str = "everysec",
     extra_args: list[str] | None = None,
     timeout: float = 10.0,
 ) -> RedisServer:
@@ -90,7 +91,7 @@ def start_redis(
         "--dir", str(data_dir),
         "--save", "",
         "--appendonly", "yes" if appendonly else "no",
-        "--appendfsync", "everysec",
+        "--appendfsync", appendfsync,
         "--daemonize", "no",
         "--logfile", str(data_dir / "redis.log"),
     ]

@@ -64,7 +64,7 @@ def main() -> int:
         if binary:
             os.environ["PATH"] = f"{Path(binary).parent}{os.pathsep}{os.environ['PATH']}"
         redis_server = start_redis(port=int(env.get("RUNNERGUARD_REDIS_PORT", 0)) or free_port(),
-                                   data_dir=VAR / "redis", appendonly=True)
+                                   data_dir=VAR / "redis", appendonly=True, appendfsync="always")
         env["REDIS_URL"] = redis_server.url
     port = os.environ.get("PORT", "8000")
     bin_dir = Path(sys.executable).parent
