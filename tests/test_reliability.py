@@ -16,7 +16,8 @@ def unexpected(row: Row) -> list[str]:
 def restart_row() -> Row:
     # `always`, as deploy/redis.conf: under `everysec` a busy disk (this suite runs in parallel) lets Redis postpone
     # its AOF write by up to 2 s, so a SIGKILL can lose acknowledged deliveries — seen in a CI run.
-    return reliability.redis_restart(count=500, kill_after=0.8, outage=1.5, fsync="always", quick=True)
+    # 5 s of load with the outage 2 s in: the load process may take a second or more to start on a busy machine.
+    return reliability.redis_restart(count=1000, kill_after=2.0, outage=1.5, fsync="always", quick=True)
 
 
 @pytest.fixture(scope="module")
