@@ -8,12 +8,12 @@ import click
 from flask.cli import AppGroup
 from rq import Queue
 
+from handlers.dispatch import GITHUB_QUEUE
 from handlers.web.state import state
 from runnerguard import rollback_state
 from runnerguard.pools import DEFAULT_POOL
 
 rollback_cli = AppGroup("rollback", help="See, open and restore rollbacks of self-hosted pools.")
-GITHUB_QUEUE = "github"
 
 
 def _check_pool(name: str) -> None:

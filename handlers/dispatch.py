@@ -16,6 +16,7 @@ from config import Policy
 from handlers.routing import Router
 
 JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+GITHUB_QUEUE = "github"  # tasks that call GitHub (rate limited, slower), apart from the timeline's "events"
 TASK_RETRY = Retry(max=4, interval=[2, 10, 60, 300])
 TASK_TIMEOUT = 300
 # The delivery records each task's outcome; RQ keeps its own result only briefly. Not 0: deleting a finished job

@@ -11,7 +11,7 @@ from rq import Queue, get_current_job
 from rq.job import Job
 
 from config import Policy
-from handlers.dispatch import TASK_RETRY
+from handlers.dispatch import GITHUB_QUEUE, TASK_RETRY
 from handlers.routing import Router
 from handlers.runtime import PermanentError, Runtime, current, delivery_task
 from runnerguard import jobstore, keys, rules
@@ -22,7 +22,6 @@ from runnerguard.rules import Decision
 
 log = logging.getLogger("runnerguard.rollback")
 router = Router()
-GITHUB_QUEUE = "github"
 ROLLBACK_PREFIXES = ("runnerguard/rollback/", "runnerguard/restore/")
 
 

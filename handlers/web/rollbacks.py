@@ -7,6 +7,7 @@ import re
 from flask import Blueprint, Response, jsonify, request
 from rq import Queue
 
+from handlers.dispatch import GITHUB_QUEUE
 from handlers.web.auth import require_admin
 from handlers.web.state import state
 from runnerguard import rollback_state
@@ -14,7 +15,6 @@ from runnerguard.pools import DEFAULT_POOL
 
 bp = Blueprint("rollbacks", __name__, url_prefix="/api")
 REPO_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
-GITHUB_QUEUE = "github"
 
 
 def _body() -> dict[str, object]:
