@@ -24,7 +24,7 @@ run: $(DEPS)
 ## test: the whole suite against its own redis-server on a free port (never yours), then ruff
 test: $(DEPS)
 	@bash devtools/install_browser.sh
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not reliability"
 	$(BIN)/ruff check .
 
 lint: $(DEPS)
@@ -36,6 +36,7 @@ demo: $(DEPS)
 
 ## reliability: the full load, fault and abuse runs on real processes (loopback, several minutes), one table
 reliability: $(DEPS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m reliability tests/test_reliability.py
 	$(BIN)/python -m devtools.reliability --fsync-always
 
 ## bench: the benchmarks under bench/, each printing a table against its baseline
