@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> bool:
         worker = build_worker(settings.redis_url, names)
         worker.work(with_scheduler=True, logging_level=settings.log_level)
-        return bool(worker._stop_requested)  # a stop we were asked for (SIGTERM), not an outage
+        return worker.stop_was_requested  # a stop we were asked for (SIGTERM, SIGINT), not an outage
 
     return survive_outages(settings.redis_url, work)
 

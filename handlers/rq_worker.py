@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
+from types import FrameType
 
 import redis
 from redis.client import Pipeline
@@ -27,6 +28,7 @@ class RunnerguardWorker(SimpleWorker):
     """
 
     HEARTBEAT_EVERY = timedelta(seconds=1)
+    stop_was_requested = False
     SUSPENSION_CHECK_EVERY = 1.0  # seconds: `rq suspend` takes effect within a second instead of at the next job
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
@@ -46,6 +48,13 @@ class RunnerguardWorker(SimpleWorker):
         # RQ sends the job one more heartbeat here, a stand-alone round trip; in this worker the job finishes in
         # the same process a moment later, and its success or failure write follows straight away.
         job.ended_at = now()
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        # RQ records a stop request only when it arrives mid-task (`_stop_requested`); one that arrives while the
+        # worker waits for work just ends the loop, which from outside looks the same as losing Redis. Remember
+        # every request so worker.py exits instead of waiting for a Redis that never went away.
+        self.stop_was_requested = True
+        super().request_stop(signum, frame)
 
     def check_for_suspension(self, burst: bool) -> None:
         checked = getattr(self, "_suspension_checked", 0.0)
@@ -95,7 +104,7 @@ class RunnerguardWorker(SimpleWorker):
                 pass  # Redis away, or the task finished meanwhile: the next beat or the cleanup sorts it out
 
 
-def build_worker(redis_url: str, queue_names: list[str]) -> SimpleWorker:
+def build_worker(redis_url: str, queue_names: list[str]) -> RunnerguardWorker:
     """SimpleWorker runs tasks in this process instead of forking a child per job.
 
     Our tasks are short, idempotent and our own code; a fork per job (~10-15 ms) would cap a process at ~65 jobs/s,

@@ -1,0 +1,107 @@
+"""worker.py as the Procfile runs it: a real process, a real Redis; it works, and it stops when asked to."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from rq import Worker
+
+from runnerguard import deliveries
+from tests.helpers import SECRET, dumps, signed_headers
+from tests.test_timeline import job_payload
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(redis_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNERGUARD_", "REDIS_"))}
+    return {**env, "GITHUB_WEBHOOK_SECRET": SECRET, "REDIS_URL": redis_url, "RUNNERGUARD_HOST": "test-host",
+            "RUNNERGUARD_LOG_LEVEL": "WARNING"}
+
+
+def _wait_for(predicate, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture()
+def start(redis_url: str) -> Iterator:  # type: ignore[type-arg]
+    started: list[subprocess.Popen[str]] = []
+
+    def _start(*args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen([sys.executable, "worker.py", *args], cwd=ROOT, env=_env(redis_url),
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)  # its own group: RQ's scheduler child dies with it
+        started.append(process)
+        return process
+
+    yield _start
+    for process in started:
+        _kill_group(process)
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def _stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
+    process.send_signal(sig)
+    try:
+        output, _ = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        raise AssertionError(f"worker.py did not stop within 15 s of signal {sig}") from None
+    return process.returncode, output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_idle_worker_stops_when_asked(start, redis_client: redis.Redis, sig: int) -> None:  # type: ignore[no-untyped-def]
+    # An idle worker waits on the queue; a stop request there must end the process, not be taken for a lost Redis
+    # (honcho and systemd both stop the stack with SIGTERM / SIGINT and wait).
+    process = start("events")
+    _wait_for(lambda: Worker.count(connection=redis_client) == 1)
+    code, output = _stop(process, sig)
+    assert code == 0, output
+    assert "lost Redis" not in output
+    _wait_for(lambda: Worker.count(connection=redis_client) == 0, 5)
+
+
+def test_a_worker_records_a_delivery_then_stops(start, client, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    process = start("events")
+    body = dumps(job_payload("queued", id=7, run_id=70))
+    response = client.post("/webhooks/github", data=body, headers=signed_headers(body, "workflow_job", guid="w-1"))
+    assert response.status_code == 202, response.get_json()
+
+    def recorded() -> bool:
+        delivery = deliveries.load(redis_client, "w-1")
+        return delivery is not None and delivery.state == "done"
+
+    _wait_for(recorded)
+    code, output = _stop(process)
+    assert code == 0, output
+
+
+@pytest.mark.parametrize("args", [["--scheduler"], ["--prewarm"]])
+def test_scheduler_and_prewarm_processes_stop_when_asked(start, redis_client: redis.Redis, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    process = start(*args)
+    time.sleep(2)  # past start-up, into the wait for work
+    assert process.poll() is None, process.communicate()[0]
+    code, output = _stop(process)
+    assert code == 0, output
+    assert "lost Redis" not in output
