@@ -60,13 +60,20 @@ def _kill_group(process: subprocess.Popen[str]) -> None:
     process.wait()
 
 
+def _waiting_for_work(client: redis.Redis) -> bool:
+    # RQ registers the worker before it installs its signal handlers; it marks itself idle only once it waits.
+    workers = Worker.all(connection=client)
+    return len(workers) == 1 and workers[0].get_state() == "idle"
+
+
 def _stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
     process.send_signal(sig)
     try:
         output, _ = process.communicate(timeout=15)
     except subprocess.TimeoutExpired:
         _kill_group(process)
-        raise AssertionError(f"worker.py did not stop within 15 s of signal {sig}") from None
+        output, _ = process.communicate()
+        raise AssertionError(f"worker.py did not stop within 15 s of signal {sig}:\n{output[-3000:]}") from None
     return process.returncode, output
 
 
@@ -75,7 +82,7 @@ def test_an_idle_worker_stops_when_asked(start, redis_client: redis.Redis, sig: 
     # An idle worker waits on the queue; a stop request there must end the process, not be taken for a lost Redis
     # (honcho and systemd both stop the stack with SIGTERM / SIGINT and wait).
     process = start("events")
-    _wait_for(lambda: Worker.count(connection=redis_client) == 1)
+    _wait_for(lambda: _waiting_for_work(redis_client))
     code, output = _stop(process, sig)
     assert code == 0, output
     assert "lost Redis" not in output
@@ -84,6 +91,7 @@ def test_an_idle_worker_stops_when_asked(start, redis_client: redis.Redis, sig: 
 
 def test_a_worker_records_a_delivery_then_stops(start, client, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
     process = start("events")
+    _wait_for(lambda: _waiting_for_work(redis_client))
     body = dumps(job_payload("queued", id=7, run_id=70))
     response = client.post("/webhooks/github", data=body, headers=signed_headers(body, "workflow_job", guid="w-1"))
     assert response.status_code == 202, response.get_json()
@@ -97,11 +105,22 @@ def test_a_worker_records_a_delivery_then_stops(start, client, redis_client: red
     assert code == 0, output
 
 
-@pytest.mark.parametrize("args", [["--scheduler"], ["--prewarm"]])
-def test_scheduler_and_prewarm_processes_stop_when_asked(start, redis_client: redis.Redis, args: list[str]) -> None:  # type: ignore[no-untyped-def]
-    process = start(*args)
-    time.sleep(2)  # past start-up, into the wait for work
-    assert process.poll() is None, process.communicate()[0]
+def test_the_scheduler_stops_when_asked(start, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    from rq import cron_scheduler_registry
+
+    process = start("--scheduler")
+    # RQ's cron scheduler installs its signal handlers before it registers itself.
+    _wait_for(lambda: bool(cron_scheduler_registry.get_keys(redis_client)))
+    code, output = _stop(process)
+    assert code == 0, output
+    assert "lost Redis" not in output
+    _wait_for(lambda: not cron_scheduler_registry.get_keys(redis_client), 5)
+
+
+def test_the_prewarm_worker_serves_its_hosts_queue_and_stops_when_asked(start, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    process = start("--prewarm")
+    _wait_for(lambda: _waiting_for_work(redis_client))
+    assert [q.name for q in Worker.all(connection=redis_client)[0].queues] == ["prewarm.test-host"]
     code, output = _stop(process)
     assert code == 0, output
     assert "lost Redis" not in output
