@@ -10,9 +10,9 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 from rq import Queue, Retry
-from rq.job import Job
 
 from config import Policy
+from handlers.job_template import JobTemplate, timestamp
 from handlers.routing import Router
 
 JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -31,42 +31,58 @@ def job_id_for(guid: str, task_name: str, suffix: str = "") -> str:
 
 
 @dataclass(frozen=True)
+class PlannedJob:
+    template: JobTemplate
+    job_id: str
+    guid: str
+    description: str
+
+
+@dataclass(frozen=True)
 class Plan:
     task_names: tuple[str, ...]
-    jobs: tuple[tuple[Queue, Job], ...]
+    jobs: tuple[PlannedJob, ...]
 
     def enqueue_on(self, pipe: Pipeline) -> None:
-        for queue, job in self.jobs:
-            queue.enqueue_job(job, pipeline=pipe)
+        at = timestamp()
+        for job in self.jobs:
+            job.template.enqueue_on(pipe, job.job_id, (job.guid,), job.description, at)
 
 
 class Dispatcher:
-    """Keeps one RQ Queue object per name (they cache the server version), so planning costs no round trip."""
+    """Keeps one RQ Queue and one job template per (task, queue), so planning costs no round trip and no RQ Job."""
 
     def __init__(self, client: redis.Redis, router: Router, policy: Policy) -> None:
         self.redis = client
         self.router = router
         self.policy = policy
         self._queues: dict[str, Queue] = {}
+        self._templates: dict[tuple[str, str], JobTemplate] = {}
 
     def queue(self, name: str) -> Queue:
         if name not in self._queues:
             self._queues[name] = Queue(name, connection=self.redis)
         return self._queues[name]
 
+    def template(self, task_path: str, queue_name: str) -> JobTemplate:
+        key = (task_path, queue_name)
+        if key not in self._templates:
+            # Two threads may build the same template at once; both are equal, the last one stays.
+            self._templates[key] = JobTemplate(
+                self.queue(queue_name), task_path, timeout=TASK_TIMEOUT, result_ttl=RESULT_TTL,
+                failure_ttl=FAILURE_TTL, retry=TASK_RETRY,
+            )
+        return self._templates[key]
+
     def plan(
         self, guid: str, event: str, action: str | None, payload: Mapping[str, Any], *, suffix: str = ""
     ) -> Plan:
         task_names: list[str] = []
-        jobs: list[tuple[Queue, Job]] = []
+        jobs: list[PlannedJob] = []
         for route in self.router.routes_for(event, action):
             for queue_name in route.queues_for(payload, self.policy):
                 task_name = route.name if queue_name == route.queues else f"{route.name}@{queue_name}"
                 task_names.append(task_name)
-                queue = self.queue(queue_name)
-                jobs.append((queue, queue.create_job(
-                    route.task_path, args=(guid,), job_id=job_id_for(guid, task_name, suffix),
-                    timeout=TASK_TIMEOUT, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL, retry=TASK_RETRY,
-                    description=f"{task_name} {guid}",
-                )))
+                jobs.append(PlannedJob(self.template(route.task_path, queue_name),
+                                       job_id_for(guid, task_name, suffix), guid, f"{task_name} {guid}"))
         return Plan(tuple(task_names), tuple(jobs))
