@@ -9,6 +9,7 @@ import argparse
 import http.client
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import redis
 from common import (
     ROOT,
     SECRET,
+    Gunicorn,
     headers_for,
     job_body,
     percentile,
@@ -65,7 +67,8 @@ def worker_rate(kind: str, queue: str, env: dict[str, str]) -> tuple[int, float]
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of one load run")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating ingest rounds per server")
     parser.add_argument("--workers", type=int, default=min(2 * (os.cpu_count() or 1) + 1, 8),
                         help="gunicorn workers, the same for both apps (default: deploy/gunicorn.conf.py's)")
     parser.add_argument("--threads", type=int, default=4,
@@ -78,18 +81,33 @@ def main() -> None:
            "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"}
     client = redis.Redis.from_url(server.url)
     rows: list[tuple[str, ...]] = []
+    servers: list[Gunicorn] = []  # stopped in `finally`, so a failed run leaves no gunicorn behind
+    worker: subprocess.Popen[bytes] | None = None
     try:
-        # 1. ingest throughput, bare Flask vs runnerguard, same gunicorn settings
+        # 1. ingest throughput, bare Flask vs runnerguard, same gunicorn settings. Both servers run side by side (the
+        # idle one costs nothing) and take turns, round after round: a machine that slows down for a while (2 noisy
+        # cores) slows both alike instead of tilting the ratio; the median round of each is reported.
         bare = start_gunicorn("bare_app:create_app()", env, args.workers, args.threads)
-        bare_rps, bare_err = throughput(bare.port, args.seconds, args.clients, "bare")
-        bare.stop()
+        servers.append(bare)
         web = start_gunicorn("app:create_app()", env, args.workers, args.threads)
-        rg_rps, rg_err = throughput(web.port, args.seconds, args.clients, "rg")
+        servers.append(web)
+        bare_runs: list[float] = []
+        rg_runs: list[float] = []
+        errors = {"bare": 0, "rg": 0}
+        for round_no in range(args.rounds):
+            for name, gunicorn, runs in (("bare", bare, bare_runs), ("rg", web, rg_runs)):
+                rps, failed = throughput(gunicorn.port, args.seconds, args.clients, f"{name}{round_no}")
+                runs.append(rps)
+                errors[name] += failed
+        bare.stop()
+        bare_rps, rg_rps = statistics.median(bare_runs), statistics.median(rg_runs)
         recorded = client.zcard("rg:deliveries")
         queued = Queue("events", connection=client).count
+        per_round = ", ".join(f"{r / b:.0%}" for r, b in zip(rg_runs, bare_runs, strict=True))
         rows.append(("ingest: signed 8 KB workflow_job POSTs", f"{rg_rps:,.0f} req/s", "bare Flask 204",
                      f"{bare_rps:,.0f} req/s", f"{rg_rps / bare_rps:.0%}", ">= 50%",
-                     f"errors {rg_err}/{bare_err}; recorded {recorded}, queued {queued}"))
+                     f"median of {args.rounds} rounds (each round: {per_round}); errors {errors['rg']}/"
+                     f"{errors['bare']}; recorded {recorded}, queued {queued}"))
         client.flushall()
 
         # 2. ack latency at a steady 100/s
@@ -129,13 +147,18 @@ def main() -> None:
             done = [a["at"] for a in deliveries.attempts(client, guid) if a["state"] == "done"]
             if done:
                 fresh.append(done[0] - acked_wall)
-        worker.terminate()
-        worker.wait(timeout=10)
-        web.stop()
         rows.append(("freshness: 202 -> timeline holds it", f"p99 {percentile(fresh, 99) * 1000:.1f} ms", "",
                      f"p50 {percentile(fresh, 50) * 1000:.1f} ms", "", "p99 < 100 ms",
                      f"{len(fresh)}/{len(sent)} processed"))
     finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        for gunicorn in servers:
+            gunicorn.stop()
         server.stop()
     print_table(f"runnerguard ingest benchmark ({os.cpu_count()} cores, gunicorn --workers {args.workers} "
                 f"--threads {args.threads}, "
