@@ -6,6 +6,7 @@ import threading
 import time
 from datetime import timedelta
 from types import FrameType
+from typing import Any
 
 import redis
 from redis.client import Pipeline
@@ -40,9 +41,33 @@ class RunnerguardWorker(SimpleWorker):
     def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
         # RQ marks the worker idle twice after each job; a stand-alone write of the state it already has is a
         # wasted round trip.
-        if pipeline is None and getattr(self, "_state", None) == state:
+        if pipeline is None and getattr(self, "_state", None) == state and not self._idle_unwritten:
             return
+        self._idle_unwritten = False
         super().set_state(state, pipeline)
+
+    # --- "idle" is written only when the worker really waits -----------------------------------------------------
+    # After each job RQ writes the state "idle" (a stand-alone round trip), then dequeues the next job and writes
+    # "busy". While work is waiting that flip is invisible to anyone and costs one round trip in eleven per job. The
+    # worker stays "busy" from job to job and says "idle" once its queues are empty.
+    _idle_unwritten = False
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        if self._idle_unwritten and not self.should_run_maintenance_tasks:
+            try:
+                found = self.queue_class.dequeue_any(
+                    self._ordered_queues, None, connection=self.connection, job_class=self.job_class,
+                    serializer=self.serializer, death_penalty_class=self.death_penalty_class,
+                )
+            except (redis.ConnectionError, redis.TimeoutError):
+                found = None  # RQ's own dequeue below waits for Redis and retries
+            if found is not None:
+                job, queue = found
+                self.reorder_queues(reference_queue=queue)
+                job.redis_server_version = self.get_redis_server_version()
+                self.heartbeat()
+                return found
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         # RQ sends the job one more heartbeat here, a stand-alone round trip; in this worker the job finishes in
@@ -84,7 +109,8 @@ class RunnerguardWorker(SimpleWorker):
             self.perform_job(job, queue, execution)
         finally:
             self._running = None
-        self.set_state(WorkerStatus.IDLE)
+        self._state = WorkerStatus.IDLE
+        self._idle_unwritten = True  # written by the dequeue once the queues are empty (above)
 
     def _ensure_heartbeat_thread(self) -> None:
         # One long-lived thread, not one per task: starting a thread per task would cost more than the task.

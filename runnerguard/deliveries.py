@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
 from redis.client import Pipeline
 
@@ -56,7 +57,8 @@ class Delivery:
         return {t: s[len(FAILED) + 2:] for t, s in self.task_states.items() if s.startswith(FAILED)}
 
     def payload(self) -> Any:
-        return json.loads(self.body)
+        # orjson, as the intake that accepted the body: several times faster on an 8 KB payload, same results.
+        return orjson.loads(self.body)
 
     def summary(self) -> dict[str, Any]:
         """What the admin API shows (no body)."""

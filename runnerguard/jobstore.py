@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
 from redis.client import Pipeline
 
@@ -56,11 +56,11 @@ def upsert(
     cas = CompareAndSet(client)
     while True:
         raw = client.get(key)
-        previous = json.loads(raw) if raw else None  # type: ignore[arg-type]
+        previous = orjson.loads(raw) if raw else None  # type: ignore[arg-type]
         record = merge(previous, snapshot, seen_at)
         record["pools"] = sorted(set(record.get("pools") or ()) | set(pools))
         batch = new_batch(client)
-        batch.set(key, json.dumps(record, separators=(",", ":")), ex=retention_seconds)
+        batch.set(key, orjson.dumps(record), ex=retention_seconds)
         _index(batch, record, rule=rule, cutoff=now - retention_seconds)
         if record["completed_ts"] is not None and (previous is None or previous.get("completed_ts") is None):
             _count_finished(batch, record)  # once per job, however often its deliveries are replayed
@@ -139,7 +139,7 @@ def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:
     if not ids:
         return []
     raws = client.mget([keys.job(*map(int, m.split(":"))) for m in ids])
-    return [json.loads(raw) for raw in raws if raw]  # type: ignore[union-attr]
+    return [orjson.loads(raw) for raw in raws if raw]  # type: ignore[union-attr]
 
 
 def find(

@@ -101,6 +101,8 @@ def test_a_worker_records_a_delivery_then_stops(start, client, redis_client: red
         return delivery is not None and delivery.state == "done"
 
     _wait_for(recorded)
+    # Between jobs the worker does not announce "idle"; once its queues are empty it does.
+    _wait_for(lambda: _waiting_for_work(redis_client))
     code, output = _stop(process)
     assert code == 0, output
 
