@@ -64,10 +64,11 @@ class ConditionalExecutor:
 
 
 # ARGV layout: expected value ("" for a missing key), n, then each command as: argc, arg1..argc.
+# Answers {1} once applied, or {0, current value} (nil for a missing key) so the caller can merge again at once.
 _CAS_SCRIPT = """
 local current = redis.call('GET', KEYS[1])
 if (current or '') ~= ARGV[1] then
-  return 0
+  return {0, current}
 end
 local pos = 3
 for _ = 1, tonumber(ARGV[2]) do
@@ -75,23 +76,28 @@ for _ = 1, tonumber(ARGV[2]) do
   redis.call(unpack(ARGV, pos + 1, pos + argc))
   pos = pos + argc + 1
 end
-return 1
+return {1}
 """
 
 
 class CompareAndSet:
-    """Run queued commands only if a key still holds what we read: optimistic locking in one round trip.
+    """Run queued commands only if a key still holds what we expect: optimistic locking in one round trip.
 
-    WATCH / GET / MULTI / EXEC costs three round trips after the read; this costs one, the read aside.
+    WATCH / GET / MULTI / EXEC costs three round trips after the read; this costs one, and a caller with a good
+    guess of the value needs no read at all: a wrong guess answers the current value, to merge with and try again.
     """
 
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self._script = client.register_script(_CAS_SCRIPT)
 
-    def execute_if_unchanged(self, key: str, expected: bytes | None, batch: Pipeline) -> bool:
+    def execute_if_unchanged(self, key: str, expected: bytes | None, batch: Pipeline) -> tuple[bool, bytes | None]:
+        """(True, None) once `batch` ran; (False, the key's current value or None) if the key did not hold it."""
         argv: list[bytes | str | int | float] = [expected or b"", len(batch.command_stack)]
         for args, _options in batch.command_stack:
             argv.append(len(args))
             argv.extend(args)
-        return bool(self._script(keys=[key], args=argv, client=self._client))
+        answer = self._script(keys=[key], args=argv, client=self._client)
+        if answer[0] == 1:
+            return True, None
+        return False, answer[1] if len(answer) > 1 else None

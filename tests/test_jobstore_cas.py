@@ -1,0 +1,61 @@
+"""The timeline's compare-and-set: a wrong guess of the record loses nothing, whoever wrote in between."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import orjson
+import redis
+
+from runnerguard import jobstore, keys
+from runnerguard.atomic import CompareAndSet, new_batch
+from runnerguard.timeline import parse_workflow_job
+from tests.test_timeline import fold, lifecycle
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _upsert(client: redis.Redis, payload: dict, seen_at: float) -> dict:  # type: ignore[type-arg]
+    return jobstore.upsert(client, parse_workflow_job(payload), seen_at=seen_at, pools=["self-hosted"],
+                           rule=jobstore.CountingRule(), retention_seconds=86400, now=seen_at)
+
+
+def test_a_wrong_guess_answers_the_current_value_and_writes_nothing(redis_client: redis.Redis) -> None:
+    cas = CompareAndSet(redis_client)
+    redis_client.set("k", b"v1")
+    batch = new_batch(redis_client)
+    batch.set("written", b"yes")
+    assert cas.execute_if_unchanged("k", b"v0", batch) == (False, b"v1")
+    assert redis_client.get("written") is None
+    assert cas.execute_if_unchanged("missing", b"v0", batch) == (False, None)
+    assert redis_client.get("written") is None
+    assert cas.execute_if_unchanged("k", b"v1", batch) == (True, None)
+    assert redis_client.get("written") == b"yes"
+
+
+def test_a_record_another_process_changed_is_merged_not_overwritten(redis_client: redis.Redis,
+                                                                    redis_url: str) -> None:
+    queued, waiting, in_progress, completed = lifecycle()
+    _upsert(redis_client, *queued)  # this process now guesses the record is "queued"
+    # Another worker process records the completion meanwhile; this process's guess is stale from here on.
+    other = textwrap.dedent(f"""
+        import redis
+        from runnerguard import jobstore
+        from runnerguard.timeline import parse_workflow_job
+        client = redis.Redis.from_url({redis_url!r})
+        jobstore.upsert(client, parse_workflow_job({completed[0]!r}), seen_at={completed[1]!r},
+                        pools=["self-hosted"], rule=jobstore.CountingRule(), retention_seconds=86400,
+                        now={completed[1]!r})
+    """)
+    subprocess.run([sys.executable, "-c", other], cwd=ROOT, check=True, timeout=60)
+    _upsert(redis_client, *in_progress)
+    _upsert(redis_client, *waiting)
+    stored = orjson.loads(redis_client.get(keys.job(3, 11)))  # type: ignore[arg-type]
+    expected = fold([queued, completed, in_progress, waiting])
+    assert {k: stored[k] for k in expected} == expected
+    assert stored["conclusion"] == "success" and stored["run_seconds"] is not None
+    # and the finished-job indexes counted it once
+    assert redis_client.zcard(keys.pool_finished("self-hosted")) == 1
