@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import redis
+from redis.client import Pipeline
 
 from config import Policy, Settings
 from handlers.dispatch import Dispatcher
@@ -19,6 +20,7 @@ from runnerguard.atomic import ConditionalExecutor, new_batch
 from runnerguard.deliveries import Delivery
 from runnerguard.signatures import verify
 
+DELIVERIES_TOTAL = "runnerguard_webhook_deliveries_total"
 DELIVERY_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 EVENT_RE = re.compile(r"^[a-z_]{1,64}$")
 # Event names become metric labels: only these are kept as they are, the rest count as "other" (bounded cardinality).
@@ -57,11 +59,26 @@ class Intake:
         self.clock = clock
         self._executor = ConditionalExecutor(client)
         self.dispatcher = Dispatcher(client, router, policy)
+        # Per event label, built once: the counter field of accepted deliveries, and the whole write of a duplicate.
+        self._accepted_field: dict[str, str] = {}
+        self._on_duplicate: dict[str, Pipeline] = {}
+
+    def _accepted(self, label: str) -> str:
+        if label not in self._accepted_field:
+            self._accepted_field[label] = metrics.series(DELIVERIES_TOTAL, {"event": label, "outcome": "accepted"})
+        return self._accepted_field[label]
+
+    def _duplicate_batch(self, label: str) -> Pipeline:
+        if label not in self._on_duplicate:
+            batch = new_batch(self.redis)  # only ever read, never executed: safe to share between threads
+            metrics.incr_on(batch, DELIVERIES_TOTAL, {"event": label, "outcome": "duplicate"})
+            self._on_duplicate[label] = batch
+        return self._on_duplicate[label]
 
     def count_rejection(self, event: str | None, outcome: str) -> None:
         """Best effort: a metric must never turn a 401 into a 503."""
         try:
-            metrics.incr(self.redis, "runnerguard_webhook_deliveries_total",
+            metrics.incr(self.redis, DELIVERIES_TOTAL,
                          {"event": event_label(event), "outcome": outcome})
         except redis.RedisError:
             pass
@@ -105,15 +122,12 @@ class Intake:
             target_id=headers.get("X-GitHub-Hook-Installation-Target-ID"),
             installation_id=_installation_id(payload), repo=_repo(payload), tasks=tuple(task_names),
         )
+        label = event_label(event)
         main = new_batch(self.redis)
         deliveries.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
         plan.enqueue_on(main)
-        metrics.incr_on(main, "runnerguard_webhook_deliveries_total",
-                        {"event": event_label(event), "outcome": "accepted"})
-        on_duplicate = new_batch(self.redis)
-        metrics.incr_on(on_duplicate, "runnerguard_webhook_deliveries_total",
-                        {"event": event_label(event), "outcome": "duplicate"})
-        fresh = self._executor.execute_if_absent(keys.delivery(guid), main, on_duplicate)
+        metrics.incr_field_on(main, self._accepted(label))
+        fresh = self._executor.execute_if_absent(keys.delivery(guid), main, self._duplicate_batch(label))
         if not fresh:
             return IntakeResult(200, {"status": "duplicate", "delivery": guid}, delivery_id=guid, event=event)
         if event == "ping":

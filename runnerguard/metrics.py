@@ -26,6 +26,11 @@ def incr_on(pipe: Pipeline | redis.Redis, name: str, labels: Mapping[str, str], 
     pipe.hincrbyfloat(keys.METRIC_COUNTERS, series(name, labels), by)
 
 
+def incr_field_on(pipe: Pipeline | redis.Redis, field: str, by: float = 1) -> None:
+    """`incr_on` for a caller that keeps the `series(...)` field it counts (the intake, once per event)."""
+    pipe.hincrbyfloat(keys.METRIC_COUNTERS, field, by)
+
+
 def incr(client: redis.Redis, name: str, labels: Mapping[str, str], by: float = 1) -> None:
     incr_on(client, name, labels, by)
 
