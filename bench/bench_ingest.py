@@ -9,10 +9,13 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import redis
 from common import (
@@ -77,7 +80,10 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1500, help="tasks per worker benchmark")
     args = parser.parse_args()
     server = start_redis()
-    env = {**os.environ, "GITHUB_WEBHOOK_SECRET": SECRET, "REDIS_URL": server.url, "RUNNERGUARD_LOG_LEVEL": "WARNING",
+    # The service's own log level (INFO: a JSON line per delivery and per task), written to a file as a journal
+    # would take it; the bare app logs nothing, which is part of what it is the baseline for.
+    logs = Path(tempfile.mkdtemp(prefix="runnerguard-bench-"))
+    env = {**os.environ, "GITHUB_WEBHOOK_SECRET": SECRET, "REDIS_URL": server.url,
            "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"}
     client = redis.Redis.from_url(server.url)
     rows: list[tuple[str, ...]] = []
@@ -87,9 +93,9 @@ def main() -> None:
         # 1. ingest throughput, bare Flask vs runnerguard, same gunicorn settings. Both servers run side by side (the
         # idle one costs nothing) and take turns, round after round: a machine that slows down for a while (2 noisy
         # cores) slows both alike instead of tilting the ratio; the median round of each is reported.
-        bare = start_gunicorn("bare_app:create_app()", env, args.workers, args.threads)
+        bare = start_gunicorn("bare_app:create_app()", env, args.workers, args.threads, log=logs / "bare.log")
         servers.append(bare)
-        web = start_gunicorn("app:create_app()", env, args.workers, args.threads)
+        web = start_gunicorn("app:create_app()", env, args.workers, args.threads, log=logs / "web.log")
         servers.append(web)
         bare_runs: list[float] = []
         rg_runs: list[float] = []
@@ -160,6 +166,7 @@ def main() -> None:
         for gunicorn in servers:
             gunicorn.stop()
         server.stop()
+        shutil.rmtree(logs, ignore_errors=True)
     print_table(f"runnerguard ingest benchmark ({os.cpu_count()} cores, gunicorn --workers {args.workers} "
                 f"--threads {args.threads}, "
                 f"{args.clients} client processes, {args.seconds:.0f} s per run)",

@@ -59,13 +59,16 @@ class Gunicorn:
             self.process.kill()
 
 
-def start_gunicorn(target: str, env: dict[str, str], workers: int, threads: int = 1) -> Gunicorn:
+def start_gunicorn(target: str, env: dict[str, str], workers: int, threads: int = 1,
+                   log: Path | None = None) -> Gunicorn:
+    """`log`: where the server's stderr goes (the app's JSON log lines), as a journal would take them."""
     port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), target, "--bind", f"127.0.0.1:{port}", "--workers",
          str(workers), "--worker-class", "gthread" if threads > 1 else "sync", "--threads", str(threads),
          "--log-level", "warning"],
         cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"},
+        stderr=log.open("ab") if log is not None else None,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

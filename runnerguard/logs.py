@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
+
+import orjson
 
 CONTEXT_FIELDS = ("delivery_id", "event", "action", "repo", "job_id", "task", "pool", "queue", "status", "error")
 
@@ -24,7 +25,8 @@ class JsonFormatter(logging.Formatter):
                 line[name] = value
         if record.exc_info and record.exc_info[0] is not None:
             line["exc"] = record.exc_info[0].__name__
-        return json.dumps(line, default=str)
+        # orjson: a line per delivery and per task is on the intake's path; it is several times faster than json.
+        return orjson.dumps(line, default=str).decode()
 
 
 def configure(level: str = "INFO") -> None:
