@@ -55,6 +55,17 @@ def test_login_sets_a_secure_httponly_lax_cookie_and_logout_clears_it(client) ->
     assert client.get("/").status_code == 302
 
 
+def test_a_new_secret_key_ends_the_sessions_signed_with_the_old_one(app, client) -> None:  # type: ignore[no-untyped-def]
+    # The session serializer is built once per key set (CachedSigningSessionInterface): a key change must show.
+    login(client)
+    assert client.get("/").status_code == 200
+    app.config["SECRET_KEY_FALLBACKS"] = [app.config["SECRET_KEY"]]
+    app.config["SECRET_KEY"] = "a-rotated-key"
+    assert client.get("/").status_code == 200  # still valid under the fallback
+    app.config["SECRET_KEY_FALLBACKS"] = []
+    assert client.get("/").status_code == 302
+
+
 def test_wrong_token_is_refused(client) -> None:  # type: ignore[no-untyped-def]
     response = login(client, "not-the-token")
     assert response.status_code == 403  # type: ignore[attr-defined]

@@ -12,6 +12,8 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from handlers.web.state import EXTENSION, state
@@ -32,6 +34,26 @@ def derive_secret_key(admin_token: str) -> str:
     return hmac.new(admin_token.encode(), KEY_CONTEXT, hashlib.sha256).hexdigest()
 
 
+class CachedSigningSessionInterface(SecureCookieSessionInterface):
+    """Flask's cookie sessions, with the signing serializer built once per set of keys instead of per request.
+
+    Flask opens the session of every request, webhook deliveries included, and builds a new URLSafeTimedSerializer
+    each time (itsdangerous checks its serializer against a runtime Protocol, which is slow). The serializer holds
+    no per-request state, so one per key set serves every thread.
+    """
+
+    def __init__(self) -> None:
+        self._cached: tuple[tuple[Any, ...], URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        keys = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        cached = self._cached
+        if cached is None or cached[0] != keys:
+            cached = (keys, super().get_signing_serializer(app))
+            self._cached = cached
+        return cached[1]
+
+
 def init_app(app: Flask) -> None:
     """Session settings and the login routes; call after state.init_app."""
     settings = state_settings(app)
@@ -43,6 +65,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SECURE=True, SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="runnerguard_session", PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
+    app.session_interface = CachedSigningSessionInterface()
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.register_blueprint(bp)
 
