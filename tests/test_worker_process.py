@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import redis
 from rq import Worker
 
+from devtools.reliability_stack import wait_for
 from runnerguard import deliveries
 from tests.helpers import SECRET, dumps, signed_headers
 from tests.test_timeline import job_payload
@@ -25,15 +25,6 @@ def _env(redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNERGUARD_", "REDIS_"))}
     return {**env, "GITHUB_WEBHOOK_SECRET": SECRET, "REDIS_URL": redis_url, "RUNNERGUARD_HOST": "test-host",
             "RUNNERGUARD_LOG_LEVEL": "WARNING"}
-
-
-def _wait_for(predicate, seconds: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture()
@@ -82,16 +73,16 @@ def test_an_idle_worker_stops_when_asked(start, redis_client: redis.Redis, sig: 
     # An idle worker waits on the queue; a stop request there must end the process, not be taken for a lost Redis
     # (honcho and systemd both stop the stack with SIGTERM / SIGINT and wait).
     process = start("events")
-    _wait_for(lambda: _waiting_for_work(redis_client))
+    wait_for(lambda: _waiting_for_work(redis_client), timeout=20, what="worker idle")
     code, output = _stop(process, sig)
     assert code == 0, output
     assert "lost Redis" not in output
-    _wait_for(lambda: Worker.count(connection=redis_client) == 0, 5)
+    wait_for(lambda: Worker.count(connection=redis_client) == 0, timeout=5, what="worker deregistered")
 
 
 def test_a_worker_records_a_delivery_then_stops(start, client, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
     process = start("events")
-    _wait_for(lambda: _waiting_for_work(redis_client))
+    wait_for(lambda: _waiting_for_work(redis_client), timeout=20, what="worker idle")
     body = dumps(job_payload("queued", id=7, run_id=70))
     response = client.post("/webhooks/github", data=body, headers=signed_headers(body, "workflow_job", guid="w-1"))
     assert response.status_code == 202, response.get_json()
@@ -100,9 +91,9 @@ def test_a_worker_records_a_delivery_then_stops(start, client, redis_client: red
         delivery = deliveries.load(redis_client, "w-1")
         return delivery is not None and delivery.state == "done"
 
-    _wait_for(recorded)
+    wait_for(recorded, timeout=20, what="delivery recorded")
     # Between jobs the worker does not announce "idle"; once its queues are empty it does.
-    _wait_for(lambda: _waiting_for_work(redis_client))
+    wait_for(lambda: _waiting_for_work(redis_client), timeout=20, what="worker idle")
     code, output = _stop(process)
     assert code == 0, output
 
@@ -112,16 +103,16 @@ def test_the_scheduler_stops_when_asked(start, redis_client: redis.Redis) -> Non
 
     process = start("--scheduler")
     # RQ's cron scheduler installs its signal handlers before it registers itself.
-    _wait_for(lambda: bool(cron_scheduler_registry.get_keys(redis_client)))
+    wait_for(lambda: bool(cron_scheduler_registry.get_keys(redis_client)), timeout=20, what="scheduler registered")
     code, output = _stop(process)
     assert code == 0, output
     assert "lost Redis" not in output
-    _wait_for(lambda: not cron_scheduler_registry.get_keys(redis_client), 5)
+    wait_for(lambda: not cron_scheduler_registry.get_keys(redis_client), timeout=5, what="scheduler deregistered")
 
 
 def test_the_prewarm_worker_serves_its_hosts_queue_and_stops_when_asked(start, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
     process = start("--prewarm")
-    _wait_for(lambda: _waiting_for_work(redis_client))
+    wait_for(lambda: _waiting_for_work(redis_client), timeout=20, what="worker idle")
     assert [q.name for q in Worker.all(connection=redis_client)[0].queues] == ["prewarm.test-host"]
     code, output = _stop(process)
     assert code == 0, output
