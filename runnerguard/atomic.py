@@ -9,12 +9,13 @@ Lua scripts run atomically: a failure part-way leaves nothing half-written for a
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import redis
 from redis.client import Pipeline
 
-# ARGV layout: n_main, n_dup, then each command as: argc, arg1..argc.
-_SCRIPT = """
+# Both scripts take two header arguments, then each command as: argc, arg1..argc (see _append_commands).
+_RUN_COMMANDS = """
 local pos = 3
 local function run(count)
   for _ = 1, count do
@@ -23,6 +24,10 @@ local function run(count)
     pos = pos + argc + 1
   end
 end
+"""
+
+# Header: n_main, n_dup.
+_SCRIPT = _RUN_COMMANDS + """
 local n_main = tonumber(ARGV[1])
 local n_dup = tonumber(ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -35,6 +40,16 @@ end
 run(n_main)
 return 1
 """
+
+
+Arg = bytes | str | int | float
+
+
+def _append_commands(argv: list[Arg], stack: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+    """A pipeline's queued commands in the scripts' ARGV layout: argc, then the command and its arguments."""
+    for args, _options in stack:
+        argv.append(len(args))
+        argv.extend(args)  # redis-py encodes them once, when it packs the EVALSHA
 
 
 def new_batch(client: redis.Redis) -> Pipeline:
@@ -66,28 +81,20 @@ class ConditionalExecutor:
     def execute_if_absent(self, guard_key: str, main: Pipeline, on_duplicate: Pipeline | None = None) -> bool:
         """Run `main`'s commands if `guard_key` does not exist (True), else `on_duplicate`'s (False)."""
         dup_stack = on_duplicate.command_stack if on_duplicate is not None else []
-        argv: list[bytes | str | int | float] = [len(main.command_stack), len(dup_stack)]
-        for stack in (main.command_stack, dup_stack):
-            for args, _options in stack:
-                argv.append(len(args))
-                argv.extend(args)  # redis-py encodes them once, when it packs the EVALSHA
+        argv: list[Arg] = [len(main.command_stack), len(dup_stack)]
+        _append_commands(argv, main.command_stack)
+        _append_commands(argv, dup_stack)
         return bool(self._script(keys=[guard_key], args=argv, client=self._thread_client()))
 
 
-
-# ARGV layout: expected value ("" for a missing key), n, then each command as: argc, arg1..argc.
+# Header: expected value ("" for a missing key), number of commands.
 # Answers {1} once applied, or {0, current value} (nil for a missing key) so the caller can merge again at once.
-_CAS_SCRIPT = """
+_CAS_SCRIPT = _RUN_COMMANDS + """
 local current = redis.call('GET', KEYS[1])
 if (current or '') ~= ARGV[1] then
   return {0, current}
 end
-local pos = 3
-for _ = 1, tonumber(ARGV[2]) do
-  local argc = tonumber(ARGV[pos])
-  redis.call(unpack(ARGV, pos + 1, pos + argc))
-  pos = pos + argc + 1
-end
+run(tonumber(ARGV[2]))
 return {1}
 """
 
@@ -105,10 +112,8 @@ class CompareAndSet:
 
     def execute_if_unchanged(self, key: str, expected: bytes | None, batch: Pipeline) -> tuple[bool, bytes | None]:
         """(True, None) once `batch` ran; (False, the key's current value or None) if the key did not hold it."""
-        argv: list[bytes | str | int | float] = [expected or b"", len(batch.command_stack)]
-        for args, _options in batch.command_stack:
-            argv.append(len(args))
-            argv.extend(args)
+        argv: list[Arg] = [expected or b"", len(batch.command_stack)]
+        _append_commands(argv, batch.command_stack)
         answer = self._script(keys=[key], args=argv, client=self._client)
         if answer[0] == 1:
             return True, None

@@ -23,7 +23,7 @@ def series(name: str, labels: Mapping[str, str]) -> str:
 
 
 def incr_on(pipe: Pipeline | redis.Redis, name: str, labels: Mapping[str, str], by: float = 1) -> None:
-    pipe.hincrbyfloat(keys.METRIC_COUNTERS, series(name, labels), by)
+    incr_field_on(pipe, series(name, labels), by)
 
 
 def incr_field_on(pipe: Pipeline | redis.Redis, field: str, by: float = 1) -> None:
