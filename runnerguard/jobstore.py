@@ -115,7 +115,7 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
     if completed is not None:
         _set_membership(pipe, keys.repo_finished(repo), job, completed if counted else None)
         _set_membership(pipe, keys.repo_failed(repo), job, completed if failed else None)
-    for index in (keys.JOBS_BY_CREATED, keys.repo_created(repo), keys.repo_finished(repo), keys.repo_failed(repo)):
+    for index in (keys.JOBS_BY_CREATED, *_repo_time_indexes(repo)):
         pipe.zremrangebyscore(index, "-inf", cutoff)
     for pool in record["pools"]:
         pipe.sadd(keys.POOLS_SEEN, pool)
@@ -130,10 +130,17 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
             _set_membership(pipe, keys.pool_failed(pool), job, completed if failed else None)
             if counted:
                 pipe.zadd(keys.pool_repos(pool), {repo: completed}, gt=True)
-        for index in (keys.pool_created(pool), keys.pool_started(pool), keys.pool_finished(pool),
-                      keys.pool_failed(pool)):
+        for index in _pool_time_indexes(pool):
             # Retention, enforced as we go: O(log n + expired) per write, never a full scan.
             pipe.zremrangebyscore(index, "-inf", cutoff)
+
+
+def _repo_time_indexes(repo: str) -> tuple[str, ...]:
+    return keys.repo_created(repo), keys.repo_finished(repo), keys.repo_failed(repo)
+
+
+def _pool_time_indexes(pool: str) -> tuple[str, ...]:
+    return keys.pool_created(pool), keys.pool_started(pool), keys.pool_finished(pool), keys.pool_failed(pool)
 
 
 def _count_finished(pipe: Pipeline, record: dict[str, Any]) -> None:
@@ -208,10 +215,10 @@ def trim_indexes(client: redis.Redis, *, retention_seconds: int, now: float) -> 
     pipe = client.pipeline(transaction=False)
     indexes = [keys.JOBS_BY_CREATED]
     for pool in (m.decode() for m in client.smembers(keys.POOLS_SEEN)):  # type: ignore[union-attr]
-        indexes += [keys.pool_created(pool), keys.pool_started(pool), keys.pool_finished(pool),
-                    keys.pool_failed(pool), keys.pool_waiting(pool), keys.pool_repos(pool)]
+        # also the two a write does not trim: waiting jobs (left by a lost "started" delivery), repos by last job
+        indexes += [*_pool_time_indexes(pool), keys.pool_waiting(pool), keys.pool_repos(pool)]
     for repo in (m.decode() for m in client.smembers(keys.REPOS_SEEN)):  # type: ignore[union-attr]
-        indexes += [keys.repo_created(repo), keys.repo_finished(repo), keys.repo_failed(repo)]
+        indexes += _repo_time_indexes(repo)
     for index in indexes:
         pipe.zremrangebyscore(index, "-inf", cutoff)
     return sum(int(n) for n in pipe.execute())
