@@ -65,7 +65,7 @@ def _day(ts: float) -> str:
 
 def window_rows(client: redis.Redis, *, days: int, now: float) -> list[dict[str, Any]]:
     """Per cache and host, hits / misses / errors over the last `days` UTC days (today included)."""
-    pairs = sorted(tuple(_decoded(m).split("\t", 1)) for m in client.smembers(keys.PREWARM_STATS_INDEX))
+    pairs = sorted(_seen_pairs(client))
     day_names = [_day(now - d * 86400) for d in range(days)]
     pipe = client.pipeline(transaction=False)
     for host, name in pairs:
@@ -100,15 +100,19 @@ def _row(raw: dict[Any, Any]) -> dict[str, str]:
     return {_decoded(k): _decoded(v) for k, v in raw.items()}
 
 
+def _seen_pairs(client: redis.Redis) -> set[tuple[str, str]]:
+    """(host, cache) of every pre-warm ever recorded."""
+    members = (_decoded(m) for m in client.smembers(keys.PREWARM_STATS_INDEX))
+    return {(host, name) for host, _, name in (m.partition("\t") for m in members) if name}
+
+
 def cache_rows(
     redis: redis.Redis, host: str | None = None, *, expected: Iterable[tuple[str, str]] = ()
 ) -> list[dict[str, Any]]:
     """One row per (cache, host) seen, sorted by name then host; `expected` (name, host) pairs never warmed
     appear as 'missing' so a configured cache does not vanish from the API before its first prewarm."""
     client = redis
-    members = {_decoded(m) for m in client.smembers(keys.PREWARM_STATS_INDEX)}
-    pairs = {tuple(m.split("\t", 1)) for m in members if "\t" in m}
-    pairs |= {(h, n) for n, h in expected}
+    pairs = _seen_pairs(client) | {(h, n) for n, h in expected}
     pairs = {(h, n) for h, n in pairs if host is None or h == host}
     ordered = sorted(pairs, key=lambda hn: (hn[1], hn[0]))
     pipe = client.pipeline(transaction=False)
