@@ -14,12 +14,12 @@ import redis as redis_lib
 import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from runnerguard import keys
 from runnerguard.github import models as m
 from runnerguard.github.auth import JWT_LIFETIME, mint_app_jwt
 from runnerguard.github.errors import MalformedResponse
 from runnerguard.github.tokens import TokenCache, WriteGate
 from runnerguard.github.transport import RetryPolicy, Transport
+from runnerguard.store import keys
 
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 APP_GATE = 0  # App-level writes (redeliveries) share one gate, as if installation 0
