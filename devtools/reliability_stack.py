@@ -218,6 +218,7 @@ class Stack:
                       FailedJobRegistry(q, connection=self.client).count)
             parts.append(f"{q}: queued/started/scheduled/failed {'/'.join(map(str, counts))}")
         from rq.job import Job
+        from rq.serializers import JSONSerializer
 
         from runnerguard.queue.dispatch import job_id_for
 
@@ -227,7 +228,7 @@ class Stack:
             states = {t: (delivery.task_states.get(t, "queued") if delivery else "?") for t in tasks}
             jobs = {}
             for t in tasks:
-                job = Job.fetch(job_id_for(guid, t), connection=self.client) if Job.exists(
+                job = Job.fetch(job_id_for(guid, t), connection=self.client, serializer=JSONSerializer) if Job.exists(
                     job_id_for(guid, t), connection=self.client) else None
                 jobs[t] = job.get_status() if job else "no RQ job"
             parts.append(f"{guid}: {'recorded' if delivery else 'NOT RECORDED'}, tasks {states}, rq {jobs}")

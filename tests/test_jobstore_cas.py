@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import redis
 
-from runnerguard.domain.timeline import parse_workflow_job
+from runnerguard.domain.events import parse_workflow_job
 from runnerguard.store import jobstore, keys
 from runnerguard.store.atomic import CompareAndSet, new_batch
 from tests.test_timeline import fold, lifecycle
@@ -44,7 +44,7 @@ def test_a_record_another_process_changed_is_merged_not_overwritten(redis_client
     other = textwrap.dedent(f"""
         import redis
         from runnerguard.store import jobstore
-        from runnerguard.domain.timeline import parse_workflow_job
+        from runnerguard.domain.events import parse_workflow_job
         client = redis.Redis.from_url({redis_url!r})
         jobstore.upsert(client, parse_workflow_job({completed[0]!r}), seen_at={completed[1]!r},
                         pools=["self-hosted"], rule=jobstore.CountingRule(), retention_seconds=86400,

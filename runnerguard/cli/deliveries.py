@@ -8,12 +8,15 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from handlers import replay
 from runnerguard.domain.timeline import format_time
+from runnerguard.errors import NotFound
+from runnerguard.queue import tasks
+from runnerguard.services import replay
 from runnerguard.store import deliveries
 from runnerguard.store.delivery_query import DeliveryFilter, QueryError, page, scan
 from runnerguard.web.state import state
 
+NOT_CONFIGURED = "the GitHub App is not configured (GITHUB_APP_ID and GITHUB_PRIVATE_KEY_PATH)"
 deliveries_cli = AppGroup("deliveries", help="List, show and replay recorded webhook deliveries.")
 
 
@@ -66,7 +69,7 @@ def replay_command(guid: str | None, everything: bool, **options: str | None) ->
     if guid:
         try:
             queued = replay.replay_one(web.redis, web.intake.dispatcher, guid)
-        except replay.NotFound:
+        except NotFound:
             raise click.ClickException(f"no delivery {guid}") from None
         click.echo(f"replaying {guid}: {', '.join(queued) or 'no task'}")
         return
@@ -88,27 +91,27 @@ def replay_command(guid: str | None, everything: bool, **options: str | None) ->
 
 @deliveries_cli.command("recover")
 @click.option("--since", default=None, help="look back this far (72h, or ISO 8601) instead of from the checkpoint")
-def recover_command(since: str | None) -> None:
-    """Ask GitHub to redeliver every delivery runnerguard never recorded."""
-    from handlers import runtime
-    from runnerguard.github import GitHubKeyError
-    from runnerguard.services.recovery import recover
-
+@click.option("--wait", default=300, show_default=True, type=click.IntRange(1, 3600),
+              help="seconds to wait for a worker to finish it")
+def recover_command(since: str | None, wait: int) -> None:
+    """Ask GitHub to redeliver every delivery runnerguard never recorded (a worker does it; this waits)."""
     web = state()
     when = _filter(since=since).since if since else None
-    rt = runtime.Runtime(settings=web.settings, policy=web.policy, redis=web.redis)
-    try:
-        github = rt.github()
-    except GitHubKeyError as exc:
-        raise click.ClickException(str(exc)) from None
-    if github is None:
-        raise click.ClickException("the GitHub App is not configured (GITHUB_APP_ID and GITHUB_PRIVATE_KEY_PATH)")
-    with click.progressbar(length=0, label="asking GitHub to redeliver", show_pos=True) as bar:
-        report = recover(web.redis, github, since=when, progress=lambda r: bar.update(1))
-    click.echo(f"scanned {report.scanned} GitHub deliveries: {report.missing} never recorded, "
-               f"{len(report.requested)} redelivery requests, {len(report.failed)} failed, "
-               f"{report.skipped_recently_asked} asked for within the last 30 minutes")
-    if report.failed:
+    if not web.settings.github_app_id:
+        raise click.ClickException(NOT_CONFIGURED)
+    job = tasks.enqueue(tasks.RECOVER, when, connection=web.redis)  # type: ignore[arg-type]
+    click.echo(f"queued recovery (task {job.id}); waiting for a worker ...")
+    status, result = tasks.wait_for(job.id, connection=web.redis, timeout=wait)
+    if status != "finished":
+        if result is None:
+            raise click.ClickException(f"no worker finished it within {wait} s (is `make run` or a worker running?); "
+                                       "it stays queued")
+        raise click.ClickException(f"recovery failed: {result}")
+    report = result or {}
+    click.echo(f"scanned {report.get('scanned')} GitHub deliveries: {report.get('missing')} never recorded, "
+               f"{report.get('requested')} redelivery requests, {report.get('failed')} failed, "
+               f"{report.get('skipped_recently_asked')} asked for within the last 30 minutes")
+    if report.get("failed"):
         raise SystemExit(1)
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import click
@@ -16,13 +14,12 @@ import redis
 from flask import Flask
 from flask.cli import with_appcontext
 
+from runnerguard.domain import timeparse
 from runnerguard.domain.scorecard import NO_DATA, PASS
 from runnerguard.services import reports as report_data
-from runnerguard.store import jobstore, keys
+from runnerguard.store import jobstore
 from runnerguard.web.state import state
 
-RELATIVE_RE = re.compile(r"^(\d+)\s*([mhd])$")
-UNITS = {"m": 60, "h": 3600, "d": 86400}
 EXPORT_FIELDS = ("repo", "job_id", "run_id", "run_attempt", "workflow", "name", "pools", "runner_name", "conclusion",
                  "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds")
 EXPORT_BATCH = 500
@@ -32,19 +29,13 @@ SUMMARY = "{passed} of {total} targets met, {missing} without data"
 
 
 def parse_since(raw: str, *, now: float) -> float:
-    match = RELATIVE_RE.match(raw.strip())
-    if match:
-        amount = int(match.group(1))
-        if amount <= 0:
-            raise click.BadParameter(BAD_SINCE.format(raw=raw), param_hint="--since")
-        return now - amount * UNITS[match.group(2)]
     try:
-        parsed = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
-    except ValueError:
+        when = timeparse.parse_when(raw, "--since", now=now, allow_zero=False)
+    except timeparse.TimeError:
         raise click.BadParameter(BAD_SINCE.format(raw=raw[:40]), param_hint="--since") from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter(BAD_SINCE.format(raw=raw[:40]), param_hint="--since")
-    return parsed.timestamp()
+    if when is None:
+        raise click.BadParameter(BAD_SINCE.format(raw=raw), param_hint="--since")
+    return when
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
@@ -75,11 +66,11 @@ def iter_jobs(client: redis.Redis, since: float) -> Iterator[dict[str, Any]]:
     """Every job created since `since`, oldest first, a batch at a time (memory stays flat for 30 days)."""
     offset = 0
     while True:
-        members = client.zrangebyscore(keys.JOBS_BY_CREATED, since, "+inf", start=offset, num=EXPORT_BATCH)
+        members = jobstore.created_since(client, since, offset=offset, count=EXPORT_BATCH)
         if not members:
             return
-        offset += len(members)  # type: ignore[arg-type]
-        yield from jobstore.load(client, (m.decode() for m in members))  # type: ignore[union-attr]
+        offset += len(members)
+        yield from jobstore.load(client, members)
 
 
 def _export_row(record: dict[str, Any]) -> dict[str, Any]:

@@ -6,10 +6,9 @@ import json
 
 import click
 from flask.cli import AppGroup
-from rq import Queue
 
-from runnerguard.domain.pools import DEFAULT_POOL
-from runnerguard.queue.dispatch import GITHUB_QUEUE
+from runnerguard.errors import NotFound, RunnerguardError
+from runnerguard.services import admin
 from runnerguard.store import rollback_state
 from runnerguard.web.state import state
 
@@ -17,9 +16,10 @@ rollback_cli = AppGroup("rollback", help="See, open and restore rollbacks of sel
 
 
 def _check_pool(name: str) -> None:
-    names = [p.name for p in (state().policy.pools or (DEFAULT_POOL,))]
-    if name not in names:
-        raise click.UsageError(f"no pool {name!r} (pools: {', '.join(names)})")
+    try:
+        admin.check_pool(state().policy, name)
+    except NotFound as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @rollback_cli.command("list")
@@ -44,9 +44,12 @@ def list_command(as_json: bool) -> None:
 def open_command(pool: str, repo: str | None, note: str) -> None:
     """Queue a manual rollback of POOL (a worker opens the PR)."""
     _check_pool(pool)
-    job = Queue(GITHUB_QUEUE, connection=state().redis).enqueue(
-        "handlers.rollback.manual_rollback_task", pool, repo, note, result_ttl=3600)
-    click.echo(f"queued: rollback of {pool} ({repo or 'every repo of the pool'}), task {job.id}")
+    web = state()
+    try:
+        task = admin.request_rollback(web.redis, web.policy, pool, repo, note)
+    except RunnerguardError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"queued: rollback of {pool} ({repo or 'every repo of the pool'}), task {task}")
 
 
 @rollback_cli.command("restore")
@@ -55,9 +58,9 @@ def open_command(pool: str, repo: str | None, note: str) -> None:
 def restore_command(pool: str, repo: str) -> None:
     """Queue the restore PR of POOL in REPO, once the pool is fixed."""
     _check_pool(pool)
-    current = rollback_state.load(state().redis, pool, repo)
-    if current.state not in (rollback_state.ROLLED_BACK, rollback_state.PR_OPEN):
-        raise click.ClickException(f"{pool} in {repo} is {current.state}: nothing to restore")
-    job = Queue(GITHUB_QUEUE, connection=state().redis).enqueue(
-        "handlers.rollback.restore_rollback", pool, repo, result_ttl=3600)
-    click.echo(f"queued: restore of {pool} in {repo}, task {job.id}")
+    web = state()
+    try:
+        task = admin.request_restore(web.redis, web.policy, pool, repo)
+    except RunnerguardError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"queued: restore of {pool} in {repo}, task {task}")

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
+from runnerguard.domain.rules import CountingRule
+
 COMPLETED_CONCLUSIONS = frozenset({"success", "failure"})
 
 
@@ -43,11 +45,9 @@ class JobTimes(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Rule:
-    """How a pool counts: failed and ignored conclusions, and how long a job may wait before it is stuck."""
+class Rule(CountingRule):
+    """How a pool counts (the one CountingRule), and how long a job may wait before it is stuck."""
 
-    failed: frozenset[str] = frozenset({"failure", "timed_out", "startup_failure"})
-    ignored: frozenset[str] = frozenset({"cancelled", "skipped"})
     stuck_after_seconds: int = 2 * 3600
 
     def digest(self) -> str:

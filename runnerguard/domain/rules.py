@@ -16,6 +16,14 @@ def human_duration(seconds: int) -> str:
 
 
 @dataclass(frozen=True)
+class CountingRule:
+    """Which conclusions count as failed, and which count neither way, for a pool's failure rate."""
+
+    failed: frozenset[str] = frozenset({"failure", "timed_out", "startup_failure"})
+    ignored: frozenset[str] = frozenset({"cancelled", "skipped"})
+
+
+@dataclass(frozen=True)
 class Decision:
     """Whether a trigger fires for a pool, and the evidence, stated as a person would read it."""
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from runnerguard.errors import InvalidInput
+
 ACTION_RANK = {"queued": 0, "waiting": 1, "in_progress": 2, "completed": 3}
 STARTED_ACTIONS = ("in_progress", "completed")
 
 
-class PayloadError(ValueError):
+class PayloadError(InvalidInput):
     """A signed payload lacks what the timeline needs: a permanent error, never retried."""
 
 
@@ -42,17 +44,6 @@ def format_time(value: float | None) -> str | None:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _get(mapping: Mapping[str, Any], key: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
-    value = mapping.get(key)
-    if value is None:
-        if required:
-            raise PayloadError(f"missing {key}")
-        return None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise PayloadError(f"{key} has the wrong type ({type(value).__name__})")
-    return value
-
-
 @dataclass(frozen=True)
 class JobSnapshot:
     """What one workflow_job delivery says about a job."""
@@ -65,50 +56,6 @@ class JobSnapshot:
     @property
     def key(self) -> tuple[int, int]:
         return self.repo_id, int(self.job["job_id"])
-
-
-def parse_workflow_job(payload: Mapping[str, Any]) -> JobSnapshot:
-    """Validate the parts of a workflow_job payload the timeline needs; raises PayloadError."""
-    action = payload.get("action")
-    if action not in ACTION_RANK:
-        raise PayloadError(f"unknown workflow_job action {str(action)[:40]!r}")
-    job = payload.get("workflow_job")
-    repo = payload.get("repository")
-    if not isinstance(job, Mapping):
-        raise PayloadError("missing workflow_job")
-    if not isinstance(repo, Mapping):
-        raise PayloadError("missing repository")
-    labels = job.get("labels") or []
-    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        raise PayloadError("workflow_job.labels must be a list of strings")
-    created = _get(job, "created_at", str)
-    parse_time(created)
-    for name in ("started_at", "completed_at"):
-        parse_time(job.get(name))
-    fields = {
-        "job_id": _get(job, "id", int),
-        "run_id": _get(job, "run_id", int),
-        "run_attempt": _get(job, "run_attempt", int, required=False) or 1,
-        "workflow": _get(job, "workflow_name", str, required=False),
-        "name": _get(job, "name", str, required=False),
-        "head_branch": _get(job, "head_branch", str, required=False),
-        "labels": list(labels),
-        "runner_name": _get(job, "runner_name", str, required=False),
-        "runner_id": _get(job, "runner_id", int, required=False),
-        "runner_group": _get(job, "runner_group_name", str, required=False),
-        "status": _get(job, "status", str, required=False),
-        "conclusion": _get(job, "conclusion", str, required=False),
-        "created_at": created,
-        "started_at": job.get("started_at"),
-        "completed_at": job.get("completed_at"),
-        "html_url": _get(job, "html_url", str, required=False),
-    }
-    return JobSnapshot(
-        action=str(action),
-        repo_id=_get(repo, "id", int),
-        repo=_get(repo, "full_name", str),
-        job=fields,
-    )
 
 
 def _canonical(value: Any) -> str:

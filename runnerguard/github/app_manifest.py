@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from runnerguard.errors import InvalidInput
+
 MANIFEST_PATH = Path(__file__).resolve().parents[2] / "deploy" / "github-app-manifest.json"
 CODE_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,33}$")
@@ -35,7 +37,7 @@ BAD_ANSWER = "GitHub answered HTTP {status} without the App's id, private key an
 BAD_CODE = "The code in the callback is malformed."
 
 
-class SetupError(Exception):
+class SetupError(InvalidInput):
     """The manifest flow could not finish; the message is meant for the admin's eyes."""
 
 

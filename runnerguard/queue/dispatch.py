@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from redis.client import Pipeline
-from rq import Queue, Retry
+from rq import Queue
 
 from config import Policy
+from runnerguard.domain.events import WorkflowJobEvent
+from runnerguard.domain.timeline import PayloadError
+from runnerguard.queue import tasks
 from runnerguard.queue.job_template import JobTemplate, timestamp
 from runnerguard.queue.routing import Router
+from runnerguard.queue.tasks import job_id_for
 
-JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-GITHUB_QUEUE = "github"  # tasks that call GitHub (rate limited, slower), apart from the timeline's "events"
-TASK_RETRY = Retry(max=4, interval=[2, 10, 60, 300])
-TASK_TIMEOUT = 300
-# The delivery records each task's outcome; RQ keeps its own result only briefly. Not 0: deleting a finished job
-# at once costs RQ seven stand-alone round trips (a status read and an execution scan), expiring it costs none.
-RESULT_TTL = 60
-FAILURE_TTL = 14 * 86400
-
-
-def job_id_for(guid: str, task_name: str, suffix: str = "") -> str:
-    """RQ job ids allow letters, digits, '_' and '-' only; one job per delivery and task (and replay)."""
-    return f"{guid}_{JOB_ID_UNSAFE.sub('-', task_name)}{suffix}"
+__all__ = ["Dispatcher", "Plan", "job_id_for"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +40,17 @@ class Plan:
             job.template.enqueue_on(pipe, job.job_id, (job.guid,), job.description, at)
 
 
+def job_event(event: str, payload: Mapping[str, Any]) -> WorkflowJobEvent | None:
+    """The typed workflow_job event for routing, or None (another event, or a payload the timeline task will
+    refuse with its reason: routing never fails a delivery that was signed and recorded)."""
+    if event != "workflow_job":
+        return None
+    try:
+        return WorkflowJobEvent.parse(payload)
+    except PayloadError:
+        return None
+
+
 class Dispatcher:
     """Keeps one RQ Queue and one job template per (task, queue), so planning costs no round trip and no RQ Job."""
 
@@ -61,28 +63,29 @@ class Dispatcher:
 
     def queue(self, name: str) -> Queue:
         if name not in self._queues:
-            self._queues[name] = Queue(name, connection=self.redis)
+            self._queues[name] = tasks.queue(name, self.redis)
         return self._queues[name]
 
-    def template(self, task_path: str, queue_name: str) -> JobTemplate:
-        key = (task_path, queue_name)
+    def template(self, spec: tasks.TaskSpec, queue_name: str) -> JobTemplate:
+        key = (spec.path, queue_name)
         if key not in self._templates:
             # Two threads may build the same template at once; both are equal, the last one stays.
-            self._templates[key] = JobTemplate(
-                self.queue(queue_name), task_path, timeout=TASK_TIMEOUT, result_ttl=RESULT_TTL,
-                failure_ttl=FAILURE_TTL, retry=TASK_RETRY,
-            )
+            self._templates[key] = JobTemplate(self.queue(queue_name), spec.path, **spec.job_options())
         return self._templates[key]
 
     def plan(
-        self, guid: str, event: str, action: str | None, payload: Mapping[str, Any], *, suffix: str = ""
+        self, guid: str, event: str, action: str | None, payload: Mapping[str, Any], *, suffix: str = "",
+        job: WorkflowJobEvent | None = None,
     ) -> Plan:
+        routes = self.router.routes_for(event, action)
+        if job is None and any(route.queues is not None for route in routes):
+            job = job_event(event, payload)
         task_names: list[str] = []
         jobs: list[PlannedJob] = []
-        for route in self.router.routes_for(event, action):
-            for queue_name in route.queues_for(payload, self.policy):
-                task_name = route.name if queue_name == route.queues else f"{route.name}@{queue_name}"
+        for route in routes:
+            for queue_name in route.queues_for(job, self.policy):
+                task_name = route.name if route.queues is None else f"{route.name}@{queue_name}"
                 task_names.append(task_name)
-                jobs.append(PlannedJob(self.template(route.task_path, queue_name),
+                jobs.append(PlannedJob(self.template(route.spec, queue_name),
                                        job_id_for(guid, task_name, suffix), guid, f"{task_name} {guid}"))
         return Plan(tuple(task_names), tuple(jobs))

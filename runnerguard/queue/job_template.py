@@ -21,12 +21,14 @@ from rq import Queue
 from rq.job import Job
 from rq.utils import now, utcformat
 
+from runnerguard.errors import RunnerguardError
+
 _PROBE_ID = "runnerguard-template-probe"
 # Fields that differ from job to job; every other field of RQ's job hash is the same for one (task, queue).
 PER_JOB_FIELDS = frozenset({"data", "description", "created_at", "enqueued_at"})
 
 
-class TemplateError(RuntimeError):
+class TemplateError(RunnerguardError):
     """RQ's enqueue wrote something the template does not reproduce: RQ changed, this module must follow."""
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import signal
 import threading
 import time
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import FrameType
 from typing import Any
@@ -16,6 +19,11 @@ from rq.job import Job
 from rq.utils import now
 from rq.worker import WorkerStatus
 
+from runnerguard.queue import tasks
+from runnerguard.queue.deps import Deps
+from runnerguard.queue.runner import job_class_for
+
+log = logging.getLogger("runnerguard.worker")
 MAINTENANCE_EVERY = 20  # seconds between RQ registry cleanups, which retry the tasks of dead workers
 MONITORING_EVERY = 15  # seconds between heartbeats of a running task
 
@@ -130,15 +138,49 @@ class RunnerguardWorker(SimpleWorker):
                 pass  # Redis away, or the task finished meanwhile: the next beat or the cleanup sorts it out
 
 
-def build_worker(redis_url: str, queue_names: list[str]) -> RunnerguardWorker:
+def build_worker(connection: redis.Redis, queue_names: list[str], deps: Deps, *,
+                 worker_class: type[RunnerguardWorker] | None = None,
+                 extra_tasks: Mapping[str, tasks.TaskSpec] | None = None) -> RunnerguardWorker:
     """SimpleWorker runs tasks in this process instead of forking a child per job.
 
     Our tasks are short, idempotent and our own code; a fork per job (~10-15 ms) would cap a process at ~65 jobs/s,
     a fraction of what this does (bench/bench_ingest.py measures both). Crash isolation comes from RQ's
-    abandoned-job handling and the retries instead.
+    abandoned-job handling and the retries instead. Jobs are JSON, and only the task table's functions run.
     """
-    connection = redis.Redis.from_url(redis_url, health_check_interval=30)
+    job_class = job_class_for(deps, extra_tasks)
     # A task whose worker died (SIGKILL, OOM, power) is found by RQ's registry cleanup once its heartbeat lapses
     # (15 s + 60 s); cleaning every 20 s instead of RQ's 10 minutes gets it retried within two minutes.
-    return RunnerguardWorker([Queue(name, connection=connection) for name in queue_names], connection=connection,
-                             maintenance_interval=MAINTENANCE_EVERY, job_monitoring_interval=MONITORING_EVERY)
+    queues = [Queue(name, connection=connection, job_class=job_class, serializer=tasks.SERIALIZER)
+              for name in queue_names]
+    return (worker_class or RunnerguardWorker)(
+        queues, connection=connection, job_class=job_class, serializer=tasks.SERIALIZER,
+        maintenance_interval=MAINTENANCE_EVERY, job_monitoring_interval=MONITORING_EVERY)
+
+
+def survive_outages(redis_url: str, run: Callable[[], bool | int]) -> int:
+    """Run `run` again after Redis went away, once Redis answers: the process recovers by itself.
+
+    RQ's loop tolerates a lost connection only while it waits for work; one lost in the middle of a task ends the
+    worker. A supervisor (systemd, honcho) would restart it, but honcho stops the whole stack when one process
+    exits, and nothing queued should wait on a restart policy.
+    """
+    probe = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+    while True:
+        try:
+            if run() is True:
+                return 0
+        except redis.ConnectionError:
+            pass  # RQ's teardown could not say goodbye: Redis is still away
+        log.warning("lost Redis; waiting for it to come back")
+        # RQ's signal handlers belong to the worker that just quit: while we wait, a stop request stops us.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        delay = 0.5
+        while True:
+            try:
+                if probe.ping():
+                    break
+            except redis.RedisError:
+                pass
+            time.sleep(delay)
+            delay = min(delay * 2, 10)

@@ -11,7 +11,7 @@ import redis
 
 from runnerguard.github import GitHubApp, GitHubError
 from runnerguard.github.app_models import HookDelivery
-from runnerguard.store import deliveries, keys
+from runnerguard.store import deliveries, recovery_state
 
 log = logging.getLogger("runnerguard.services.recovery")
 GITHUB_KEEPS_SECONDS = 3 * 86400  # GitHub keeps hook deliveries for 3 days: nothing older can be redelivered
@@ -34,8 +34,7 @@ class RecoveryReport:
 
 
 def checkpoint(client: redis.Redis) -> float | None:
-    raw = client.get(keys.RECOVERY_CHECKPOINT)
-    return float(raw) if raw else None  # type: ignore[arg-type]
+    return recovery_state.checkpoint(client)
 
 
 def recover(
@@ -70,17 +69,17 @@ def recover(
             continue
         report.missing += 1
         oldest_unrecorded = when if oldest_unrecorded is None else min(oldest_unrecorded, when)
-        asked = client.get(keys.recovery_asked(guid))
-        if asked is not None and now - float(asked) < ASK_AGAIN_AFTER:  # type: ignore[arg-type]
+        asked = recovery_state.asked_at(client, guid)
+        if asked is not None and now - asked < ASK_AGAIN_AFTER:
             report.skipped_recently_asked += 1
             continue
         # The time asked is compared with our clock (testable); Redis's own expiry only cleans up afterwards.
-        client.set(keys.recovery_asked(guid), now, ex=GITHUB_KEEPS_SECONDS)
+        recovery_state.mark_asked(client, guid, now, ttl=GITHUB_KEEPS_SECONDS)
         try:
             github.redeliver(item.id)
             report.requested.append(guid)
         except GitHubError as exc:
-            client.delete(keys.recovery_asked(guid))  # it was not asked after all: ask on the next run
+            recovery_state.unmark_asked(client, guid)  # it was not asked after all: ask on the next run
             report.failed.append(guid)
             log.warning("redelivery request failed", extra={"delivery_id": guid, "error": type(exc).__name__})
         if progress is not None:
@@ -88,6 +87,6 @@ def recover(
     # Everything before the oldest unrecorded delivery is handled; without one, everything we saw is.
     new_checkpoint = (oldest_unrecorded - 0.001) if oldest_unrecorded is not None else newest_seen
     if since is None:
-        client.set(keys.RECOVERY_CHECKPOINT, max(new_checkpoint, start))
+        recovery_state.set_checkpoint(client, max(new_checkpoint, start))
     report.checkpoint = max(new_checkpoint, start)
     return report

@@ -10,7 +10,7 @@ import redis
 from config import Policy
 from runnerguard.domain import rollup, scorecard
 from runnerguard.domain.pools import DEFAULT_POOL
-from runnerguard.store import job_windows, keys, prewarm_stats
+from runnerguard.store import job_windows, jobstore, prewarm_stats
 
 STEP = 6 * 3600  # summary buckets: 28 a week, on UTC 00/06/12/18 h
 
@@ -19,13 +19,12 @@ def pool_names(client: redis.Redis, policy: Policy) -> list[str]:
     """Declared pools; without a policy, the default pool and any pool that has recorded jobs (still bounded)."""
     if policy.pools:
         return [p.name for p in policy.pools]
-    seen = sorted(m.decode() for m in client.smembers(keys.POOLS_SEEN))  # type: ignore[union-attr]
-    return list(dict.fromkeys([DEFAULT_POOL.name, *seen]))
+    return list(dict.fromkeys([DEFAULT_POOL.name, *jobstore.pools_seen(client)]))
 
 
 def rule_for(policy: Policy, pool: str) -> rollup.Rule:
-    counting = policy.failure_rate_for(pool)
-    return rollup.Rule(failed=frozenset(counting.failed_conclusions), ignored=frozenset(counting.ignored_conclusions),
+    counting = policy.failure_rate_for(pool).counting
+    return rollup.Rule(failed=counting.failed, ignored=counting.ignored,
                        stuck_after_seconds=policy.rollback.stuck_queue.after_seconds)
 
 
@@ -40,7 +39,7 @@ def pool_input(client: redis.Redis, policy: Policy, pool: str, *, now: float,
                ) -> scorecard.PoolInput:
     rule = rule_for(policy, pool)
     hits, lookups = job_windows.cache_counts(cache_rows, policy.caches, pool)
-    recent = client.zcount(keys.pool_created(pool), now - scorecard.FALLBACK_WINDOW, now)
+    recent = jobstore.created_count(client, pool, now - scorecard.FALLBACK_WINDOW, now)
     return scorecard.PoolInput(
         pool=pool, cache_hits=hits, cache_lookups=lookups, rollback_periods=periods.get(pool, []),
         stuck_after_seconds=rule.stuck_after_seconds, failed_conclusions=rule.failed,
@@ -66,3 +65,11 @@ def scorecard_by_pool(client: redis.Redis, policy: Policy, *, now: float
 
 def scorecard_rows(client: redis.Redis, policy: Policy, *, now: float) -> list[scorecard.Row]:
     return [row for _, rows in scorecard_by_pool(client, policy, now=now).values() for row in rows]
+
+
+def fold_summaries(client: redis.Redis, policy: Policy, *, now: float) -> int:
+    """Fold the settled buckets of every pool's last week into the stored summaries; how many pools."""
+    pools = pool_names(client, policy)
+    for pool in pools:
+        pool_summaries(client, policy, pool, now=now)
+    return len(pools)

@@ -22,17 +22,18 @@ from runnerguard.domain.workflows import (
     revert_runs_on,
     rewrite_runs_on,
 )
+from runnerguard.errors import Permanent
 from runnerguard.github import Forbidden, GitHubApp, InstallationClient, NotFound, PullRequest, Unprocessable
-from runnerguard.store import jobstore, keys
+from runnerguard.store import jobstore
 from runnerguard.store import rollback_state as states
 from runnerguard.store.rollback_state import RollbackState
 
-log = logging.getLogger("runnerguard.services.rollback_prs")
+log = logging.getLogger("runnerguard.rollback")
 COMMENT_EVERY = 3600
 LOCK_TIMEOUT = 600
 
 
-class RollbackError(Exception):
+class RollbackError(Permanent):
     """A rollback cannot go ahead (a missing permission, a repository it cannot see); recorded, not retried."""
 
 
@@ -50,7 +51,7 @@ class Rollbacks:
 
     def open(self, pool: Pool, repo: str, decision: Decision) -> RollbackState:
         """Open the rollback PR for one pool in one repo, or add evidence to the one that is open."""
-        lock = self.redis.lock(keys.rollback_lock(pool.name, repo), timeout=LOCK_TIMEOUT, blocking_timeout=30)
+        lock = states.lock(self.redis, pool.name, repo, timeout=LOCK_TIMEOUT, blocking_timeout=30)
         if not lock.acquire():
             raise TimeoutError(f"rollback of {pool.name} in {repo} is locked by another worker")  # retried later
         try:
@@ -232,7 +233,7 @@ class Rollbacks:
 
     def restore(self, pool: Pool, repo: str) -> RollbackState:
         """Open the reverse PR: put back exactly the rollback's runs-on values, even if the files changed since."""
-        lock = self.redis.lock(keys.rollback_lock(pool.name, repo), timeout=LOCK_TIMEOUT, blocking_timeout=30)
+        lock = states.lock(self.redis, pool.name, repo, timeout=LOCK_TIMEOUT, blocking_timeout=30)
         if not lock.acquire():
             raise TimeoutError(f"rollback of {pool.name} in {repo} is locked by another worker")
         try:

@@ -4,46 +4,32 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 import redis
 
+from runnerguard.domain import timeparse
+from runnerguard.errors import InvalidInput
 from runnerguard.store import deliveries, keys
 from runnerguard.store.deliveries import Delivery
 
 FILTER_KEYS = ("since", "until", "event", "action", "repo", "state")
 STATES = ("queued", "running", "done", "failed", "ignored")
-RELATIVE_RE = re.compile(r"^(\d+)\s*([smhd])$")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 SCAN_BATCH = 200
 
 
-class QueryError(ValueError):
+class QueryError(InvalidInput):
     """A filter or cursor from outside is malformed; the message says which and why."""
 
 
 def parse_when(raw: object, key: str, *, now: float) -> float | None:
     """ISO 8601 with a zone, epoch seconds, or relative ('72h' = 72 hours ago)."""
-    if raw is None or raw == "":
-        return None
-    if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return float(raw)
-    if not isinstance(raw, str):
-        raise QueryError(f"{key} must be a time, got {type(raw).__name__}")
-    match = RELATIVE_RE.match(raw.strip())
-    if match:
-        return now - int(match.group(1)) * UNITS[match.group(2)]
     try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise QueryError(f"{key} must be ISO 8601 (2026-11-27T10:00:00Z) or relative (72h), got {raw[:40]!r}") from None
-    if parsed.tzinfo is None:
-        raise QueryError(f"{key} must carry a time zone (e.g. a trailing Z)")
-    return parsed.timestamp()
+        return timeparse.parse_when(raw, key, now=now)
+    except timeparse.TimeError as exc:
+        raise QueryError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -144,3 +130,9 @@ def page(
             break
     next_cursor = encode_cursor(items[-1].received_at, items[-1].guid) if len(items) == limit else None
     return items, next_cursor
+
+
+def latest(client: redis.Redis, count: int) -> list[Delivery]:
+    """The newest `count` deliveries, newest first."""
+    guids = [g.decode() for g in client.zrevrange(keys.DELIVERIES_BY_TIME, 0, count - 1)]  # type: ignore[union-attr]
+    return load_many(client, guids)

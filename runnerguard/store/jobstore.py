@@ -5,29 +5,23 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis
 from redis.client import Pipeline
 
+from runnerguard.domain.rules import CountingRule
 from runnerguard.domain.timeline import JobSnapshot, merge
 from runnerguard.store import keys, metrics
 from runnerguard.store.atomic import CompareAndSet, new_batch
+
+__all__ = ["CountingRule"]
 
 PUBLIC_FIELDS = (
     "repo", "job_id", "run_id", "run_attempt", "workflow", "name", "labels", "pools", "runner_name", "status",
     "conclusion", "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds",
 )
-
-
-@dataclass(frozen=True)
-class CountingRule:
-    """Which conclusions count as failed, and which count neither way, for the failure-rate window."""
-
-    failed: frozenset[str] = frozenset({"failure", "timed_out", "startup_failure"})
-    ignored: frozenset[str] = frozenset({"cancelled", "skipped"})
 
 
 class _RecentValues:
@@ -169,6 +163,42 @@ def window_counts(client: redis.Redis, pool: str, since: float) -> tuple[int, in
     pipe.zcount(keys.pool_failed(pool), since, "+inf")
     finished, failed = pipe.execute()
     return int(finished), int(failed)
+
+
+def stuck_counts(client: redis.Redis, pool: str, since: float) -> tuple[int, int]:
+    """(jobs of the pool queued before `since` and still waiting, jobs of the pool started at or after `since`)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.zcount(keys.pool_waiting(pool), "-inf", since)
+    pipe.zcount(keys.pool_started(pool), since, "+inf")
+    waiting, started = pipe.execute()
+    return int(waiting), int(started)
+
+
+def repos_since(client: redis.Redis, pool: str, since: float) -> set[str]:
+    """Repositories whose jobs of the pool completed at or after `since`."""
+    return {m.decode() for m in client.zrangebyscore(keys.pool_repos(pool), since, "+inf")}  # type: ignore[union-attr]
+
+
+def waiting_repos(client: redis.Redis, pool: str, before: float, limit: int = 200) -> set[str]:
+    """Repositories with jobs of the pool queued before `before` and still waiting."""
+    waiting = client.zrangebyscore(keys.pool_waiting(pool), "-inf", before, start=0, num=limit)
+    return {r["repo"] for r in load(client, (m.decode() for m in waiting))}  # type: ignore[union-attr]
+
+
+def created_since(client: redis.Redis, since: float, *, offset: int, count: int) -> list[str]:
+    """Members of every job created at or after `since`, oldest first, a page at a time (exports)."""
+    members = client.zrangebyscore(keys.JOBS_BY_CREATED, since, "+inf", start=offset, num=count)
+    return [m.decode() for m in members]  # type: ignore[union-attr]
+
+
+def pools_seen(client: redis.Redis) -> list[str]:
+    """Every pool name that has recorded jobs, sorted."""
+    return sorted(m.decode() for m in client.smembers(keys.POOLS_SEEN))  # type: ignore[union-attr]
+
+
+def created_count(client: redis.Redis, pool: str, since: float, until: float) -> int:
+    """Jobs of the pool created in [since, until] (O(log n))."""
+    return int(client.zcount(keys.pool_created(pool), since, until))  # type: ignore[arg-type]
 
 
 def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:

@@ -104,6 +104,11 @@ def rollback_lock(pool: str, repo: str) -> str:
     return f"{PREFIX}:rollback:lock:{pool}:{repo.lower()}"
 
 
+def rollback_pending(pool: str, repo: str) -> str:
+    """The decision a queued rollback task acts on (JSON), so the task itself carries only the pool and repo."""
+    return f"{PREFIX}:rollback:pending:{pool}:{repo.lower()}"
+
+
 ROLLBACKS = f"{PREFIX}:rollbacks"  # set of "pool\trepo" with a rollback state
 
 # --- GitHub client --------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import redis
+from redis.lock import Lock
 
 from runnerguard.store import keys
 
@@ -80,3 +81,20 @@ def history(client: redis.Redis, pool: str, repo: str) -> list[dict[str, Any]]:
 def list_states(client: redis.Redis) -> list[RollbackState]:
     members = sorted(m.decode() for m in client.smembers(keys.ROLLBACKS))  # type: ignore[union-attr]
     return [load(client, *member.split("\t", 1)) for member in members]
+
+
+def lock(client: redis.Redis, pool: str, repo: str, *, timeout: float, blocking_timeout: float) -> Lock:
+    """One worker at a time acts on a pool's rollback in a repository."""
+    return client.lock(keys.rollback_lock(pool, repo), timeout=timeout, blocking_timeout=blocking_timeout)
+
+
+PENDING_TTL = 14 * 86400  # as long as RQ keeps a failed task that could be requeued
+
+
+def save_pending(client: redis.Redis, pool: str, repo: str, decision: Mapping[str, Any]) -> None:
+    client.set(keys.rollback_pending(pool, repo), json.dumps(dict(decision)), ex=PENDING_TTL)
+
+
+def load_pending(client: redis.Redis, pool: str, repo: str) -> dict[str, Any] | None:
+    raw = client.get(keys.rollback_pending(pool, repo))
+    return json.loads(raw) if raw else None  # type: ignore[arg-type]

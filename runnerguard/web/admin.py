@@ -7,10 +7,10 @@ import time
 from flask import Blueprint, Response, jsonify, request
 
 from config.policy import NAME_RE
-from runnerguard.domain.pools import DEFAULT_POOL
-from runnerguard.prewarm import cache_rows
+from runnerguard.domain import timeparse
+from runnerguard.errors import InvalidInput
 from runnerguard.store import jobstore
-from runnerguard.store.delivery_query import QueryError, parse_when
+from runnerguard.store.prewarm_stats import cache_rows
 from runnerguard.web.auth import require_admin
 from runnerguard.web.openapi import OPENAPI
 from runnerguard.web.state import state
@@ -20,29 +20,17 @@ DAY = 86400
 MAX_LIMIT = 5000
 
 
-class BadRequest(ValueError):
-    pass
-
-
 def parse_since(raw: str | None) -> float | None:
     """ISO 8601 with a zone, or relative ("24h"); the same rules as the delivery filters."""
-    try:
-        return parse_when(raw, "since", now=time.time())
-    except QueryError as exc:
-        raise BadRequest(str(exc)) from None
+    return timeparse.parse_when(raw, "since", now=time.time())
 
 
 def parse_limit(raw: str | None, default: int = 500) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
-
-
-@bp.errorhandler(BadRequest)
-def bad_request(exc: BadRequest) -> tuple[Response, int]:
-    return jsonify(error=str(exc)), 400
 
 
 @bp.get("/jobs")
@@ -61,7 +49,7 @@ def list_jobs() -> Response:
 def list_pools() -> Response:
     web = state()
     now = time.time()
-    declared = list(web.policy.pools) or [DEFAULT_POOL]
+    declared = web.policy.all_pools
     rows = []
     for pool in declared:
         window = web.policy.failure_rate_for(pool.name).window_seconds
@@ -89,7 +77,7 @@ def list_caches() -> Response:
     web = state()
     host = request.args.get("host") or None
     if host is not None and not NAME_RE.match(host):
-        raise BadRequest("host must be a runner host name")
+        raise InvalidInput("host must be a runner host name")
     expected = [(c.name, h) for c in web.policy.caches for p in web.policy.pools if p.name in c.pools
                 for h in p.hosts]
     return jsonify(caches=cache_rows(web.redis, host, expected=expected))

@@ -7,7 +7,8 @@ import time
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from handlers import replay
+from runnerguard.errors import NotFound
+from runnerguard.services import replay
 from runnerguard.services import reports as report_data
 from runnerguard.web import dashboard_data
 from runnerguard.web.auth import require_admin
@@ -45,9 +46,9 @@ def replay_delivery(guid: str) -> BaseResponse:
     web = state()
     try:
         if len(guid) > GUID_MAX:
-            raise replay.NotFound(guid)
+            raise NotFound("no such delivery")
         queued = replay.replay_one(web.redis, web.intake.dispatcher, guid)
-    except replay.NotFound:
+    except NotFound:
         flash(REPLAY_UNKNOWN.format(guid=guid[:GUID_MAX]), "error")
         return redirect(url_for("dashboard.index", _anchor="deliveries"), code=303)
     flash(REPLAYED.format(guid=guid, tasks=", ".join(queued) or "no task"), "ok")

@@ -7,15 +7,13 @@ from typing import Any
 
 import redis
 from markupsafe import Markup
-from rq import Queue
-from rq.job import Job
-from rq.registry import FailedJobRegistry
 
 from config import Policy
 from runnerguard.domain import charts, scorecard
 from runnerguard.domain.timeline import format_time
+from runnerguard.queue import inspect
 from runnerguard.services import reports as report_data
-from runnerguard.store import delivery_query, job_windows, jobstore, keys, prewarm_stats, rollback_state
+from runnerguard.store import delivery_query, job_windows, jobstore, prewarm_stats, rollback_state
 from runnerguard.web import svg
 
 DAY = 86400
@@ -77,28 +75,11 @@ def latest_jobs(client: redis.Redis) -> list[dict[str, Any]]:
 
 
 def recent_deliveries(client: redis.Redis) -> list[dict[str, Any]]:
-    guids = [g.decode() for g in client.zrevrange(keys.DELIVERIES_BY_TIME, 0, LATEST - 1)]  # type: ignore[union-attr]
     return [{**d.summary(), "received": format_time(d.received_at)}
-            for d in delivery_query.load_many(client, guids)]
+            for d in delivery_query.latest(client, LATEST)]
 
 
 def failed_tasks(client: redis.Redis, queues: tuple[str, ...]) -> list[dict[str, Any]]:
     """The newest entries of every queue's failed registry, with the delivery each one served."""
-    names = sorted({q.name for q in Queue.all(connection=client)} | set(queues))
-    found: list[dict[str, Any]] = []
-    for name in names:
-        registry = FailedJobRegistry(queue=Queue(name, connection=client))
-        ids = registry.get_job_ids(0, FAILED_SHOWN - 1)
-        for job in Job.fetch_many(ids, connection=client):
-            if job is None:
-                continue
-            guid = job.args[0] if job.args and isinstance(job.args[0], str) else None
-            result = job.latest_result()
-            error = ((result.exc_string if result is not None else None) or "").strip().splitlines()
-            found.append({
-                "queue": name, "id": job.id, "guid": guid, "task": (job.func_name or "").rsplit(".", 1)[-1],
-                "ended": format_time(job.ended_at.timestamp()) if job.ended_at else None,
-                "error": error[-1][:200] if error else "",
-            })
-    found.sort(key=lambda row: row["ended"] or "", reverse=True)
-    return found[:FAILED_SHOWN]
+    return [{"queue": f.queue, "id": f.id, "guid": f.guid, "task": f.task, "ended": format_time(f.ended_at),
+             "error": f.error} for f in inspect.failed_tasks(client, queues, limit=FAILED_SHOWN)]

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from handlers import replay
 from runnerguard.domain.timeline import format_time
-from runnerguard.store import deliveries
+from runnerguard.errors import NotFound
+from runnerguard.services import replay
+from runnerguard.store import deliveries, replays
 from runnerguard.store.delivery_query import DeliveryFilter, QueryError, page
 from runnerguard.web.auth import require_admin
 from runnerguard.web.state import state
 
 bp = Blueprint("deliveries", __name__, url_prefix="/api")
 MAX_PAGE = 500
-
-
-@bp.errorhandler(QueryError)
-def bad_query(exc: QueryError) -> tuple[Response, int]:
-    return jsonify(error=str(exc)), 400
-
-
-@bp.errorhandler(replay.NotFound)
-def not_found(_exc: replay.NotFound) -> tuple[Response, int]:
-    return jsonify(error="not found"), 404
 
 
 def _limit() -> int:
@@ -75,7 +67,7 @@ def show_delivery(guid: str) -> tuple[Response, int]:
 def replay_delivery(guid: str) -> tuple[Response, int]:
     web = state()
     if len(guid) > 64:
-        raise replay.NotFound(guid)
+        raise NotFound("no such delivery")
     queued = replay.replay_one(web.redis, web.intake.dispatcher, guid)
     return jsonify(delivery=guid, queued=queued), 202
 
@@ -91,14 +83,14 @@ def create_replay() -> tuple[Response, int]:
     if not isinstance(body, dict):
         raise QueryError("body must be a JSON object of filters")
     query = DeliveryFilter.from_mapping(body)
-    started = replay.create_bulk(state().redis, query)
+    started = replay.create_bulk(state().redis, query, now=time.time())
     return jsonify(id=started["id"], state=started["state"]), 202
 
 
 @bp.get("/replays/<replay_id>")
 @require_admin
 def show_replay(replay_id: str) -> Response:
-    return jsonify(replay.status(state().redis, replay_id[:64]))
+    return jsonify(replays.status(state().redis, replay_id[:64]))
 
 
 @bp.delete("/replays/<replay_id>")

@@ -50,16 +50,16 @@ class Intake:
     """One per web process: holds the RQ queues and the registered script, so each delivery is one EVALSHA."""
 
     def __init__(
-        self, *, settings: Settings, policy: Policy, client: redis.Redis, router: Router,
+        self, *, settings: Settings, policy: Policy, client: redis.Redis, router: Router | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.policy = policy
         self.redis = client
-        self.router = router
+        self.router = router or Router()
         self.clock = clock
         self._executor = ConditionalExecutor(client)
-        self.dispatcher = Dispatcher(client, router, policy)
+        self.dispatcher = Dispatcher(client, self.router, policy)
         # Per event label, built once: the counter field of accepted deliveries, and the whole write of a duplicate.
         self._accepted_field: dict[str, str] = {}
         self._on_duplicate: dict[str, Pipeline] = {}

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import time
 
-import redis
 from flask import Blueprint, Response, request
-from rq import Queue
-from rq.registry import FailedJobRegistry
 
+from runnerguard.queue import inspect
 from runnerguard.services import reports as report_data
 from runnerguard.store import jobstore, metrics, prewarm_stats, rollback_state
 from runnerguard.web import prometheus
@@ -19,16 +17,6 @@ bp = Blueprint("metrics", __name__)
 DAY = 86400
 NO_CREDENTIALS = "missing Authorization: Bearer token (METRICS_TOKEN is set)\n"
 WRONG_CREDENTIALS = "invalid metrics token\n"
-
-
-def queue_rows(client: redis.Redis, configured: tuple[str, ...]) -> list[tuple[str, int, int]]:
-    """(queue, depth, failed) for every queue RQ knows of and every configured one (even before first use)."""
-    names = {q.name for q in Queue.all(connection=client)} | set(configured)
-    rows = []
-    for name in sorted(names):
-        queue = Queue(name, connection=client)
-        rows.append((name, queue.count, FailedJobRegistry(queue=queue).count))
-    return rows
 
 
 def collect(web: WebState, *, now: float) -> prometheus.Scrape:
@@ -43,7 +31,7 @@ def collect(web: WebState, *, now: float) -> prometheus.Scrape:
         rollback_states=[(s.pool, s.repo, s.state) for s in rollback_state.list_states(web.redis)],
         rollback_state_names=rollback_state.STATES,
         prewarm_rows=prewarm_stats.cache_rows(web.redis),
-        queues=queue_rows(web.redis, web.settings.queues),
+        queues=inspect.queue_rows(web.redis, web.settings.queues),
     )
 
 

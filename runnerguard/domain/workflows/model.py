@@ -7,13 +7,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
+from runnerguard.errors import InvalidInput
+
 # Where a change sits inside its job: "runs-on", or a path under the job such as "strategy.matrix.os[1]".
 RUNS_ON = "runs-on"
 
 Segment = str | int
 
 
-class WorkflowParseError(ValueError):
+class WorkflowParseError(InvalidInput):
     """The file is not a workflow runnerguard can edit (invalid YAML, or not a mapping of jobs)."""
 
 
