@@ -26,9 +26,14 @@ test: $(DEPS)
 	@bash devtools/install_browser.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not reliability"
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
+## lint: ruff, the import contracts (pyproject.toml) and mypy, without the suite
 lint: $(DEPS)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 ## demo: the stack with the GitHub simulator standing in for github.com, a week of a failing laptop pool
 demo: $(DEPS)

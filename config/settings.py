@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from config.app_key import AppKeyError, load_private_key_from
 from config.errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -71,8 +72,6 @@ def _int(env: Mapping[str, str], key: str, default: int, *, minimum: int = 1) ->
 
 def _check_app_key(app_id: str, key_path: Path | None, key_pem: str) -> None:
     """A configured App needs a readable RSA key: find out at start, not at the first rollback."""
-    from runnerguard.github import GitHubKeyError, load_private_key_from
-
     if not app_id:
         if key_path or key_pem:
             raise ConfigError("GITHUB_APP_ID", "is required when a GitHub App private key is set")
@@ -81,7 +80,7 @@ def _check_app_key(app_id: str, key_path: Path | None, key_pem: str) -> None:
         raise ConfigError("GITHUB_PRIVATE_KEY_PATH", "is required (or GITHUB_PRIVATE_KEY) when GITHUB_APP_ID is set")
     try:
         load_private_key_from(key_path, key_pem or None)
-    except GitHubKeyError as exc:
+    except AppKeyError as exc:
         # The message names the file and what is wrong, never the key's content.
         raise ConfigError("GITHUB_PRIVATE_KEY_PATH" if key_path else "GITHUB_PRIVATE_KEY", str(exc)) from None
 

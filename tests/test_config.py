@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +118,6 @@ def test_policy_file_errors(tmp_path: Path) -> None:
 
 
 def test_web_and_worker_refuse_to_start_without_the_secret() -> None:
-    import os
-    import subprocess
-    import sys
 
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNERGUARD_"))}

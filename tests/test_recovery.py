@@ -17,7 +17,7 @@ from devtools.redis_server import free_port
 from runnerguard.services.recovery import checkpoint, recover
 from runnerguard.store import deliveries, keys
 from tests.github_fixtures import REPO
-from tests.helpers import SECRET
+from tests.helpers import SECRET, signed_headers
 
 ACTIONS = ("queued", "waiting", "in_progress", "completed")
 
@@ -91,7 +91,6 @@ def test_deliveries_missed_while_down_are_all_recovered_once(
 
     # The same 200 deliveries, made while runnerguard was up, end in exactly the same timeline.
     redis_client.flushall()
-    from tests.helpers import signed_headers
 
     client = create_app(settings).test_client()
     for delivery in sent:

@@ -100,7 +100,10 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
     snapshots = record["snapshots"]
     by_rank = sorted(snapshots, key=ACTION_RANK.__getitem__, reverse=True)
     top = by_rank[0]
-    get = lambda field: _first(snapshots, by_rank, field)  # noqa: E731 - a local shorthand reads best here
+
+    def get(field: str) -> Any:
+        return _first(snapshots, by_rank, field)
+
     created = parse_time(get("created_at"))
     # A queued delivery carries started_at = created_at; only a runner picking the job up really starts it.
     started = parse_time(_first(snapshots, STARTED_ACTIONS, "started_at"))

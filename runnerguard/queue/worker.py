@@ -111,7 +111,7 @@ class RunnerguardWorker(SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
-        self._running = (job, execution)
+        self._running: tuple[Job, Execution] | None = (job, execution)
         self._ensure_heartbeat_thread()
         try:
             self.perform_job(job, queue, execution)

@@ -13,6 +13,7 @@ import redis
 from redis.client import Pipeline
 
 from runnerguard.store import keys
+from runnerguard.store.atomic import ConditionalExecutor, new_batch
 
 # Per-task states a delivery's tasks move through; the delivery's own state is derived from them.
 QUEUED, RUNNING, DONE, FAILED, IGNORED = "queued", "running", "done", "failed", "ignored"
@@ -94,7 +95,7 @@ def record(pipe: Pipeline, delivery: Delivery, *, retention_seconds: int) -> Non
         "repo": delivery.repo,
     }
     mapping.update({k: v for k, v in optional.items() if v is not None})
-    pipe.hset(key, mapping=mapping)
+    pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]  # redis-py's Mapping type is invariant in its values
     pipe.expire(key, retention_seconds)
     pipe.zadd(keys.DELIVERIES_BY_TIME, {delivery.guid: delivery.received_at})
 
@@ -155,7 +156,7 @@ def mark_task_on(
 
 
 def attempts(client: redis.Redis, guid: str) -> list[dict[str, Any]]:
-    return [json.loads(a) for a in client.lrange(keys.delivery_attempts(guid), 0, -1)]  # type: ignore[union-attr]
+    return [json.loads(a) for a in client.lrange(keys.delivery_attempts(guid), 0, -1)]
 
 
 def reset_tasks(pipe: Pipeline, guid: str, tasks: Sequence[str]) -> None:
@@ -169,4 +170,20 @@ def reset_tasks(pipe: Pipeline, guid: str, tasks: Sequence[str]) -> None:
 def trim(client: redis.Redis, *, retention_seconds: int, now: float | None = None) -> int:
     """Drop index entries of deliveries past retention (their hashes expire by themselves)."""
     now = time.time() if now is None else now
-    return int(client.zremrangebyscore(keys.DELIVERIES_BY_TIME, "-inf", now - retention_seconds))  # type: ignore[arg-type]
+    return int(client.zremrangebyscore(keys.DELIVERIES_BY_TIME, "-inf", now - retention_seconds))
+
+
+class Recorder:
+    """The intake's one round trip: record a delivery, enqueue its tasks and count it, only if its id is new."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._executor = ConditionalExecutor(client)
+
+    def batch(self) -> Pipeline:
+        """Commands collected for one script call (never executed as a pipeline of its own)."""
+        return new_batch(self.client)
+
+    def record_if_new(self, guid: str, main: Pipeline, on_duplicate: Pipeline) -> bool:
+        """Run `main` if no delivery `guid` is recorded yet, else `on_duplicate`; True when `main` ran."""
+        return self._executor.execute_if_absent(keys.delivery(guid), main, on_duplicate)

@@ -11,14 +11,14 @@ from typing import Any
 import orjson
 import redis
 from redis.client import Pipeline
+from werkzeug.datastructures import Headers
 
 from config import Policy, Settings
 from runnerguard import APP_NAME, __version__
 from runnerguard.domain.signatures import verify
 from runnerguard.queue.dispatch import Dispatcher
 from runnerguard.queue.routing import Router
-from runnerguard.store import deliveries, keys, metrics
-from runnerguard.store.atomic import ConditionalExecutor, new_batch
+from runnerguard.store import deliveries, metrics
 from runnerguard.store.deliveries import Delivery
 
 DELIVERIES_TOTAL = "runnerguard_webhook_deliveries_total"
@@ -58,7 +58,7 @@ class Intake:
         self.redis = client
         self.router = router or Router()
         self.clock = clock
-        self._executor = ConditionalExecutor(client)
+        self._recorder = deliveries.Recorder(client)
         self.dispatcher = Dispatcher(client, self.router, policy)
         # Per event label, built once: the counter field of accepted deliveries, and the whole write of a duplicate.
         self._accepted_field: dict[str, str] = {}
@@ -71,7 +71,7 @@ class Intake:
 
     def _duplicate_batch(self, label: str) -> Pipeline:
         if label not in self._on_duplicate:
-            batch = new_batch(self.redis)  # only ever read, never executed: safe to share between threads
+            batch = self._recorder.batch()  # only ever read, never executed: safe to share between threads
             metrics.incr_on(batch, DELIVERIES_TOTAL, {"event": label, "outcome": "duplicate"})
             self._on_duplicate[label] = batch
         return self._on_duplicate[label]
@@ -84,7 +84,7 @@ class Intake:
         except redis.RedisError:
             pass
 
-    def accept(self, headers: Mapping[str, str], body: bytes) -> IntakeResult:
+    def accept(self, headers: Mapping[str, str] | Headers, body: bytes) -> IntakeResult:
         event = headers.get("X-GitHub-Event")
         if not verify(self.settings.webhook_secrets, body, headers.get("X-Hub-Signature-256")):
             self.count_rejection(event, "bad_signature")
@@ -111,7 +111,7 @@ class Intake:
         return self._record_and_enqueue(guid, event, headers, body, payload)
 
     def _record_and_enqueue(
-        self, guid: str, event: str, headers: Mapping[str, str], body: bytes, payload: dict[str, Any]
+        self, guid: str, event: str, headers: Mapping[str, str] | Headers, body: bytes, payload: dict[str, Any]
     ) -> IntakeResult:
         action = payload.get("action") if isinstance(payload.get("action"), str) else None
         plan = self.dispatcher.plan(guid, event, action, payload)
@@ -124,11 +124,11 @@ class Intake:
             installation_id=_installation_id(payload), repo=_repo(payload), tasks=tuple(task_names),
         )
         label = event_label(event)
-        main = new_batch(self.redis)
+        main = self._recorder.batch()
         deliveries.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
         plan.enqueue_on(main)
         metrics.incr_field_on(main, self._accepted(label))
-        fresh = self._executor.execute_if_absent(keys.delivery(guid), main, self._duplicate_batch(label))
+        fresh = self._recorder.record_if_new(guid, main, self._duplicate_batch(label))
         if not fresh:
             return IntakeResult(200, {"status": "duplicate", "delivery": guid}, delivery_id=guid, event=event)
         if event == "ping":
