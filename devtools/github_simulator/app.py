@@ -158,7 +158,15 @@ def _api_error(exc: ApiError) -> Response:
 
 def create_simulator(*, app_id: int, app_public_key_pem: bytes | RSAPublicKey, **options: Any) -> Flask:
     """A Flask app that answers like GitHub's REST API for one App; `options` go to `Simulator`."""
-    from devtools.github_simulator import control, routes_app, routes_pulls, routes_repo
+    from devtools.github_simulator import (
+        control,
+        control_actions,
+        routes_actions,
+        routes_app,
+        routes_issues,
+        routes_pulls,
+        routes_repo,
+    )
 
     key = app_public_key_pem
     if isinstance(key, bytes | str):
@@ -172,6 +180,7 @@ def create_simulator(*, app_id: int, app_public_key_pem: bytes | RSAPublicKey, *
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(404, lambda _e: json_response(ApiError(404, "Not Found").body(), 404))
     app.register_error_handler(405, lambda _e: json_response(ApiError(404, "Not Found").body(), 404))
-    for blueprint in (routes_app.bp, routes_repo.bp, routes_pulls.bp, control.bp):
+    for blueprint in (routes_app.bp, routes_repo.bp, routes_pulls.bp, routes_actions.bp, routes_issues.bp, control.bp,
+                      control_actions.bp):
         app.register_blueprint(blueprint)
     return app
