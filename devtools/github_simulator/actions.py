@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from devtools.github_simulator.errors import ApiError, not_found
@@ -30,12 +31,16 @@ class ActionCall:
     new_job_id: int | None = None  # rerun: the job of the new attempt
 
 
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _finish_job(job: SimJob, conclusion: str, now: float) -> None:
     job.status, job.conclusion, job.completed_at = "completed", conclusion, now
     for step in job.steps:
         # The running step is cancelled with the job; the ones that never started are skipped.
         if step.get("status") == "in_progress":
-            step.update(status="completed", conclusion=conclusion, completed_at=step.get("completed_at") or now)
+            step.update(status="completed", conclusion=conclusion, completed_at=step.get("completed_at") or _iso(now))
         elif step.get("status") == "queued":
             step.update(status="completed", conclusion="skipped")
 

@@ -240,6 +240,8 @@ def error_for(response: requests.Response, where: dict[str, Any]) -> GitHubError
         return errors.NotFound(message, **details)
     if status == 409:
         return errors.Conflict(message, **details)
+    if status == 410:
+        return errors.Gone(message, **details)
     if status == 422:
         raw = body.get("errors")
         items = [e if isinstance(e, dict) else {"message": str(e)} for e in raw] if isinstance(raw, list) else []
