@@ -272,3 +272,30 @@ def test_a_payload_repo_name_never_reaches_the_url(installation_client: Installa
             installation_client.get_run(bad, 1)
         with pytest.raises(ValueError, match="not a repository"):
             installation_client.rerun_job(bad, 1)
+
+
+def test_a_lost_cancel_answer_is_retried_and_meets_409(github_sim: SimulatorServer, sim_repo: tuple[str, int],
+                                                       app_factory: Any) -> None:
+    """The watchdog's rule: a cancel whose answer was lost is sent again, and its 409 means the first one worked."""
+    quick = app_factory(timeout=(1.0, 0.2)).installation(sim_repo[1])
+    job = github_sim.add_job(REPO, status="in_progress")
+    quick.get_job(REPO, job.id)
+    github_sim.fail_next(1, "lost", match="/cancel")
+    with pytest.raises(Conflict):
+        quick.cancel_run(REPO, job.run_id)
+    assert [c.status for c in github_sim.calls("cancel")] == [202, 409]
+    assert quick.get_job(REPO, job.id).conclusion == "cancelled"
+
+
+def test_a_lost_rerun_answer_meets_already_running_and_reruns_once(github_sim: SimulatorServer,
+                                                                   sim_repo: tuple[str, int],
+                                                                   app_factory: Any) -> None:
+    quick = app_factory(timeout=(1.0, 0.2)).installation(sim_repo[1])
+    job = github_sim.add_job(REPO, status="completed", conclusion="failure")
+    github_sim.finish_run(REPO, job.run_id, "failure")
+    quick.get_job(REPO, job.id)
+    github_sim.fail_next(1, "lost", match="/rerun")
+    with pytest.raises(NotRerunnable, match="already running"):
+        quick.rerun_job(REPO, job.id)
+    assert [c.status for c in github_sim.calls("rerun")] == [201, 403]
+    assert len(github_sim.repo(REPO).jobs) == 2  # the first job and one new attempt, never two

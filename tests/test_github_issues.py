@@ -15,6 +15,8 @@ from runnerguard.github import (
     InstallationClient,
     MalformedResponse,
     NotFound,
+    ServerError,
+    Unavailable,
     Unprocessable,
 )
 from tests.github_fixtures import REPO, FakeClock
@@ -171,3 +173,24 @@ def test_a_listing_that_is_not_a_list_is_malformed(github_sim: SimulatorServer,
     github_sim.respond_next(200, {"items": []}, match="/issues")
     with pytest.raises(MalformedResponse):
         installation_client.list_issues(REPO)
+
+
+def test_create_issue_is_never_sent_twice_after_a_lost_answer_or_5xx(
+        github_sim: SimulatorServer, sim_repo: tuple[str, int], app_factory: Callable[..., GitHubApp]) -> None:
+    quick = app_factory(timeout=(1.0, 0.2)).installation(sim_repo[1])
+    quick.list_issues(REPO)
+    github_sim.fail_next(1, "lost", match="/issues")
+    with pytest.raises(Unavailable, match="not sent again"):
+        open_outage(quick)
+    assert [i.title for i in quick.list_issues(REPO, labels=[OUTAGE], creator=BOT)] == ["laptop: runner lost"]
+    github_sim.fail_next(1, 502, match="/issues")
+    with pytest.raises(ServerError):
+        open_outage(quick, "gpu")
+    assert sum(r.method == "POST" and r.path == f"/repos/{REPO}/issues" for r in github_sim.requests) == 2
+    assert len(github_sim.issues(REPO)) == 1
+
+
+def test_other_calls_still_retry_a_5xx(github_sim: SimulatorServer, installation_client: InstallationClient) -> None:
+    number = open_outage(installation_client)
+    github_sim.fail_next(1, 502, match=f"/issues/{number}")
+    assert installation_client.update_issue(REPO, number, state="closed").state == "closed"

@@ -116,6 +116,9 @@ def _before() -> Response | None:
     if failure.kind == "slow":
         time.sleep(failure.delay)
         return None
+    if failure.kind == "lost":
+        g.lose_answer = True  # handled for real; only the answer is late (see _after)
+        return None
     if failure.kind == "timeout":
         time.sleep(simulator.timeout_delay)
         raise ApiError(504, "We couldn't respond to your request in time.")
@@ -149,6 +152,9 @@ def _after(response: Response) -> Response:
     record = g.get("record")
     if record is not None:
         record.status, record.finished = response.status_code, time.monotonic()
+    if g.get("lose_answer"):
+        # The work is done, the answer comes after the client gave up: a lost answer, as after a network cut.
+        time.sleep(simulator.timeout_delay)
     return response
 
 

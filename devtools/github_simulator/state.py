@@ -157,7 +157,8 @@ class Simulator(ActionsControl, IssuesControl):
     def fail_next(self, n: int = 1, status: int | str = 502, *, match: str | None = None, retry_after: float = 1.0,
                   reset_in: float = 30.0) -> None:
         """The next n API requests fail: an HTTP status, 'timeout', 'secondary' (403 + retry-after),
-        'secondary-no-retry-after', 'primary' (403 with x-ratelimit-remaining 0 until now + reset_in)."""
+        'secondary-no-retry-after', 'primary' (403 with x-ratelimit-remaining 0 until now + reset_in), or 'lost'
+        (done for real, but answered only after `timeout_delay`, so a client with a shorter timeout never sees it)."""
         with self.lock:
             for _ in range(n):
                 self.failures.append(Failure(status, match, retry_after, reset_in))

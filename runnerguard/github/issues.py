@@ -23,8 +23,10 @@ class IssueCalls:
         raise NotImplementedError
 
     def create_issue(self, repo: str, *, title: str, body: str = "", labels: Sequence[str] = ()) -> Issue:
+        """Sent once: after a timeout or 5xx it raises Unavailable (the issue may exist; find it with list_issues)
+        rather than risk a second issue. Rate limits are still waited out, as GitHub did nothing then."""
         payload = {"title": title, "body": body, "labels": list(labels)}
-        return Issue.from_json(self._call("POST", f"/repos/{_repo(repo)}/issues", json=payload))
+        return Issue.from_json(self._call("POST", f"/repos/{_repo(repo)}/issues", json=payload, resend=False))
 
     def get_issue(self, repo: str, number: int) -> Issue:
         return Issue.from_json(self._call("GET", f"/repos/{_repo(repo)}/issues/{int(number)}"))
