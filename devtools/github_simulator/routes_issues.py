@@ -58,7 +58,7 @@ def list_issues(owner: str, repo: str) -> Response:
     state = request.args.get("state", "open")
     if state not in ("open", "closed", "all"):
         raise validation_failed("Issue", "state is not valid", code="invalid", field="state")
-    wanted = [name for name in request.args.get("labels", "").split(",") if name]
+    wanted = [name.lower() for name in request.args.get("labels", "").split(",") if name]  # names ignore case
     creator = request.args.get("creator")
     simulator = sim()
     rows: list[tuple[int, str, str, dict[str, object]]] = []
@@ -70,7 +70,7 @@ def list_issues(owner: str, repo: str) -> Response:
     reverse = request.args.get("direction", "desc") != "asc"
     picked = [shape for number, st, author, shape in sorted(rows, key=lambda row: row[0], reverse=reverse)
               if state in ("all", st)
-              and all(name in r.labels.get(number, []) for name in wanted)
+              and all(name in {x.lower() for x in r.labels.get(number, [])} for name in wanted)
               and (creator is None or author.lower() == creator.lower())]
     chunk, headers = paged(picked, f"/repos/{r.full_name}/issues")
     return json_response(list(chunk), headers=headers)
