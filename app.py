@@ -8,10 +8,22 @@ from werkzeug.exceptions import HTTPException
 
 import handlers
 from config import Settings, load_policy, load_settings
-from handlers import cli, cli_report
-from handlers.intake import Intake
-from handlers.web import admin, dashboard, deliveries, health, metrics, rollbacks, session_auth, setup, state, webhooks
 from runnerguard import logs
+from runnerguard.cli import deliveries as cli
+from runnerguard.cli import report as cli_report
+from runnerguard.web import (
+    admin,
+    dashboard,
+    deliveries,
+    health,
+    metrics,
+    rollbacks,
+    session_auth,
+    setup,
+    state,
+    webhooks,
+)
+from runnerguard.web.intake import Intake
 
 
 def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | None = None) -> Flask:

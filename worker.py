@@ -13,8 +13,8 @@ import redis
 
 from config import ConfigError, load_settings
 from handlers import runtime
-from handlers.rq_worker import build_worker
 from runnerguard import logs
+from runnerguard.queue.worker import build_worker
 
 SWEEP_EVERY = 300
 RECOVER_EVERY = 300

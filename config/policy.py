@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import ConfigError
-from runnerguard.pools import DEFAULT_FALLBACK, Pool
+from runnerguard.domain.pools import DEFAULT_FALLBACK, Pool
 from runnerguard.prewarm import CacheSpec, CommandSpec, SpecError, check_unique
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

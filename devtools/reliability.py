@@ -34,7 +34,7 @@ from devtools.reliability_checks import (
 from devtools.reliability_load import lifecycles, send_one
 from devtools.reliability_stack import ROOT, Stack, wait_for
 from devtools.reliability_tasks import HOLDING
-from handlers.dispatch import TASK_RETRY, TASK_TIMEOUT
+from runnerguard.queue.dispatch import TASK_RETRY, TASK_TIMEOUT
 
 ABUSE_SUITES = ("tests/test_webhooks_hostile.py", "tests/test_admin_api_fuzz.py")
 

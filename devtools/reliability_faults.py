@@ -30,10 +30,10 @@ from devtools.reliability_checks import (
 )
 from devtools.reliability_load import Delivery, conclusion_for, encode, job_payloads, lifecycles, run_paced
 from devtools.reliability_stack import Stack, wait_for
-from handlers.dispatch import TASK_RETRY, TASK_TIMEOUT
-from handlers.rq_worker import MAINTENANCE_EVERY
-from runnerguard import deliveries, rollback_state
-from runnerguard.deliveries import Delivery as Recorded
+from runnerguard.queue.dispatch import TASK_RETRY, TASK_TIMEOUT
+from runnerguard.queue.worker import MAINTENANCE_EVERY
+from runnerguard.store import deliveries, rollback_state
+from runnerguard.store.deliveries import Delivery as Recorded
 
 QUEUES = ("events", "github")
 RETRY_TARGET = 120.0  # seconds from the kill to the task done again (issue 8)

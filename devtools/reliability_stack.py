@@ -19,7 +19,7 @@ from pathlib import Path
 import redis
 
 from devtools.redis_server import RedisServer, free_port, start_redis
-from runnerguard import deliveries, keys
+from runnerguard.store import deliveries, keys
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -219,7 +219,7 @@ class Stack:
             parts.append(f"{q}: queued/started/scheduled/failed {'/'.join(map(str, counts))}")
         from rq.job import Job
 
-        from handlers.dispatch import job_id_for
+        from runnerguard.queue.dispatch import job_id_for
 
         for guid in self.pending(guids)[:3]:
             delivery = deliveries.load(self.client, guid)

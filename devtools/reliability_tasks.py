@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock-skew", type=float, default=0.0)
     args = parser.parse_args(argv)
     from config import load_settings
-    from handlers.rq_worker import build_worker
     from runnerguard import logs
+    from runnerguard.queue.worker import build_worker
 
     settings = load_settings()
     logs.configure(settings.log_level)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handlers.runtime import current
-from runnerguard import deliveries, jobstore
+from runnerguard.store import deliveries, jobstore
 
 
 def trim() -> int:
@@ -16,7 +16,7 @@ def trim() -> int:
 def warm_dashboard() -> int:
     """Fold settled time buckets into the dashboard's stored summaries ahead of time (the scheduler runs it), so a
     person opening the dashboard never pays for folding a week of a large history: the render stays warm."""
-    from handlers.web.dashboard_data import pool_views
+    from runnerguard.web.dashboard_data import pool_views
 
     rt = current()
     return len(pool_views(rt.redis, rt.policy, now=rt.clock()))

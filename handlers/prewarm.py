@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from config import Policy
-from handlers.routing import Router
 from handlers.runtime import Runtime, delivery_task
-from runnerguard.deliveries import Delivery
-from runnerguard.pools import pools_for
+from runnerguard.domain.pools import pools_for
 from runnerguard.prewarm import CacheSpec, CommandSpec, SpecError, run_command, safe_repo, warm_cache
+from runnerguard.queue.routing import Router
+from runnerguard.store.deliveries import Delivery
 
 log = logging.getLogger("runnerguard.prewarm")
 router = Router()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from handlers.runtime import PermanentError, current
-from runnerguard.recovery import recover
+from runnerguard.services.recovery import recover
 
-log = logging.getLogger("runnerguard.recovery")
+log = logging.getLogger("runnerguard.services.recovery")
 
 
 def recover_deliveries(since: float | None = None) -> dict[str, object]:

@@ -12,9 +12,9 @@ from typing import Any
 import redis
 from rq import Queue
 
-from handlers.dispatch import Dispatcher
-from runnerguard import deliveries, keys
-from runnerguard.delivery_query import DeliveryFilter, scan
+from runnerguard.queue.dispatch import Dispatcher
+from runnerguard.store import deliveries, keys
+from runnerguard.store.delivery_query import DeliveryFilter, scan
 
 log = logging.getLogger("runnerguard.replay")
 REPLAY_QUEUE = "events"

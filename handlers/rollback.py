@@ -11,16 +11,17 @@ from rq import Queue, get_current_job
 from rq.job import Job
 
 from config import Policy
-from handlers.dispatch import GITHUB_QUEUE, TASK_RETRY
-from handlers.routing import Router
 from handlers.runtime import PermanentError, Runtime, current, delivery_task
-from runnerguard import jobstore, keys, rules
-from runnerguard.deliveries import Delivery
-from runnerguard.pools import DEFAULT_POOL, Pool, pools_for
-from runnerguard.rollback import RollbackError, Rollbacks
-from runnerguard.rules import Decision
+from runnerguard.domain import rules
+from runnerguard.domain.pools import DEFAULT_POOL, Pool, pools_for
+from runnerguard.domain.rules import Decision
+from runnerguard.queue.dispatch import GITHUB_QUEUE, TASK_RETRY
+from runnerguard.queue.routing import Router
+from runnerguard.services.rollback_prs import RollbackError, Rollbacks
+from runnerguard.store import jobstore, keys
+from runnerguard.store.deliveries import Delivery
 
-log = logging.getLogger("runnerguard.rollback")
+log = logging.getLogger("runnerguard.services.rollback_prs")
 router = Router()
 ROLLBACK_PREFIXES = ("runnerguard/rollback/", "runnerguard/restore/")
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from handlers.routing import Router
 from handlers.runtime import Runtime, delivery_task
-from runnerguard import deliveries, jobstore
-from runnerguard.deliveries import Delivery
-from runnerguard.pools import pools_for
-from runnerguard.timeline import PayloadError, parse_workflow_job
+from runnerguard.domain.pools import pools_for
+from runnerguard.domain.timeline import PayloadError, parse_workflow_job
+from runnerguard.queue.routing import Router
+from runnerguard.store import deliveries, jobstore
+from runnerguard.store.deliveries import Delivery
 
 router = Router()
 

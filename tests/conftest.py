@@ -77,7 +77,7 @@ def drain(settings: Settings, redis_client: redis.Redis) -> Iterator[Callable[..
     from rq import Queue
 
     from handlers import runtime
-    from handlers.rq_worker import RunnerguardWorker
+    from runnerguard.queue.worker import RunnerguardWorker
 
     class BurstWorker(RunnerguardWorker):
         def subscribe(self) -> None:

@@ -12,7 +12,7 @@ import redis
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from devtools.github_simulator import SimulatorServer
-from runnerguard import APP_NAME, __version__, keys
+from runnerguard import APP_NAME, __version__
 from runnerguard.github import (
     AuthError,
     Forbidden,
@@ -26,6 +26,7 @@ from runnerguard.github import (
     Unavailable,
     Unprocessable,
 )
+from runnerguard.store import keys
 from tests.github_fixtures import APP_ID, FakeClock, make_app
 
 AppFactory = Callable[..., GitHubApp]

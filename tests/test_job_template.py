@@ -9,9 +9,9 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
-from handlers.dispatch import FAILURE_TTL, RESULT_TTL, TASK_RETRY, TASK_TIMEOUT
-from handlers.job_template import PER_JOB_FIELDS, JobTemplate, TemplateError, timestamp
-from runnerguard.atomic import new_batch
+from runnerguard.queue.dispatch import FAILURE_TTL, RESULT_TTL, TASK_RETRY, TASK_TIMEOUT
+from runnerguard.queue.job_template import PER_JOB_FIELDS, JobTemplate, TemplateError, timestamp
+from runnerguard.store.atomic import new_batch
 
 OPTIONS: dict[str, Any] = {"timeout": TASK_TIMEOUT, "result_ttl": RESULT_TTL, "failure_ttl": FAILURE_TTL,
                            "retry": TASK_RETRY}

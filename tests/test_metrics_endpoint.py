@@ -8,8 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import Queue
 
 from app import create_app
-from runnerguard import rollback_state
-from runnerguard.prewarm import stats as prewarm_stats
+from runnerguard.store import prewarm_stats, rollback_state
 from tests.test_timings import deliver, job_events
 
 METRICS_TOKEN = "scrape-token"

@@ -15,8 +15,9 @@ from rq import Queue
 from config import Policy, parse_policy
 from handlers import rollback as rollback_handlers
 from handlers import runtime
-from runnerguard import rollback_state, rules
+from runnerguard.domain import rules
 from runnerguard.github import GitHubApp
+from runnerguard.store import rollback_state
 from tests.github_fixtures import REPO
 from tests.test_timings import deliver, job_events
 

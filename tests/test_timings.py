@@ -13,7 +13,7 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 
 from config import parse_policy
-from runnerguard import deliveries, jobstore, keys
+from runnerguard.store import deliveries, jobstore, keys
 from tests.helpers import admin_headers, dumps, signed_headers
 from tests.test_timeline import job_payload
 
@@ -186,7 +186,7 @@ def test_admin_api_is_disabled_without_a_token(settings, redis_client) -> None: 
 
 
 def test_job_counters_and_histograms_count_each_job_once(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
-    from runnerguard import metrics
+    from runnerguard.store import metrics
 
     now = time.time()
     events = job_events(600, "failure", created=now - 3600)

@@ -8,8 +8,8 @@ import redis
 from flask.testing import FlaskClient
 from rq import Queue
 
-from runnerguard import deliveries, keys, metrics
-from runnerguard.signatures import sign
+from runnerguard.domain.signatures import sign
+from runnerguard.store import deliveries, keys, metrics
 from tests.helpers import SECRET, dumps, signed_headers
 
 JOB = {
@@ -170,7 +170,7 @@ def test_every_shared_example_payload_is_accepted_and_recorded(client, redis_cli
 
 
 def test_signature_vectors(shared_dir) -> None:  # type: ignore[no-untyped-def]
-    from runnerguard.signatures import verify
+    from runnerguard.domain.signatures import verify
 
     vectors = json.loads((shared_dir / "fixtures/github/signature-vectors.json").read_text())["vectors"]
     assert vectors

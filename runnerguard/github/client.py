@@ -12,7 +12,6 @@ import redis as redis_lib
 import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from runnerguard import keys
 from runnerguard.github import models as m
 from runnerguard.github.actions import ActionsCalls
 from runnerguard.github.auth import JWT_LIFETIME, mint_app_jwt
@@ -22,6 +21,7 @@ from runnerguard.github.paths import repo as _repo
 from runnerguard.github.paths import segment as _q
 from runnerguard.github.tokens import TokenCache, WriteGate
 from runnerguard.github.transport import RetryPolicy, Transport
+from runnerguard.store import keys
 
 APP_GATE = 0  # App-level writes (redeliveries) share one gate, as if installation 0
 REPO_INSTALLATION_TTL = 3600

@@ -9,9 +9,9 @@ from contextlib import contextmanager
 import redis
 from redis.exceptions import LockError
 
-from runnerguard import keys
 from runnerguard.github.errors import Unavailable
 from runnerguard.github.models import InstallationToken
+from runnerguard.store import keys
 
 REFRESH_MARGIN = 300.0  # a token is replaced 5 minutes before GitHub expires it
 WRITE_SPACING = 1.0  # GitHub asks for at least a second between mutating requests

@@ -20,12 +20,13 @@ from urllib.parse import unquote, urlsplit
 import redis
 import requests
 
-from runnerguard import keys
-from runnerguard.prewarm import disk, locks, stamp, stats
+from runnerguard.prewarm import disk, locks, stamp
 from runnerguard.prewarm.commands import CommandResult, run_command
 from runnerguard.prewarm.download import Downloaded, DownloadError, discard, download
 from runnerguard.prewarm.specs import CacheSpec, SpecError, safe_name
 from runnerguard.prewarm.unpack import UnsafeArchive, unpack
+from runnerguard.store import keys
+from runnerguard.store import prewarm_stats as stats
 
 log = logging.getLogger(__name__)
 
