@@ -11,8 +11,7 @@ import requests
 
 from devtools.github_simulator import DEFAULT_PERMISSIONS, SimulatorServer
 from devtools.github_simulator.actions import annotation, step, stop_run
-from runnerguard import app_manifest
-from runnerguard.github import GitHubApp
+from runnerguard.github import GitHubApp, app_manifest
 from tests.github_fixtures import REPO, WebhookReceiver
 
 R = f"/repos/{REPO}"
