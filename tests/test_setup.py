@@ -21,8 +21,8 @@ from config import Settings
 from runnerguard.services import app_setup as app_manifest
 from tests.test_dashboard import csrf, login
 
-PERMISSIONS = {"contents": "write", "pull_requests": "write", "workflows": "write", "actions": "read",
-               "metadata": "read"}
+PERMISSIONS = {"contents": "write", "pull_requests": "write", "workflows": "write", "actions": "write",
+               "checks": "read", "issues": "write", "metadata": "read"}
 STATE_RE = re.compile(r"\?state=([A-Za-z0-9_%-]+)")
 
 

@@ -73,6 +73,14 @@ class NotFound(GitHubError):
     """404 (GitHub also answers 404 for a repository the installation cannot see)."""
 
 
+class NotRerunnable(GitHubError):
+    """403 on a re-run that GitHub refuses for the run's state (still running, too old), not for a permission."""
+
+
+class Gone(GitHubError):
+    """410: e.g. issues are turned off in the repository."""
+
+
 class Conflict(GitHubError):
     """409: e.g. a stale `sha` on a contents update, an empty repository, a run already completed."""
 
