@@ -100,8 +100,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     redis_url = env.get("REDIS_URL", "").strip()
     if not redis_url:
         # No default: a guessed redis://127.0.0.1:6379 could be somebody else's Redis (make run writes its own).
-        raise ConfigError("REDIS_URL", "is required, e.g. redis://:PASSWORD@127.0.0.1:6379/0 "
-                          "(make run writes its own into .env)")
+        raise ConfigError("REDIS_URL", "is required, e.g. redis://:PASSWORD@127.0.0.1:6379/0")
     if not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
     queues = tuple(q.strip() for q in env.get("RUNNERGUARD_QUEUES", "").split(",") if q.strip()) or DEFAULT_QUEUES

@@ -114,6 +114,8 @@ def recover_command(since: str | None) -> None:
 
 def init_app(app: Flask) -> None:
     from handlers.cli_rollback import rollback_cli
+    from handlers.cli_send_test import send_test_command
 
+    deliveries_cli.add_command(send_test_command)
     app.cli.add_command(deliveries_cli)
     app.cli.add_command(rollback_cli)
