@@ -86,6 +86,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def metrics_lock(host: str, metrics_token: str) -> dict[str, str]:
+    """On a non-loopback bind, /metrics needs a token: one is generated (into .env) when none is set.
+
+    A token rather than dropping the repository labels: the labels are what the metrics are for, a Prometheus
+    scrape sends a bearer token with one line of configuration, and nobody else on the network reads them.
+    """
+    if is_loopback(host) or metrics_token:
+        return {}
+    print(METRICS_LOCKED.format(host=host), flush=True)
+    return {"METRICS_TOKEN": secrets.token_urlsafe(32)}
+
+
 def redacted(url: str) -> str:
     parts = urlsplit(url)
     if parts.password:
@@ -137,10 +149,7 @@ def main() -> int:
     host, port = setting("HOST", "127.0.0.1"), setting("PORT", "8000")
     url_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a URL to reach it, not a bind
     service_url = f"http://{f'[{url_host}]' if ':' in url_host else url_host}:{port}"
-    recorded: dict[str, str] = {"RUNNERGUARD_URL": service_url}
-    if not is_loopback(host) and not setting("METRICS_TOKEN"):
-        recorded["METRICS_TOKEN"] = secrets.token_urlsafe(32)
-        print(METRICS_LOCKED.format(host=host), flush=True)
+    recorded: dict[str, str] = {"RUNNERGUARD_URL": service_url, **metrics_lock(host, setting("METRICS_TOKEN"))}
     redis_server = None
     external = os.environ.get("REDIS_URL") or (values.get("REDIS_URL") if values.get(EMBEDDED_MARK) != "1" else "")
     if external:
@@ -191,6 +200,7 @@ def _stop_redis(server: RedisServer) -> None:
     # SIGTERM: redis-server flushes the AOF and exits; stop() escalates to SIGKILL past the grace.
     supervise.stop(server.process, grace=REDIS_GRACE)
     server.stop()
+    print("runnerguard: Redis stopped", flush=True)
 
 
 if __name__ == "__main__":

@@ -66,27 +66,34 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
-def stop(process: subprocess.Popen[bytes], *, grace: float) -> None:
-    """SIGTERM the child's process group, wait up to `grace` seconds, then SIGKILL it and whatever it started."""
-    below = descendants(process.pid)
-    if process.poll() is None:
-        _signal_group(process.pid, signal.SIGTERM)
+def stop(*processes: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM each child's process group, wait up to `grace` seconds for all of them together, then SIGKILL what
+    is left, including anything they started (seen before the stop or since)."""
+    below: set[int] = set()
+    for process in processes:
+        below |= descendants(process.pid)
+        if process.poll() is None:
+            _signal_group(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
         try:
-            process.wait(timeout=grace)
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
     # Children that moved to sessions of their own (honcho starts each Procfile line in one) are not in the
-    # group: the ones seen before the stop, and any started since, are ended by pid.
-    below |= descendants(process.pid)
-    deadline = time.monotonic() + 1.0
+    # group: they are ended by pid once their parent is gone, after a short grace of their own.
+    for process in processes:
+        below |= descendants(process.pid)
+    deadline = min(deadline, time.monotonic() + 1.0)
     while any(alive(pid) for pid in below) and time.monotonic() < deadline:
         time.sleep(0.05)
     for pid in below:
         if alive(pid):
             _signal(pid, signal.SIGKILL)
-    if process.poll() is None:
-        _signal_group(process.pid, signal.SIGKILL)
-        process.wait()
+    for process in processes:
+        if process.poll() is None:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 class StopRequest:

@@ -13,6 +13,7 @@ import requests
 from config import ConfigError
 from config.service_url import service_url
 from handlers.web.state import state
+from runnerguard import jobstore
 from runnerguard.signatures import sign
 from runnerguard.timeline import format_time
 
@@ -28,9 +29,11 @@ SEE_IT = "see it within a minute: {url}/ (dashboard), or curl -H \"Authorization
 NEXT = "finish it: flask --app app deliveries send-test --action completed --job-id {job_id}"
 
 
-def sample_payload(action: str, job_id: int, *, now: float, conclusion: str) -> dict[str, Any]:
-    """A workflow_job payload of GitHub's shape, queued 90 s ago; a runner took it 60 s ago when it ran."""
-    created, started = now - 90, now - 60
+def sample_payload(action: str, job_id: int, *, now: float, conclusion: str, created: float | None = None,
+                   started: float | None = None) -> dict[str, Any]:
+    """A workflow_job payload of GitHub's shape: by default queued 90 s ago, taken by a runner 60 s ago."""
+    created = now - 90 if created is None else created
+    started = max(created, now - 60) if started is None else started
     runner = {"runner_id": 1, "runner_name": "send-test-runner", "runner_group_id": 1, "runner_group_name": "Default"}
     job: dict[str, Any] = {
         "id": job_id, "run_id": job_id, "run_attempt": 1, "workflow_name": "runnerguard send-test", "name": "build",
@@ -60,8 +63,14 @@ def send_test_command(action: str, job_id: int | None, conclusion: str, url: str
         base = service_url({"RUNNERGUARD_URL": url} if url else None)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    known: dict[str, Any] = {}
+    if job_id is not None:
+        # Moving a job along: keep the times its earlier deliveries gave, as GitHub does.
+        found = jobstore.load(state().redis, [f"{TEST_REPO['id']}:{job_id}"])
+        known = found[0] if found else {}
     job_id = job_id or int(time.time() * 1000) % 2**31
-    body = json.dumps(sample_payload(action, job_id, now=time.time(), conclusion=conclusion)).encode()
+    body = json.dumps(sample_payload(action, job_id, now=time.time(), conclusion=conclusion,
+                                     created=known.get("created_ts"), started=known.get("started_ts"))).encode()
     headers = {"Content-Type": "application/json", "User-Agent": "runnerguard-send-test",
                "X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": str(uuid.uuid4()),
                "X-Hub-Signature-256": sign(state().settings.webhook_secret, body)}
