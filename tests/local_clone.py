@@ -42,18 +42,19 @@ def flask(clone: Path, *args: str, env: dict[str, str] | None = None, timeout: f
                           timeout=timeout, check=False)
 
 
-def marked_processes(mark: str) -> list[tuple[int, int, str]]:
-    """(pid, ppid, command) of every live process whose environment carries MARK=mark."""
+def marked_processes(mark: str, *, titled: str | None = None) -> list[tuple[int, int, str]]:
+    """(pid, ppid, command) of every live process whose environment carries MARK=mark, or whose command line holds
+    `titled` (redis-server rewrites its title over its environment: "redis-server 127.0.0.1:PORT")."""
     found = []
     needle = f"{MARK}={mark}".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            if needle not in (entry / "environ").read_bytes().split(b"\0") and not (titled and titled in command):
                 continue
             stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
         fields = stat[stat.rfind(")") + 2:].split()

@@ -35,6 +35,7 @@ class Run:
     port: int
     mark: str
     process: subprocess.Popen[str] | None = None
+    titled: str | None = None  # redis-server's title, for the census (its environment is overwritten)
     output: list[str] = field(default_factory=list)
 
     @property
@@ -105,7 +106,7 @@ def run(tmp_path: Path) -> Iterator[Run]:
     yield stack
     if stack.process is not None and stack.process.poll() is None:
         stack.stop_and_read()
-    for pid, _, _ in marked_processes(stack.mark):  # never leave anything running, whatever the test found
+    for pid, _, _ in marked_processes(stack.mark, titled=stack.titled):  # never leave anything running, whatever the test found
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -172,14 +173,15 @@ def test_ctrl_c_stops_everything_workers_before_redis_and_readme_commands_work_b
     assert (run.data_dir / "gunicorn.ctl").is_socket()
     assert not (run.home / ".gunicorn").exists()
 
-    before = marked_processes(run.mark)
+    titled = run.titled = f"redis-server 127.0.0.1:{redis_port}"
+    before = marked_processes(run.mark, titled=titled)
     names = " ".join(command for _, _, command in before)
     assert "honcho" in names and "gunicorn" in names and "worker.py" in names and "redis-server" in names, names
     took = run.signal_group(signal.SIGINT)
     out = run.stop_and_read()
     assert took < 10, (took, out[-2000:])
     assert run.process is not None and run.process.returncode == 0, out[-2000:]
-    assert wait_until(lambda: not marked_processes(run.mark), timeout=1), marked_processes(run.mark)
+    assert wait_until(lambda: not marked_processes(run.mark, titled=titled), timeout=1), marked_processes(run.mark)
     assert "Traceback" not in out, out[-3000:]
     head = out.split("system      |", 1)[0]
     assert re.search(r"redis-server \d+\.\d+\.\d+ \(", head), head
@@ -195,6 +197,7 @@ def test_ctrl_c_stops_everything_workers_before_redis_and_readme_commands_work_b
 def test_sigterm_stops_everything_and_a_restart_keeps_the_password_and_the_data(run: Run) -> None:
     run.start()
     first = run.values()
+    titled = run.titled = f"redis-server 127.0.0.1:{first['REDIS_URL'].rsplit(':', 1)[1].split('/')[0]}"
     sent = flask(run.clone, "deliveries", "send-test")
     assert sent.returncode == 0, sent.stdout + sent.stderr
     assert wait_until(lambda: len(flask(run.clone, "deliveries", "list").stdout.splitlines()) == 1, timeout=20)
@@ -205,7 +208,7 @@ def test_sigterm_stops_everything_and_a_restart_keeps_the_password_and_the_data(
     run.process.wait(timeout=15)
     assert time.monotonic() - start < 10
     out = run.stop_and_read()
-    assert wait_until(lambda: not marked_processes(run.mark), timeout=1), marked_processes(run.mark)
+    assert wait_until(lambda: not marked_processes(run.mark, titled=titled), timeout=1), marked_processes(run.mark)
     assert "Traceback" not in out and run.process.returncode == 0, out[-2000:]
 
     # Beside a stopped make run, a command says so in one line and never tries another Redis.
@@ -221,9 +224,9 @@ def test_sigterm_stops_everything_and_a_restart_keeps_the_password_and_the_data(
     assert second["ADMIN_TOKEN"] == first["ADMIN_TOKEN"]
     listed = flask(run.clone, "deliveries", "list")
     assert listed.returncode == 0 and "example/runnerguard-send-test" in listed.stdout, listed.stderr
-    run.signal_group(signal.SIGINT)
+    assert run.signal_group(signal.SIGINT) < 10
     run.stop_and_read()
-    assert wait_until(lambda: not marked_processes(run.mark), timeout=1)
+    assert wait_until(lambda: not marked_processes(run.mark, titled=titled), timeout=1)
 
 
 def test_an_old_world_readable_data_directory_is_made_private(tmp_path: Path) -> None:
