@@ -21,7 +21,7 @@ from dotenv import dotenv_values
 
 from devtools import supervise
 from devtools.redis_server import RedisServer, free_port, newest_redis_server, start_redis
-from runnerguard.app_manifest import update_env_file
+from runnerguard.github.app_manifest import update_env_file
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV_FILE = ROOT / ".env"

@@ -16,7 +16,7 @@ import redis
 import requests
 
 from devtools.redis_server import RedisServer, free_port, start_redis
-from handlers.cli_send_test import TEST_REPO
+from runnerguard.cli.send_test import TEST_REPO
 from tests.helpers import ADMIN, SECRET
 from tests.local_clone import MARK, clean_env, flask, make_clone, wait_until
 

@@ -92,7 +92,7 @@ def test_what_make_run_and_make_demo_start_imports_nothing_of_the_dev_set() -> N
                 return None
         sys.meta_path.insert(0, Refuse())
         import app, worker, devtools.run_local, devtools.demo, honcho.command, gunicorn.app.wsgiapp, dotenv
-        import handlers.cli_send_test, handlers.cli_errors
+        import runnerguard.cli.send_test, runnerguard.cli.errors
         print("ok")
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,

@@ -17,8 +17,9 @@ from flask.testing import FlaskClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runnerguard import deliveries
-from runnerguard.timeline import merge, parse_time, parse_workflow_job
+from runnerguard.domain.events import parse_workflow_job
+from runnerguard.domain.timeline import merge, parse_time
+from runnerguard.store import deliveries
 from tests.helpers import SECRET, admin_headers, dumps, signed_headers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +106,7 @@ def test_legacy_records_do_not_depend_on_order_or_repeats(data: st.DataObject) -
     (lambda j: j.update(created_at=12), "created_at has the wrong type"),
 ])
 def test_what_truly_cannot_be_used_still_fails_with_a_reason(mutate: Any, message: str) -> None:
-    from runnerguard.timeline import PayloadError
+    from runnerguard.domain.timeline import PayloadError
 
     payload = handwritten("ghes_queued")
     mutate(payload["workflow_job"])
