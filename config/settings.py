@@ -11,7 +11,6 @@ from pathlib import Path
 from config.app_key import AppKeyError, load_private_key_from
 from config.errors import ConfigError
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_QUEUES = ("events", "github")
@@ -23,7 +22,7 @@ class Settings:
 
     webhook_secret: str = field(repr=False)
     webhook_secret_previous: str = field(default="", repr=False)
-    redis_url: str = DEFAULT_REDIS_URL
+    redis_url: str = ""  # required by load_settings: no default, so nothing talks to a Redis nobody configured
     github_app_id: str = ""
     github_private_key_path: Path | None = None
     github_private_key: str = field(default="", repr=False)
@@ -97,7 +96,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     api_url = env.get("GITHUB_API_URL", "").strip() or DEFAULT_GITHUB_API_URL
     if not api_url.startswith(("https://", "http://")):
         raise ConfigError("GITHUB_API_URL", f"must be an http(s) URL, got {api_url!r}")
-    redis_url = env.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL
+    redis_url = env.get("REDIS_URL", "").strip()
+    if not redis_url:
+        # No default: a guessed redis://127.0.0.1:6379 could be somebody else's Redis (make run writes its own).
+        raise ConfigError("REDIS_URL", "is required, e.g. redis://:PASSWORD@127.0.0.1:6379/0")
     if not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
     queues = tuple(q.strip() for q in env.get("RUNNERGUARD_QUEUES", "").split(",") if q.strip()) or DEFAULT_QUEUES

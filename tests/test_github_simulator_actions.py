@@ -11,7 +11,8 @@ import requests
 
 from devtools.github_simulator import DEFAULT_PERMISSIONS, SimulatorServer
 from devtools.github_simulator.actions import annotation, step, stop_run
-from runnerguard.github import GitHubApp, app_manifest
+from runnerguard.github import GitHubApp
+from runnerguard.services import app_setup as app_manifest
 from tests.github_fixtures import REPO, WebhookReceiver
 
 R = f"/repos/{REPO}"

@@ -11,6 +11,7 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from runnerguard.cli.rollback import rollback_cli
+from runnerguard.cli.send_test import send_test_command
 from runnerguard.domain.timeline import format_time
 from runnerguard.errors import NotFound
 from runnerguard.queue import tasks
@@ -120,6 +121,6 @@ def recover_command(since: str | None, wait: int) -> None:
 
 
 def init_app(app: Flask) -> None:
-
+    deliveries_cli.add_command(send_test_command)
     app.cli.add_command(deliveries_cli)
     app.cli.add_command(rollback_cli)

@@ -20,7 +20,7 @@ __all__ = ["CountingRule"]
 
 PUBLIC_FIELDS = (
     "repo", "job_id", "run_id", "run_attempt", "workflow", "name", "labels", "pools", "runner_name", "status",
-    "conclusion", "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds",
+    "conclusion", "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds", "created_at_approximate",
 )
 
 
