@@ -76,20 +76,19 @@ def rewritten(config: Path, *, data_dir: Path, port: int, auth_file: Path) -> st
     out = []
     for line in config.read_text().splitlines():
         words = line.split()
-        if not words or words[0].startswith("#"):
+        directive = words[0].lower() if words else "#"
+        if directive.startswith("#"):
             out.append(line)
-            continue
-        directive = words[0].lower()
-        if directive == "dir":
-            line = f"dir {data_dir}"
+        elif directive == "dir":
+            out.append(f"dir {data_dir}")
         elif directive == "port":
-            line = f"port {port}"
+            out.append(f"port {port}")
         elif directive == "include":
             assert words[1:] == [AUTH_FILE], f"{config.name}: unexpected include {line!r}"
-            line = f"include {auth_file}"
+            out.append(f"include {auth_file}")
         else:
             assert not any(w.startswith("/") for w in words[1:]), f"{config.name}: a path to rewrite: {line!r}"
-        out.append(line)
+            out.append(line)
     return "\n".join([*out, "daemonize no", ""])
 
 
