@@ -24,6 +24,8 @@ run: $(DEPS)
 ## test: the whole suite against its own redis-server on a free port (never yours), then ruff
 test: $(DEPS)
 	@bash devtools/install_browser.sh
+	@sh devtools/install_promtool.sh
+	@sh devtools/install_nginx.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not reliability"
 	$(BIN)/ruff check .
 
