@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import time
-from collections.abc import Callable
 
 import redis
 
 from config import ConfigError, load_settings
-from handlers import runtime
-from handlers.rq_worker import build_worker
 from runnerguard import logs
+from runnerguard.queue import cron, tasks
+from runnerguard.queue.deps import Deps
+from runnerguard.queue.worker import build_worker, survive_outages
 
 SWEEP_EVERY = 300
 RECOVER_EVERY = 300
@@ -33,71 +31,34 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
-        rt = runtime.Runtime.from_settings(settings)
+        deps = Deps.from_settings(settings)  # built once; every task gets what it declares of it
     except ConfigError as exc:
         print(f"runnerguard worker: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
-    runtime.install(rt)
     if args.scheduler:
         return survive_outages(settings.redis_url, lambda: run_scheduler(
             settings.redis_url, github_configured=bool(settings.github_app_id), level=settings.log_level))
-    names = [f"prewarm.{settings.host}"] if args.prewarm else (args.queues or list(settings.queues))
+    names = [tasks.PREWARM_PREFIX + settings.host] if args.prewarm else (args.queues or list(settings.queues))
     if args.burst:
-        build_worker(settings.redis_url, names).work(burst=True, logging_level=settings.log_level)
+        build_worker(deps.redis, names, deps).work(burst=True, logging_level=settings.log_level)
         return 0
 
     def work() -> bool:
-        worker = build_worker(settings.redis_url, names)
+        worker = build_worker(deps.redis, names, deps)
         worker.work(with_scheduler=True, logging_level=settings.log_level)
         return worker.stop_was_requested  # a stop we were asked for (SIGTERM, SIGINT), not an outage
 
     return survive_outages(settings.redis_url, work)
 
 
-def survive_outages(redis_url: str, run: Callable[[], bool | int]) -> int:
-    """Run `run` again after Redis went away, once Redis answers: the process recovers by itself.
-
-    RQ's loop tolerates a lost connection only while it waits for work; one lost in the middle of a task ends the
-    worker. A supervisor (systemd, honcho) would restart it, but honcho stops the whole stack when one process
-    exits, and nothing queued should wait on a restart policy.
-    """
-    probe = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
-    while True:
-        try:
-            if run() is True:
-                return 0
-        except redis.ConnectionError:
-            pass  # RQ's teardown could not say goodbye: Redis is still away
-        log.warning("lost Redis; waiting for it to come back")
-        # RQ's signal handlers belong to the worker that just quit: while we wait, a stop request stops us.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        delay = 0.5
-        while True:
-            try:
-                if probe.ping():
-                    break
-            except redis.RedisError:
-                pass
-            time.sleep(delay)
-            delay = min(delay * 2, 10)
-
-
 def run_scheduler(redis_url: str, *, github_configured: bool, level: str) -> bool:
     """RQ's cron scheduler: it only enqueues; the workers run the tasks (several schedulers may run: RQ locks)."""
-    from rq.cron import CronScheduler
-
-    from handlers import maintenance, recovery, rollback
-
     connection = redis.Redis.from_url(redis_url, health_check_interval=30)
-    cron = CronScheduler(connection=connection, logging_level=level)
-    cron.register(rollback.sweep, "github", interval=SWEEP_EVERY, job_timeout=600, result_ttl=3600)
+    periodic = [(tasks.SWEEP, SWEEP_EVERY), (tasks.TRIM, TRIM_EVERY), (tasks.WARM_DASHBOARD, DASHBOARD_EVERY)]
     if github_configured:
-        cron.register(recovery.recover_deliveries, "github", interval=RECOVER_EVERY, job_timeout=900, result_ttl=3600)
-    cron.register(maintenance.trim, "events", interval=TRIM_EVERY, result_ttl=3600)
-    cron.register(maintenance.warm_dashboard, "events", interval=DASHBOARD_EVERY, result_ttl=600)
-    cron.start()
+        periodic.append((tasks.RECOVER, RECOVER_EVERY))
+    cron.scheduler(connection, periodic, level=level).start()
     return True  # start() returns only when asked to stop
 
 

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from devtools.redis_server import free_port  # noqa: E402
-from runnerguard.signatures import sign  # noqa: E402
+from runnerguard.domain.signatures import sign  # noqa: E402
 
 SECRET = "bench-secret"
 SHARED_EXAMPLE = ROOT.parent / "shared/fixtures/github/webhooks/workflow_job/in_progress.with-queued-steps.payload.json"

@@ -16,6 +16,8 @@ from pathlib import Path
 import requests
 import urllib3.exceptions
 
+from runnerguard.errors import RunnerguardError
+
 # 4 MiB reads had the best median on loopback (bench/bench_prewarm.py, vs 256 KiB and 1 MiB): fewer trips through
 # urllib3's Python code per byte; the writer queue below bounds memory to a few chunks
 CHUNK_SIZE = 4 << 20
@@ -27,7 +29,7 @@ USER_AGENT = "runnerguard-prewarm"
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-class DownloadError(Exception):
+class DownloadError(RunnerguardError):
     """The server or the network did not give us the file; `retryable` when trying again may help."""
 
     def __init__(self, message: str, *, retryable: bool = True) -> None:

@@ -12,13 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from runnerguard.errors import RunnerguardError
 from runnerguard.prewarm.specs import Unpack
 
 COPY_BLOCK = 1 << 20
 STAMP_FILE = ".runnerguard-stamp.json"  # written by stamp.py; an archive may not ship a file of that name
 
 
-class UnsafeArchive(Exception):
+class UnsafeArchive(RunnerguardError):
     """An archive member that would land outside the destination, or a kind of file we do not create."""
 
     def __init__(self, member: str, why: str) -> None:
