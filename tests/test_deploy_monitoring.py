@@ -16,7 +16,8 @@ from flask.testing import FlaskClient
 
 from devtools.local_tools import find_tool
 from devtools.promql_names import Selector, selectors
-from runnerguard import prometheus, rollback_state
+from runnerguard.store import rollback_state
+from runnerguard.web import prometheus
 from tests.helpers import dumps, signed_headers
 
 ROOT = Path(__file__).resolve().parents[1]

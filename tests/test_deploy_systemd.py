@@ -10,8 +10,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from handlers.web.setup import DEFAULT_ENV_FILE
-from runnerguard.app_manifest import KEY_FILE
+from runnerguard.github.app_manifest import KEY_FILE
+from runnerguard.web.setup import DEFAULT_ENV_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
