@@ -30,6 +30,8 @@ run: $(RUN_DEPS)
 ## test: the whole suite against its own redis-server on a free port (never yours), then ruff
 test: $(DEV_DEPS)
 	@bash devtools/install_browser.sh
+	@sh devtools/install_promtool.sh
+	@sh devtools/install_nginx.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not reliability"
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
