@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from runnerguard.github.app_manifest import KEY_FILE
+from runnerguard.services.app_setup import KEY_FILE
 from runnerguard.web.setup import DEFAULT_ENV_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
