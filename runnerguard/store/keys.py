@@ -170,3 +170,6 @@ def dashboard_summary(pool: str, step: int, bucket_start: int, rule: str) -> str
     so a dashboard render folds only the open buckets. `rule` is the counting rule's digest: a policy change
     starts fresh summaries."""
     return f"{PREFIX}:dash:summary:v1:{pool}:{step}:{bucket_start}:{rule}"
+
+
+NOTICES = f"{PREFIX}:notices"  # stream of Notice JSON (runnerguard/store/notices.py)
