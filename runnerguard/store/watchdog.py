@@ -27,7 +27,7 @@ def load(client: redis.Redis, repo_id: int, job_id: int) -> dict[str, Any] | Non
     return out
 
 
-def claim(client: redis.Redis, repo_id: int, job_id: int, action: str, at: float, reason: str = "") -> bool:
+def claim(client: redis.Redis, repo_id: int, job_id: int, action: str, *, at: float, reason: str = "") -> bool:
     """Record `action` ("cancelled_at", "forced_at", "rerun_at") once; True only for the first claim."""
     key = keys.watchdog(repo_id, job_id)
     pipe = client.pipeline(transaction=True)
