@@ -11,13 +11,16 @@ from config import ConfigError, Settings, load_policy, load_settings
 from runnerguard import logs
 from runnerguard.cli import deliveries as cli
 from runnerguard.cli import errors as cli_errors
+from runnerguard.cli import hosts as cli_hosts
 from runnerguard.cli import report as cli_report
 from runnerguard.errors import RunnerguardError, Unavailable
 from runnerguard.web import (
     admin,
+    agent,
     dashboard,
     deliveries,
     health,
+    hosts_api,
     metrics,
     rollbacks,
     session_auth,
@@ -48,13 +51,15 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     intake = Intake(settings=settings, policy=policy, client=client)
     state.init_app(app, state.WebState(settings=settings, policy=policy, redis=client, intake=intake))
-    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp):
+    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp, hosts_api.bp):
         app.register_blueprint(blueprint)
+    agent.init_app(app, redis_url=settings.redis_url, limit=settings.agent_long_polls)
     cli.init_app(app)
     session_auth.init_app(app)  # the dashboard's login: session cookie settings, CSRF token, /login, /logout
     for blueprint in (metrics.bp, dashboard.bp, setup.bp):
         app.register_blueprint(blueprint)
     cli_report.init_app(app)
+    cli_hosts.init_app(app)
     cli_errors.init_app(app)  # after every command is registered
 
     @app.errorhandler(HTTPException)

@@ -17,6 +17,7 @@ from runnerguard.queue.worker import build_worker, survive_outages
 SWEEP_EVERY = 300
 RECOVER_EVERY = 300
 TRIM_EVERY = 3600
+CHECK_HOSTS_EVERY = 60  # a host is down 600 s after its last report: told within a minute of that
 DASHBOARD_EVERY = 600  # stored dashboard summaries live a day; refolding every 10 minutes keeps renders warm
 log = logging.getLogger("runnerguard.worker")
 
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 def run_scheduler(redis_url: str, *, github_configured: bool, level: str) -> bool:
     """RQ's cron scheduler: it only enqueues; the workers run the tasks (several schedulers may run: RQ locks)."""
     connection = redis.Redis.from_url(redis_url, health_check_interval=30)
-    periodic = [(tasks.SWEEP, SWEEP_EVERY), (tasks.TRIM, TRIM_EVERY), (tasks.WARM_DASHBOARD, DASHBOARD_EVERY)]
+    periodic = [(tasks.SWEEP, SWEEP_EVERY), (tasks.TRIM, TRIM_EVERY), (tasks.WARM_DASHBOARD, DASHBOARD_EVERY),
+                (tasks.CHECK_HOSTS, CHECK_HOSTS_EVERY)]
     if github_configured:
         periodic.append((tasks.RECOVER, RECOVER_EVERY))
     cron.scheduler(connection, periodic, level=level).start()

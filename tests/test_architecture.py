@@ -134,13 +134,13 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
         "handlers.recovery.recover_deliveries": (None,),
         "handlers.maintenance.trim": (),
         "handlers.maintenance.warm_dashboard": (),
+        "handlers.hosts.check_hosts": (),
     }
     assert set(calls) == set(tasks.TASKS)  # a new task joins this test
     for n, (path, args) in enumerate(calls.items()):
         spec = tasks.TASKS[path]
-        queue = "prewarm.test-host" if spec.queue == tasks.PREWARM_PREFIX else spec.queue
-        tasks.queue(queue, redis_client).enqueue_call(path, args=args, job_id=f"path-{n}", retry=None)
-    drain(("events", "github", "prewarm.test-host"))
+        tasks.queue(spec.queue, redis_client).enqueue_call(path, args=args, job_id=f"path-{n}", retry=None)
+    drain(("events", "github"))
     outcomes: dict[str, str] = {}
     for n, path in enumerate(calls):
         job = Job.fetch(f"path-{n}", connection=redis_client, serializer=tasks.SERIALIZER)
@@ -152,6 +152,7 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
     # the ones that fail, fail for a reason of their own: no App configured, no such replay, not a PR payload
     assert finished >= {"handlers.timings.record_job", "handlers.rollback.evaluate_after_job",
                         "handlers.rollback.manual_rollback_task", "handlers.rollback.sweep", "handlers.prewarm.prewarm",
-                        "handlers.maintenance.trim", "handlers.maintenance.warm_dashboard"}, outcomes
+                        "handlers.maintenance.trim", "handlers.maintenance.warm_dashboard",
+                        "handlers.hosts.check_hosts"}, outcomes
     assert "the GitHub App is not configured" in outcomes["handlers.recovery.recover_deliveries"]
     assert "no replay nope" in outcomes["handlers.replay.run_bulk_replay"]
