@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import ConfigError
+from runnerguard.domain.hosts import valid_name as valid_host_name
 from runnerguard.domain.pools import DEFAULT_FALLBACK, DEFAULT_POOL, Pool
 from runnerguard.domain.rules import CountingRule
 from runnerguard.prewarm import CacheSpec, CommandSpec, SpecError, check_unique
@@ -277,6 +278,8 @@ def _host(table: dict[str, Any], index: int) -> HostSpec:
     if "name" not in table:
         raise ConfigError(f"{where}.name", "is required")
     name = _name(table["name"], f"{where}.name")
+    if not valid_host_name(name):  # `$` in NAME_RE lets a trailing newline through; a host name is a fullmatch
+        raise ConfigError(f"{where}.name", f"must be 1-64 characters of letters, digits, '.', '_' or '-', got {name!r}")
     where = f"host.{name}"
     runner_dir = table.get("runner_dir")
     if not isinstance(runner_dir, str) or not runner_dir.startswith("/") or "\x00" in runner_dir \

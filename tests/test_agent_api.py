@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from config import Settings, parse_policy
+from runnerguard.prewarm.specs import CacheSpec, CommandSpec
 from runnerguard.store import host_tokens, prewarm_stats, work
 from tests.helpers import admin_headers, dumps, signed_headers
 from tests.test_timeline import job_payload
@@ -156,7 +157,6 @@ def test_config_is_the_hosts_own_table_and_its_pools_caches(agent_client: FlaskC
     assert [c["name"] for c in config["commands"]] == ["cargo-fetch"]
     assert config["report_every"] == 30 and config["server_version"]
     # the agent reads them back with the same spec parsers
-    from runnerguard.prewarm.specs import CacheSpec, CommandSpec
     assert CacheSpec.from_mapping(config["caches"][0]).size == 1000
     assert CommandSpec.from_mapping(config["commands"][0]).argv == ("cargo", "fetch", "--locked")
     undeclared = agent_client.get("/agent/v1/config", headers=as_host("gpu-box", tokens["gpu-box"])).get_json()
