@@ -53,60 +53,64 @@ def start_deployed_gunicorn(env: dict[str, str], log: Path) -> Gunicorn:
     raise RuntimeError("gunicorn did not start")
 
 
-def _agent(port: int, name: str, token: str, *, stop: threading.Event, stats: dict[str, int],
-           lock: threading.Lock) -> None:
-    """One agent: long polls back to back, as the real one does, over a kept-alive connection."""
+def _agent(port: int, name: str, token: str, *, active: mp.Event, quit_: mp.Event,  # type: ignore[valid-type]
+           stats: dict[str, int], lock: threading.Lock) -> None:
+    """One agent: long polls back to back while `active` is set, as the real one does, on a kept-alive connection."""
     headers = {"Authorization": f"Bearer {token}", "X-Runnerguard-Host": name}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT + 15)
-    while not stop.is_set():
-        started = time.monotonic()
+    while not quit_.is_set():  # type: ignore[attr-defined]
+        if not active.wait(0.2):  # type: ignore[attr-defined]
+            continue
         with lock:
             stats["started"] += 1
+        started = time.monotonic()
         try:
             conn.request("GET", f"/agent/v1/work?wait={WAIT}", headers=headers)
             answer = conn.getresponse()
             answer.read()
         except (OSError, http.client.HTTPException):
-            conn.close()
+            conn.close()  # gunicorn closes a kept-alive connection idle for 5 s: open another
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT + 15)
             with lock:
                 stats["errors"] += 1
-            time.sleep(0.5)
             continue
-        took = time.monotonic() - started
         with lock:
-            stats["polls"] += 1
-            if answer.status == 204 and answer.getheader("Retry-After"):
-                stats["cut"] += 1
+            stats["answered"] += 1
+            stats["cut"] += 1 if answer.getheader("Retry-After") else 0
         if answer.getheader("Retry-After"):
-            stop.wait(float(answer.getheader("Retry-After") or 5))  # what the agent is asked to do
-        elif took < 1 and answer.status != 200:
-            stop.wait(1)
+            quit_.wait(float(answer.getheader("Retry-After") or 5))  # type: ignore[attr-defined]
+        elif answer.status != 200 and time.monotonic() - started < 1:
+            quit_.wait(1)  # type: ignore[attr-defined]
 
 
-def agents_process(port: int, hosts: list[tuple[str, str]], ready: mp.Event, done: mp.Event,  # type: ignore[valid-type]
+def agents_process(port: int, hosts: list[tuple[str, str]], active: mp.Event, quit_: mp.Event,  # type: ignore[valid-type]
                    out: mp.Queue) -> None:  # type: ignore[type-arg]
-    """All agents in one process of their own (they must not share the load generator's interpreter)."""
+    """All agents, in one process of their own for the whole run (they must not share the sender's interpreter,
+    and starting them must not be part of what is measured)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stop = threading.Event()
-    stats = {"started": 0, "polls": 0, "cut": 0, "errors": 0}
+    stats = {"started": 0, "answered": 0, "cut": 0, "errors": 0}
     lock = threading.Lock()
     threads = [threading.Thread(target=_agent, args=(port, n, t), daemon=True,
-                                kwargs={"stop": stop, "stats": stats, "lock": lock}) for n, t in hosts]
+                                kwargs={"active": active, "quit_": quit_, "stats": stats, "lock": lock})
+               for n, t in hosts]
     for thread in threads:
         thread.start()
-    ready.set()  # type: ignore[attr-defined]
-    done.wait()  # type: ignore[attr-defined]
-    stop.set()
-    for thread in threads:  # the main process hands every host an item: the polls held answer at once
+    quit_.wait()  # type: ignore[attr-defined]
+    for thread in threads:
         thread.join(timeout=WAIT + 10)
     out.put(dict(stats))
 
 
+def release_polls(client: redis.Redis, hosts: list[tuple[str, str]], job_id: int) -> None:
+    """Work for every host: each poll the server holds answers at once, so the next quiet segment is quiet."""
+    for name, _ in hosts:
+        work.create(client, name, job_id=job_id, kind="cache", name="bench", now=time.time())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=6.0, help="length of one paced round")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per condition")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of one paced segment")
+    parser.add_argument("--rounds", type=int, default=16, help="alternating segments per condition")
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--threads", type=int, default=None,
                         help="GUNICORN_THREADS (default: deploy/gunicorn.conf.py's own)")
@@ -124,63 +128,57 @@ def main() -> None:
         assert token is not None
         hosts.append((f"bench-host-{n}", token))
     web: Gunicorn | None = None
+    agents: mp.Process | None = None
+    quit_ = mp.Event()
     try:
         web = start_deployed_gunicorn(env, logs / "web.log")
         paced(web.port, 100, 1.0, "warm")  # imports, script loads and connections of every worker
-        quiet: list[float] = []
-        polled: list[float] = []
-        quiet_rounds: list[float] = []
-        polled_rounds: list[float] = []
-        stats = {"started": 0, "polls": 0, "cut": 0, "errors": 0}
-
-        def quiet_round(round_no: int) -> None:
-            lat = [x[1] for x in paced(web.port, 100, args.seconds, f"quiet{round_no}")]
-            quiet.extend(lat)
-            quiet_rounds.append(percentile(lat, 99))
-
-        def polled_round(round_no: int) -> None:
-            ready, done, out = mp.Event(), mp.Event(), mp.Queue()
-            agents = mp.Process(target=agents_process, args=(web.port, hosts, ready, done, out))
-            agents.start()
-            ready.wait(10)
-            time.sleep(2.0)  # every agent's first poll is in and waiting
-            lat = [x[1] for x in paced(web.port, 100, args.seconds, f"polled{round_no}")]
-            polled.extend(lat)
-            polled_rounds.append(percentile(lat, 99))
-            done.set()
-            # Work for every host answers the polls the server holds, so that the next quiet round is quiet.
-            for name, _ in hosts:
-                work.create(client, name, job_id=round_no, kind="cache", name="bench", now=time.time())
-            for key, value in out.get(timeout=WAIT + 30).items():
-                stats[key] += value
-            agents.join(timeout=WAIT + 30)
-            if agents.is_alive():
-                agents.kill()
-            time.sleep(1.0)
-
-        for round_no in range(args.rounds):
-            # alternate which goes first, so that a drift of the machine's load tilts neither
-            order = (quiet_round, polled_round) if round_no % 2 == 0 else (polled_round, quiet_round)
-            for run in order:
-                run(round_no)
-        # The median round's p99, as bench_ingest reports medians: one noisy round (2 shared cores) moves a pooled
-        # p99 of a few thousand samples by itself; the pooled figures are in the notes.
-        p99_quiet, p99_polled = statistics.median(quiet_rounds) * 1000, statistics.median(polled_rounds) * 1000
+        active, out = mp.Event(), mp.Queue()
+        agents = mp.Process(target=agents_process, args=(web.port, hosts, active, quit_, out))
+        agents.start()
+        time.sleep(1.0)
+        samples: dict[str, list[float]] = {"quiet": [], "polled": []}
+        per_segment: dict[str, list[float]] = {"quiet": [], "polled": []}
+        for segment in range(args.rounds):
+            # Short segments, alternating (and which goes first alternating too): the load of a shared machine
+            # drifts over seconds, and must tilt neither condition.
+            order = ("quiet", "polled") if segment % 2 == 0 else ("polled", "quiet")
+            for condition in order:
+                if condition == "polled":
+                    active.set()
+                    time.sleep(1.5)  # every agent's poll is in and held
+                else:
+                    time.sleep(1.5)
+                lat = [x[1] for x in paced(web.port, 100, args.seconds, f"{condition}{segment}")]
+                samples[condition] += lat
+                per_segment[condition].append(percentile(lat, 99))
+                if condition == "polled":
+                    active.clear()
+                    release_polls(client, hosts, segment)
+        quit_.set()
+        release_polls(client, hosts, 10_000)
+        stats = out.get(timeout=WAIT + 30)
+        quiet, polled = samples["quiet"], samples["polled"]
+        p99_quiet, p99_polled = percentile(quiet, 99) * 1000, percentile(polled, 99) * 1000
+        med_quiet = statistics.median(per_segment["quiet"]) * 1000
+        med_polled = statistics.median(per_segment["polled"]) * 1000
         threads = args.threads or "conf"
         rows = [
             ("ack p99 at 100/s, no agents", f"{p99_quiet:.1f} ms", f"p50 {percentile(quiet, 50) * 1000:.1f} ms",
-             "", "", f"{len(quiet)} deliveries; pooled p99 {percentile(quiet, 99) * 1000:.1f} ms; rounds "
-             + ", ".join(f"{x * 1000:.1f}" for x in quiet_rounds)),
+             "", "", f"{len(quiet)} deliveries in {args.rounds} segments; median segment p99 {med_quiet:.1f} ms"),
             (f"ack p99 at 100/s, {args.agents} agents long-polling", f"{p99_polled:.1f} ms",
              f"p50 {percentile(polled, 50) * 1000:.1f} ms", f"{p99_polled / p99_quiet:.0%}", "<= 120%",
-             f"{len(polled)} deliveries; pooled p99 {percentile(polled, 99) * 1000:.1f} ms; rounds "
-             + ", ".join(f"{x * 1000:.1f}" for x in polled_rounds)
-             + f"; polls started {stats['started']}, answered {stats['polls']} (cut to 0: {stats['cut']}), "
-             f"errors {stats['errors']}"),
+             f"{len(polled)} deliveries; median segment p99 {med_polled:.1f} ms ({med_polled / med_quiet:.0%}); "
+             f"polls {stats['started']} (cut to 0: {stats['cut']}), reconnects {stats['errors']}"),
         ]
         print_table(f"Agent long polls vs webhook intake (gunicorn -c deploy/gunicorn.conf.py, threads {threads})",
                     rows, ("measure", "value", "p50", "vs none", "target", "notes"))
     finally:
+        quit_.set()
+        if agents is not None:
+            agents.join(timeout=WAIT + 15)
+            if agents.is_alive():
+                agents.kill()
         if web is not None:
             web.stop()
         server.stop()

@@ -20,7 +20,7 @@ from runnerguard.domain.hosts import HostStatus, state_for
 from runnerguard.queue import tasks
 from runnerguard.services import hosts as host_service
 from runnerguard.services.rollback import RollbackService
-from runnerguard.store import host_tokens, notices, rollback_state
+from runnerguard.store import host_tokens, notices, rollback_state, work
 from runnerguard.store import hosts as host_store
 from tests.helpers import admin_headers
 from tests.test_dashboard import login
@@ -296,3 +296,11 @@ def test_dashboard_shows_the_runner_hosts_first(hosts_app: Flask, redis_client: 
 def test_host_status_public_row_has_the_interface_fields() -> None:
     row = HostStatus.from_report("h", None, cleanup_at=0.8, now=T0).public()
     assert {"name", "last_seen", "state", "disk", "memory", "load", "runner", "job", "agent_version"} <= set(row)
+
+
+def test_work_a_host_never_fetched_is_dropped_after_a_day(redis_client: redis.Redis) -> None:
+    from_yesterday = work.create(redis_client, "laptop-two", job_id=1, kind="cache", name="c", now=T0 - 86401)
+    today = work.create(redis_client, "laptop-two", job_id=2, kind="cache", name="c", now=T0 - 60)
+    assert from_yesterday and today
+    host_service.check_hosts(redis_client, policy(), now=T0)
+    assert [i["job_id"] for i in work.claim(redis_client, "laptop-two", now=T0)] == [2]

@@ -134,7 +134,7 @@ def _cleanup(value: object) -> dict[str, Any]:
     return {"at": _number(cleanup.get("at", 0), "cleanups[].at"),
             "freed_bytes": _count(cleanup.get("freed_bytes", 0), "cleanups[].freed_bytes"),
             # the paths are the host's own; kept as data (capped), never used as paths here
-            "removed": [_path(r, "cleanups[].removed") for r in removed[:MAX_REMOVED]],
+            "removed": [_text(r, "cleanups[].removed", limit=MAX_PATH_CHARS) for r in removed[:MAX_REMOVED]],
             "removed_count": len(removed), "dry_run": dry_run}
 
 

@@ -22,6 +22,7 @@ from runnerguard.store import hosts as host_store
 
 log = logging.getLogger("runnerguard.hosts")
 REPORT_EVERY = 30
+WORK_MAX_AGE = 86400  # a job queued a day ago is long done: its pre-warm is not worth doing any more
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,11 @@ def make_work(client: redis.Redis, policy: Policy, event: WorkflowJobEvent, *, n
 
 
 def check_hosts(client: redis.Redis, policy: Policy, *, now: float) -> dict[str, list[str]]:
-    """Periodic: a Notice when a host goes down or comes back, and one per cleanup its reports carried."""
+    """Periodic: a Notice when a host goes down or comes back, and one per cleanup its reports carried; work items
+    older than a day are dropped."""
     changed: dict[str, list[str]] = {"down": [], "up": [], "cleanups": []}
     for status in host_store.list_statuses(client, policy, now=now):
+        work.drop_older_than(client, status.name, now - WORK_MAX_AGE)
         pools = policy.host_pools(status.name)
         pool = pools[0] if pools else None
         if status.last_seen is not None and status.state in (UP, DOWN):

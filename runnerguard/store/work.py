@@ -105,3 +105,20 @@ def wait_for_work(blocking: redis.Redis, host: str, seconds: float) -> None:
     """Block up to `seconds` until work is created for the host (BLPOP on its wake list; its own connection)."""
     if seconds > 0:
         blocking.blpop([keys.work_wake(host)], timeout=seconds)
+
+
+def drop_older_than(client: redis.Redis, host: str, before: float) -> int:
+    """Forget items created before `before` (a host that never polls must not pile up a year of work)."""
+    stale = [item_id.decode() if isinstance(item_id, bytes) else str(item_id)
+             for item_id, raw in client.hgetall(keys.work_items(host)).items()
+             if float(json.loads(raw).get("created_at", 0)) < before]
+    if not stale:
+        return 0
+    pipe = client.pipeline(transaction=True)
+    pipe.hdel(keys.work_items(host), *stale)
+    pipe.hdel(keys.WORK_OWNERS, *stale)
+    pipe.zrem(keys.work_leases(host), *stale)
+    for item_id in stale:
+        pipe.lrem(keys.work_ready(host), 0, item_id)
+    pipe.execute()
+    return len(stale)
