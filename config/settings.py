@@ -38,6 +38,8 @@ class Settings:
     log_level: str = "INFO"
     secret_key: str = field(default="", repr=False)
     allow_setup: bool = False
+    max_delivery_age_hours: int = 72
+    redis_budget_bytes: int = 0
 
     @property
     def webhook_secrets(self) -> tuple[str, ...]:
@@ -51,6 +53,16 @@ class Settings:
     @property
     def delivery_retention_seconds(self) -> int:
         return self.delivery_retention_days * 86400
+
+    @property
+    def max_delivery_age_seconds(self) -> int:
+        return self.max_delivery_age_hours * 3600
+
+    @property
+    def body_dedupe_seconds(self) -> int:
+        """How long an accepted body's digest is kept: as long as its delivery, and at least as long as a body
+        that old is still accepted (else a replay after the delivery log forgot it would pass as new)."""
+        return max(self.delivery_retention_seconds, self.max_delivery_age_seconds)
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -126,6 +138,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get("RUNNERGUARD_LOG_LEVEL", "INFO").strip().upper() or "INFO",
         secret_key=env.get("RUNNERGUARD_SECRET_KEY", ""),
         allow_setup=env.get("RUNNERGUARD_ALLOW_SETUP", "").strip().lower() in ("1", "true", "yes"),
+        max_delivery_age_hours=_int(env, "RUNNERGUARD_MAX_DELIVERY_AGE_HOURS", 72, minimum=0),
+        redis_budget_bytes=_int(env, "RUNNERGUARD_REDIS_BUDGET_BYTES", 0, minimum=0),
     )
 
 

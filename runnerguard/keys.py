@@ -20,6 +20,12 @@ def delivery_attempts(guid: str) -> str:
 DELIVERIES_BY_TIME = f"{PREFIX}:deliveries"  # zset guid -> received_at (epoch seconds)
 
 
+def delivery_body(digest: str) -> str:
+    """String with a TTL: a body with this digest (runnerguard/freshness.py) was accepted; the same signed bytes
+    under another delivery id are a replay."""
+    return f"{PREFIX}:body:{digest}"
+
+
 def replay(replay_id: str) -> str:
     """Hash: a bulk replay's filter, state and progress."""
     return f"{PREFIX}:replay:{replay_id}"
