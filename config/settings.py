@@ -14,6 +14,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_QUEUES = ("events", "github")
+MIN_ADMIN_TOKEN_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("GITHUB_APP_ID", f"must be the App's numeric id, got {app_id!r}")
     key_pem = env.get("GITHUB_PRIVATE_KEY", "")
     _check_app_key(app_id, Path(key_path_raw) if key_path_raw else None, key_pem)
+    admin_token = env.get("ADMIN_TOKEN", "").strip()
+    if admin_token and len(admin_token) < MIN_ADMIN_TOKEN_CHARS:
+        # The token opens the admin API and the dashboard: a short one falls to guessing. Never echo it.
+        raise ConfigError("ADMIN_TOKEN", f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters (got "
+                          f"{len(admin_token)}); generate one with: python -c 'import secrets; "
+                          "print(secrets.token_urlsafe(32))'")
     return Settings(
         webhook_secret=secret,
         webhook_secret_previous=env.get("GITHUB_WEBHOOK_SECRET_PREVIOUS", ""),
@@ -127,7 +134,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         github_private_key_path=Path(key_path_raw) if key_path_raw else None,
         github_private_key=key_pem,
         github_api_url=api_url.rstrip("/"),
-        admin_token=env.get("ADMIN_TOKEN", "").strip(),
+        admin_token=admin_token,
         metrics_token=env.get("METRICS_TOKEN", "").strip(),
         policy_path=Path(policy_raw) if policy_raw else None,
         max_body_bytes=_int(env, "RUNNERGUARD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),

@@ -39,6 +39,19 @@ def recovery_asked(guid: str) -> str:
     """String with a TTL: a redelivery of this GUID was asked for lately; do not ask again until it expires."""
     return f"{PREFIX}:recovery:asked:{guid}"  # a number per replay, so replayed RQ jobs get fresh ids
 
+
+# --- web authentication ---------------------------------------------------------------------------------------------
+
+
+def auth_failures(scope: str, client: str) -> str:
+    """String counter with a TTL (the throttle window): failed logins or bearer tokens of one client ("*": all)."""
+    return f"{PREFIX}:auth:fail:{scope}:{client}"
+
+
+def web_session(digest: str) -> str:
+    """String with a TTL: an open dashboard session, by an HMAC of its id under a key bound to the admin token."""
+    return f"{PREFIX}:session:{digest}"
+
 # --- job timeline ---------------------------------------------------------------------------------------------------
 
 
