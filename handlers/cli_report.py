@@ -32,7 +32,7 @@ SUMMARY = "{passed} of {total} targets met, {missing} without data"
 
 
 def parse_since(raw: str, *, now: float) -> float:
-    match = RELATIVE_RE.match(raw.strip())
+    match = RELATIVE_RE.fullmatch(raw.strip())
     if match:
         amount = int(match.group(1))
         if amount <= 0:

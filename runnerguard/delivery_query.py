@@ -34,7 +34,7 @@ def parse_when(raw: object, key: str, *, now: float) -> float | None:
         return float(raw)
     if not isinstance(raw, str):
         raise QueryError(f"{key} must be a time, got {type(raw).__name__}")
-    match = RELATIVE_RE.match(raw.strip())
+    match = RELATIVE_RE.fullmatch(raw.strip())
     if match:
         return now - int(match.group(1)) * UNITS[match.group(2)]
     try:

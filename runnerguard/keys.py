@@ -52,6 +52,8 @@ def web_session(digest: str) -> str:
     """String with a TTL: an open dashboard session, by an HMAC of its id under a key bound to the admin token."""
     return f"{PREFIX}:session:{digest}"
 
+SETUP_CREATED = f"{PREFIX}:setup:created"  # string: id of the App /setup created last (setup is off until a restart)
+
 # --- job timeline ---------------------------------------------------------------------------------------------------
 
 

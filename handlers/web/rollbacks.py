@@ -31,7 +31,7 @@ def _pool_known(name: str) -> bool:
 def _repo(value: object, *, required: bool) -> str | None:
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not REPO_RE.match(value) or any(p in (".", "..") for p in value.split("/")):
+    if not isinstance(value, str) or not REPO_RE.fullmatch(value) or any(p in (".", "..") for p in value.split("/")):
         raise ValueError("repo must look like owner/name")
     return value
 

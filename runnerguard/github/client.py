@@ -27,7 +27,7 @@ REPO_INSTALLATION_TTL = 3600
 
 
 def _repo(full_name: str) -> str:
-    if not _REPO.match(full_name) or ".." in full_name:
+    if not _REPO.fullmatch(full_name) or ".." in full_name:
         raise ValueError(f"not a repository full name: {full_name!r}")
     return full_name
 
