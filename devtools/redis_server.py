@@ -76,8 +76,13 @@ def start_redis(
     appendfsync: str = "everysec",
     extra_args: list[str] | None = None,
     timeout: float = 10.0,
+    maxmemory: int | None = None,
 ) -> RedisServer:
-    """Start redis-server bound to 127.0.0.1 and wait until it answers PING."""
+    """Start redis-server bound to 127.0.0.1 and wait until it answers PING.
+
+    `maxmemory` (bytes) caps it with the `noeviction` policy, as deploy/redis.conf does: once full it refuses
+    writes with OOM errors instead of dropping keys (for tests of a full Redis).
+    """
     own_dir = None
     if data_dir is None:
         own_dir = tempfile.TemporaryDirectory(prefix="runnerguard-redis-")
@@ -95,6 +100,8 @@ def start_redis(
         "--daemonize", "no",
         "--logfile", str(data_dir / "redis.log"),
     ]
+    if maxmemory is not None:
+        args += ["--maxmemory", str(maxmemory), "--maxmemory-policy", "noeviction"]
     args += extra_args or []
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
     server = RedisServer(port=port, data_dir=data_dir, process=process, _own_dir=own_dir)

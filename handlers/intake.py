@@ -19,6 +19,7 @@ from runnerguard import APP_NAME, __version__, deliveries, keys, metrics
 from runnerguard.atomic import DUPLICATE, REFUSED, ConditionalExecutor, new_batch
 from runnerguard.deliveries import Delivery
 from runnerguard.freshness import body_digest, canonical_delivery_id, is_stale
+from runnerguard.memory_budget import MemoryGauge
 from runnerguard.signatures import verify
 
 DELIVERIES_TOTAL = "runnerguard_webhook_deliveries_total"
@@ -26,6 +27,9 @@ DELIVERIES_TOTAL = "runnerguard_webhook_deliveries_total"
 DELIVERY_ID_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
 EVENT_RE = re.compile(r"[a-z_]{1,64}")
 # Event names become metric labels: only these are kept as they are, the rest count as "other" (bounded cardinality).
+# What the intake drops past RUNNERGUARD_REDIS_BUDGET_BYTES, so Redis keeps room for the delivery log: a cold
+# cache is only slower, and a missed counter only a gap in a graph.
+SHED_ROUTES = frozenset({"prewarm"})
 KNOWN_EVENTS = frozenset({"workflow_job", "workflow_run", "ping", "installation", "installation_repositories",
                           "pull_request", "github_app_authorization", "meta"})
 
@@ -60,6 +64,7 @@ class Intake:
         self.router = router
         self.clock = clock
         self._executor = ConditionalExecutor(client)
+        self.memory = MemoryGauge(client, budget_bytes=settings.redis_budget_bytes)
         self.dispatcher = Dispatcher(client, router, policy)
         # Per event label, built once: the counter field of accepted deliveries, and the whole write of a duplicate.
         self._accepted_field: dict[str, str] = {}
@@ -125,6 +130,9 @@ class Intake:
     ) -> IntakeResult:
         action = payload.get("action") if isinstance(payload.get("action"), str) else None
         plan = self.dispatcher.plan(guid, event, action, payload)
+        shedding = self.memory.over_budget()
+        if shedding:
+            plan = plan.without(SHED_ROUTES)
         task_names = list(plan.task_names)
         now = self.clock()
         delivery = Delivery(
@@ -140,7 +148,8 @@ class Intake:
         # The signature covers the body, not the delivery id: the same signed bytes under a new id are a replay.
         main.set(keys.delivery_body(body_digest(body)), 1, ex=self.settings.body_dedupe_seconds)
         plan.enqueue_on(main)
-        metrics.incr_field_on(main, self._accepted(label))
+        if not shedding:
+            metrics.incr_field_on(main, self._accepted(label))
         # A stale body is let through only when the recovery task asked GitHub to redeliver this very id.
         stale = is_stale(event, payload, now=now, max_age_seconds=self.settings.max_delivery_age_seconds)
         outcome = self._executor.execute_if_new(

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from handlers.runtime import current
-from runnerguard import deliveries, jobstore
+from runnerguard.retention import trim_all
 
 
 def trim() -> int:
     rt = current()
-    now = rt.clock()
-    removed = deliveries.trim(rt.redis, retention_seconds=rt.settings.delivery_retention_seconds, now=now)
-    return removed + jobstore.trim_indexes(rt.redis, retention_seconds=rt.settings.job_retention_seconds, now=now)
+    return trim_all(rt.redis, rt.settings, now=rt.clock())
 
 
 def warm_dashboard() -> int:

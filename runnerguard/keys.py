@@ -40,6 +40,8 @@ def recovery_asked(guid: str) -> str:
     return f"{PREFIX}:recovery:asked:{guid}"  # a number per replay, so replayed RQ jobs get fresh ids
 
 
+WRITE_PROBE = f"{PREFIX}:probe:write"  # string with a short TTL: readiness and outage waits check Redis takes writes
+
 # --- web authentication ---------------------------------------------------------------------------------------------
 
 

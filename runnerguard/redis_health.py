@@ -1,0 +1,27 @@
+"""Is Redis taking writes? PING answers even when `maxmemory` is reached, so readiness and outage waits write."""
+
+from __future__ import annotations
+
+import redis
+
+from runnerguard import keys
+
+PROBE_TTL_MS = 10_000
+# Redis refuses writes with these while it still answers reads: out of memory (noeviction), or a read-only replica
+# after a failover. Both pass by themselves (memory freed, a new primary), so both are outages to wait out.
+REFUSALS: tuple[type[redis.RedisError], ...] = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+
+
+def write_refusal(client: redis.Redis) -> str | None:
+    """None when a small write succeeds; else "down", "out of memory", "read-only" or "refusing writes"."""
+    try:
+        client.set(keys.WRITE_PROBE, 1, px=PROBE_TTL_MS)
+    except (redis.ConnectionError, redis.TimeoutError):
+        return "down"
+    except redis.exceptions.OutOfMemoryError:
+        return "out of memory"
+    except redis.exceptions.ReadOnlyError:
+        return "read-only"
+    except redis.RedisError:
+        return "refusing writes"
+    return None
