@@ -15,7 +15,7 @@ from config import ConfigError, load_settings
 from handlers import runtime
 from handlers.rq_worker import build_worker
 from runnerguard import logs
-from runnerguard.redis_health import REFUSALS, write_refusal
+from runnerguard.redis_health import write_refusal
 from runnerguard.retention import trim_all
 
 SWEEP_EVERY = 300
@@ -78,7 +78,7 @@ def survive_outages(redis_url: str, run: Callable[[], bool | int],
         try:
             if run() is True:
                 return 0
-        except (redis.ConnectionError, *REFUSALS):  # type: ignore[misc]  # a tuple of exception classes
+        except (redis.ConnectionError, redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError):
             pass  # RQ's teardown could not say goodbye: Redis is still away, or still refuses writes
         refusal = write_refusal(probe)
         log.warning("lost Redis; waiting for it to come back" if refusal in (None, "down")

@@ -7,13 +7,14 @@ import redis
 from runnerguard import keys
 
 PROBE_TTL_MS = 10_000
-# Redis refuses writes with these while it still answers reads: out of memory (noeviction), or a read-only replica
-# after a failover. Both pass by themselves (memory freed, a new primary), so both are outages to wait out.
-REFUSALS: tuple[type[redis.RedisError], ...] = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
 
 
 def write_refusal(client: redis.Redis) -> str | None:
-    """None when a small write succeeds; else "down", "out of memory", "read-only" or "refusing writes"."""
+    """None when a small write succeeds; else "down", "out of memory", "read-only" or "refusing writes".
+
+    Out of memory (noeviction) and a read-only replica after a failover both pass by themselves (memory freed,
+    a new primary): outages to wait out, not errors to crash on.
+    """
     try:
         client.set(keys.WRITE_PROBE, 1, px=PROBE_TTL_MS)
     except (redis.ConnectionError, redis.TimeoutError):
