@@ -6,12 +6,24 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-import handlers
 from config import Settings, load_policy, load_settings
-from handlers import cli, cli_report
-from handlers.intake import Intake
-from handlers.web import admin, dashboard, deliveries, health, metrics, rollbacks, session_auth, setup, state, webhooks
 from runnerguard import logs
+from runnerguard.cli import deliveries as cli
+from runnerguard.cli import report as cli_report
+from runnerguard.errors import RunnerguardError, Unavailable
+from runnerguard.web import (
+    admin,
+    dashboard,
+    deliveries,
+    health,
+    metrics,
+    rollbacks,
+    session_auth,
+    setup,
+    state,
+    webhooks,
+)
+from runnerguard.web.intake import Intake
 
 
 def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | None = None) -> Flask:
@@ -26,7 +38,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["SECRET_KEY"] = settings.secret_key or None
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    intake = Intake(settings=settings, policy=policy, client=client, router=handlers.router)
+    intake = Intake(settings=settings, policy=policy, client=client)
     state.init_app(app, state.WebState(settings=settings, policy=policy, redis=client, intake=intake))
     for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp):
         app.register_blueprint(blueprint)
@@ -40,6 +52,14 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         # Every error is JSON (413 for an oversized body, 404, 405 ...), never an HTML page.
         return jsonify(error=exc.description or exc.name), exc.code or 500
+
+    @app.errorhandler(RunnerguardError)
+    def runnerguard_error(exc: RunnerguardError) -> tuple[Response, int]:
+        # The one mapping of error kinds to answers: 400 bad input, 404, 409, 503; anything else says nothing more.
+        if exc.http_status >= 500 and not isinstance(exc, Unavailable):
+            app.logger.error("unexpected error: %s", type(exc).__name__)
+            return jsonify(error="internal error"), 500
+        return jsonify(error=str(exc)[:500]), exc.http_status
 
     @app.errorhandler(redis.RedisError)
     def redis_down(exc: redis.RedisError) -> tuple[Response, int]:

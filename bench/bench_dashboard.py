@@ -20,8 +20,9 @@ import redis  # noqa: E402
 from app import create_app  # noqa: E402
 from config import load_settings  # noqa: E402
 from devtools.redis_server import start_redis  # noqa: E402
-from runnerguard import jobstore  # noqa: E402
-from runnerguard.timeline import format_time, parse_workflow_job  # noqa: E402
+from runnerguard.domain.events import parse_workflow_job  # noqa: E402
+from runnerguard.domain.timeline import format_time  # noqa: E402
+from runnerguard.store import jobstore  # noqa: E402
 
 ADMIN = "bench-admin"
 DAY = 86400

@@ -34,8 +34,8 @@ from rq import Queue
 from config import load_settings
 from devtools.redis_server import start_redis
 from handlers import router
-from handlers.intake import Intake
-from runnerguard import deliveries
+from runnerguard.store import deliveries
+from runnerguard.web.intake import Intake
 
 
 def paced(port: int, rate: float, seconds: float, tag: str) -> list[tuple[str, float, float]]:

@@ -27,9 +27,9 @@ from devtools.github_simulator import SimulatorServer
 from devtools.redis_server import free_port, start_redis
 from handlers import rollback as rollback_handlers
 from handlers import runtime
-from runnerguard import keys
-from runnerguard.pools import DEFAULT_POOL
-from runnerguard.signatures import sign
+from runnerguard.domain.pools import DEFAULT_POOL
+from runnerguard.domain.signatures import sign
+from runnerguard.store import keys
 
 APP_ID = 4242
 REPO = "octo/laptop-ci"

@@ -15,7 +15,7 @@ from rq import Queue, Worker  # noqa: E402
 
 from config import load_settings  # noqa: E402
 from handlers import runtime  # noqa: E402
-from handlers.rq_worker import build_worker  # noqa: E402
+from runnerguard.queue.worker import build_worker  # noqa: E402
 
 
 def main() -> None:

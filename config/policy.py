@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import ConfigError
-from runnerguard.pools import DEFAULT_FALLBACK, Pool
+from runnerguard.domain.pools import DEFAULT_FALLBACK, DEFAULT_POOL, Pool
+from runnerguard.domain.rules import CountingRule
 from runnerguard.prewarm import CacheSpec, CommandSpec, SpecError, check_unique
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -30,6 +31,10 @@ class FailureRateRule:
     failed_conclusions: tuple[str, ...] = DEFAULT_FAILED_CONCLUSIONS
     # cancelled and skipped jobs count neither as failed nor as finished unless listed here.
     ignored_conclusions: tuple[str, ...] = ("cancelled", "skipped")
+
+    @property
+    def counting(self) -> CountingRule:
+        return CountingRule(failed=frozenset(self.failed_conclusions), ignored=frozenset(self.ignored_conclusions))
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,23 @@ class Policy:
     commands: tuple[CommandSpec, ...] = field(default=())
 
     def pool(self, name: str) -> Pool | None:
+        """A pool the policy declares by name (None for the implicit default pool; see `find_pool`)."""
         return next((p for p in self.pools if p.name == name), None)
+
+    @property
+    def all_pools(self) -> tuple[Pool, ...]:
+        """The pools triggers, the API and the CLI look at: the declared ones, else the one default pool."""
+        return self.pools or (DEFAULT_POOL,)
+
+    def find_pool(self, name: str) -> Pool | None:
+        """A pool by name among `all_pools` (the default pool included when no pool is declared)."""
+        return next((p for p in self.all_pools if p.name == name), None)
+
+    def prewarm_specs_for(self, pools: list[str], repo: str | None) -> tuple[list[CacheSpec], list[CommandSpec]]:
+        """The caches and commands that serve any of `pools` (and `repo`, where a spec names repos)."""
+        caches = [c for c in self.caches if any(c.serves(pool, repo) for pool in pools)]
+        commands = [c for c in self.commands if any(c.serves(pool, repo) for pool in pools)]
+        return caches, commands
 
     def failure_rate_for(self, pool_name: str) -> FailureRateRule:
         """The pool's own overrides (`rollback = {threshold = 0.6}`) on top of the defaults."""

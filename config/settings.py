@@ -111,7 +111,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     api_url = env.get("GITHUB_API_URL", "").strip() or DEFAULT_GITHUB_API_URL
     if not api_url.startswith(("https://", "http://")):
         raise ConfigError("GITHUB_API_URL", f"must be an http(s) URL, got {api_url!r}")
-    from runnerguard.url_policy import transport_ok
+    from runnerguard.domain.url_policy import transport_ok
 
     if not transport_ok(api_url):
         # JWTs and installation tokens cross this link: plain http only to this machine (the simulator).

@@ -33,8 +33,12 @@ from devtools.reliability_checks import (
 )
 from devtools.reliability_load import lifecycles, send_one
 from devtools.reliability_stack import ROOT, Stack, wait_for
-from devtools.reliability_tasks import HOLDING
-from handlers.dispatch import TASK_RETRY, TASK_TIMEOUT
+from devtools.reliability_tasks import HOLDING, TEST_WORKER
+from runnerguard.queue import tasks as rq_tasks
+from runnerguard.queue.tasks import TIMINGS
+
+TASK_RETRY, TASK_TIMEOUT = TIMINGS.rq_retry(), TIMINGS.timeout
+
 
 ABUSE_SUITES = ("tests/test_webhooks_hostile.py", "tests/test_admin_api_fuzz.py")
 
@@ -78,13 +82,13 @@ def redis_restart(*, count: int = 1600, rate: float = 200.0, kill_after: float =
               f"later (AOF {fsync}): outage answers 503, never 500; web and worker recover without restarts; "
               "every 202 still in Redis")
     with Stack(fsync=fsync) as stack:
-        worker = stack.start_worker("events", "github")
+        worker = stack.start_worker("events", "github", argv=TEST_WORKER)
         plan = lifecycles(count, tag=f"rr{time.time_ns()}")
         guids = [d.guid for d in plan]
         process = start_load(stack, plan, rate, "restart")
         time.sleep(kill_after)
         # A task in flight when Redis dies, ending during the outage: what a worker idle in its wait never meets.
-        held = Queue("events", connection=stack.client).enqueue(
+        held = rq_tasks.queue("events", stack.client).enqueue(
             "devtools.reliability_tasks.hold", outage / 2, job_id=f"hold-{time.time_ns()}", retry=TASK_RETRY,
             job_timeout=TASK_TIMEOUT, result_ttl=0)
         wait_for(lambda: stack.client.hexists(HOLDING, held.id), timeout=10, every=0.005, what="a task in flight")

@@ -14,7 +14,7 @@ import redis
 
 from devtools.reliability_load import Answer, Delivery, read_answers, write_plan
 from devtools.reliability_stack import ROOT, Stack
-from runnerguard import deliveries, jobstore, keys, metrics
+from runnerguard.store import deliveries, jobstore, keys, metrics
 
 
 @dataclass

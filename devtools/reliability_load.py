@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runnerguard.signatures import sign
+from runnerguard.domain.signatures import sign
 
 LABELS = ["self-hosted", "Linux", "X64", "fedora", "nobara"]
 RUNNER = {"runner_name": "laptop-extra", "runner_id": 22, "runner_group_name": "Default"}

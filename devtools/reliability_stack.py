@@ -19,7 +19,7 @@ from pathlib import Path
 import redis
 
 from devtools.redis_server import RedisServer, free_port, start_redis
-from runnerguard import deliveries, keys
+from runnerguard.store import deliveries, keys
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -218,8 +218,9 @@ class Stack:
                       FailedJobRegistry(q, connection=self.client).count)
             parts.append(f"{q}: queued/started/scheduled/failed {'/'.join(map(str, counts))}")
         from rq.job import Job
+        from rq.serializers import JSONSerializer
 
-        from handlers.dispatch import job_id_for
+        from runnerguard.queue.dispatch import job_id_for
 
         for guid in self.pending(guids)[:3]:
             delivery = deliveries.load(self.client, guid)
@@ -227,7 +228,7 @@ class Stack:
             states = {t: (delivery.task_states.get(t, "queued") if delivery else "?") for t in tasks}
             jobs = {}
             for t in tasks:
-                job = Job.fetch(job_id_for(guid, t), connection=self.client) if Job.exists(
+                job = Job.fetch(job_id_for(guid, t), connection=self.client, serializer=JSONSerializer) if Job.exists(
                     job_id_for(guid, t), connection=self.client) else None
                 jobs[t] = job.get_status() if job else "no RQ job"
             parts.append(f"{guid}: {'recorded' if delivery else 'NOT RECORDED'}, tasks {states}, rq {jobs}")

@@ -6,11 +6,15 @@ import argparse
 import sys
 import time
 
+from redis import Redis
 from rq import get_current_job
 
-from handlers import runtime, timings
+from handlers import timings
+from runnerguard.queue import runner, tasks
+from runnerguard.queue.deps import Deps
 
 QUEUE = "reliability"
+TEST_WORKER = ("-m", "devtools.reliability_tasks")  # worker.py's worker, plus the test-only tasks below
 # This module's own keys: test-only bookkeeping, kept apart from runnerguard's key space (runnerguard/keys.py).
 RUNS = "reliability:runs"  # hash guid -> times the task started
 LINGERING = "reliability:lingering"  # hash guid -> when the first run began to linger (the moment to kill)
@@ -18,29 +22,35 @@ FINISHED = "reliability:finished"  # hash guid -> when a run finished
 HOLDING = "reliability:holding"  # hash job id -> when `hold` began
 
 
-def record_then_linger(guid: str, linger: float) -> None:
+def record_then_linger(guid: str, linger: float, *, deps: Deps) -> None:
     """The real timings task for `guid`, then, on the first run only, a long tail before returning.
 
     The timeline write (record, indexes, jobs_total, the delivery's "done") is already committed when the tail
     begins: a worker killed in the tail leaves a job RQ still sees as started, whose retry must not count the job
     a second time.
     """
-    rt = runtime.current()
-    runs = int(rt.redis.hincrby(RUNS, guid, 1))  # type: ignore[arg-type]
-    timings.record_job(guid)
+    runs = int(deps.redis.hincrby(RUNS, guid, 1))  # type: ignore[arg-type]
+    runner.run_delivery_task(tasks.TIMINGS, timings.record_job, guid, deps)
     if runs == 1:
-        rt.redis.hset(LINGERING, guid, time.time())
+        deps.redis.hset(LINGERING, guid, time.time())
         time.sleep(linger)
     job = get_current_job()
-    rt.redis.hset(FINISHED, guid, f"{time.time()}:{runs}:{job.id if job else ''}")
+    deps.redis.hset(FINISHED, guid, f"{time.time()}:{runs}:{job.id if job else ''}")
 
 
-def hold(seconds: float) -> None:
+def hold(seconds: float, *, redis: Redis) -> None:
     """Keep the worker busy for `seconds`, so that an outage begun meanwhile meets RQ's own bookkeeping at the
     end of the job (the case a worker idle in its dequeue wait never shows)."""
     job = get_current_job()
-    runtime.current().redis.hset(HOLDING, job.id if job else "?", time.time())
+    redis.hset(HOLDING, job.id if job else "?", time.time())
     time.sleep(seconds)
+
+
+# Test-only tasks, run only by this module's worker (worker.py's workers refuse them: not in the task table).
+TEST_TASKS = {spec.path: spec for spec in (
+    tasks.TaskSpec("record_then_linger", "devtools.reliability_tasks.record_then_linger", QUEUE, timeout=600),
+    tasks.TaskSpec("hold", "devtools.reliability_tasks.hold", QUEUE, timeout=600),
+)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,16 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock-skew", type=float, default=0.0)
     args = parser.parse_args(argv)
     from config import load_settings
-    from handlers.rq_worker import build_worker
     from runnerguard import logs
+    from runnerguard.queue.worker import build_worker, survive_outages
 
     settings = load_settings()
     logs.configure(settings.log_level)
-    rt = runtime.Runtime.from_settings(settings)
-    rt.clock = lambda: time.time() + args.clock_skew
-    runtime.install(rt)
-    build_worker(settings.redis_url, args.queues).work(with_scheduler=True, logging_level=settings.log_level)
-    return 0
+    deps = Deps.from_settings(settings)
+    deps.clock = lambda: time.time() + args.clock_skew
+
+    def work() -> bool:
+        worker = build_worker(deps.redis, args.queues, deps, extra_tasks=TEST_TASKS)
+        worker.work(with_scheduler=True, logging_level=settings.log_level)
+        return worker.stop_was_requested
+
+    return survive_outages(settings.redis_url, work)
 
 
 if __name__ == "__main__":

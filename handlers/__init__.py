@@ -1,8 +1,1 @@
-"""Task handlers, one module per concern; their routers are composed here, in one place."""
-
-from handlers import prewarm, replay, rollback, timings
-from handlers.routing import Router
-
-router = Router.compose(timings.router, rollback.router, prewarm.router)
-
-__all__ = ["replay", "router"]
+"""Task bodies only, thin: load ids, call a service, return. Routing lives in runnerguard/queue (routing, tasks)."""

@@ -1,20 +1,20 @@
-"""Retention: trim the delivery and job indexes past their retention (the records themselves expire by TTL)."""
+"""Periodic upkeep: retention, and the dashboard's stored summaries folded ahead of time."""
 
 from __future__ import annotations
 
-from handlers.runtime import current
-from runnerguard.retention import trim_all
+from collections.abc import Callable
+
+import redis
+
+from config import Policy, Settings
+from runnerguard.services import reports, retention
 
 
-def trim() -> int:
-    rt = current()
-    return trim_all(rt.redis, rt.settings, now=rt.clock())
+def trim(*, redis: redis.Redis, settings: Settings, clock: Callable[[], float]) -> int:
+    return retention.trim(redis, settings, now=clock())
 
 
-def warm_dashboard() -> int:
-    """Fold settled time buckets into the dashboard's stored summaries ahead of time (the scheduler runs it), so a
-    person opening the dashboard never pays for folding a week of a large history: the render stays warm."""
-    from handlers.web.dashboard_data import pool_views
-
-    rt = current()
-    return len(pool_views(rt.redis, rt.policy, now=rt.clock()))
+def warm_dashboard(*, redis: redis.Redis, policy: Policy, clock: Callable[[], float]) -> int:
+    """Fold settled time buckets into the stored summaries (the scheduler runs it), so a person opening the
+    dashboard never pays for folding a week of a large history: the render stays warm. No SVG is drawn here."""
+    return reports.fold_summaries(redis, policy, now=clock())

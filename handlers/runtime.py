@@ -11,10 +11,10 @@ import redis
 from rq import get_current_job
 
 from config import Policy, Settings, load_policy, load_settings
-from runnerguard import deliveries
-from runnerguard.deliveries import Delivery
+from runnerguard.domain.timeline import PayloadError
 from runnerguard.github import GitHubApp, load_private_key_from
-from runnerguard.timeline import PayloadError
+from runnerguard.store import deliveries
+from runnerguard.store.deliveries import Delivery
 
 log = logging.getLogger("runnerguard.tasks")
 

@@ -2,38 +2,35 @@
 
 from __future__ import annotations
 
-from handlers.routing import Router
-from handlers.runtime import Runtime, delivery_task
-from runnerguard import deliveries, jobstore
-from runnerguard.deliveries import Delivery
-from runnerguard.pools import pools_for
-from runnerguard.timeline import PayloadError, parse_workflow_job
+from collections.abc import Callable
 
-router = Router()
+import redis
 
-
-def counting_rule(rt: Runtime) -> jobstore.CountingRule:
-    rule = rt.policy.rollback.failure_rate
-    return jobstore.CountingRule(failed=frozenset(rule.failed_conclusions), ignored=frozenset(rule.ignored_conclusions))
+from config import Policy, Settings
+from runnerguard.domain.events import WorkflowJobEvent
+from runnerguard.domain.pools import pools_for
+from runnerguard.domain.timeline import PayloadError
+from runnerguard.store import deliveries, jobstore
+from runnerguard.store.deliveries import Delivery
 
 
-@router.register("workflow_job", name="timings", queue="events", wrap=delivery_task)
-def record_job(delivery: Delivery, rt: Runtime) -> bool:
+def record_job(delivery: Delivery, *, redis: redis.Redis, settings: Settings, policy: Policy,
+               clock: Callable[[], float]) -> bool:
     try:
         payload = delivery.payload()
     except ValueError as exc:
         raise PayloadError(f"body is not JSON: {exc}") from None
-    snapshot = parse_workflow_job(payload)
+    event = WorkflowJobEvent.parse(payload)
     jobstore.upsert(
-        rt.redis,
-        snapshot,
+        redis,
+        event.snapshot(),
         # The delivery's own received time, not the processing time, so a replay changes nothing.
         seen_at=delivery.received_at,
-        pools=pools_for(snapshot.job["labels"], rt.policy.pools),
-        rule=counting_rule(rt),
-        retention_seconds=rt.settings.job_retention_seconds,
-        now=rt.clock(),
+        pools=pools_for(event.labels, policy.pools),
+        rule=policy.rollback.failure_rate.counting,
+        retention_seconds=settings.job_retention_seconds,
+        now=clock(),
         # The delivery's "done" goes in the same atomic write as the timeline: one round trip fewer per event.
-        also=lambda pipe: deliveries.mark_task_on(pipe, delivery.guid, "timings", deliveries.DONE, now=rt.clock()),
+        also=lambda pipe: deliveries.mark_task_on(pipe, delivery.guid, "timings", deliveries.DONE, now=clock()),
     )
     return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,9 @@ from flask.testing import FlaskClient
 from app import create_app
 from config import Policy, Settings, load_settings
 from devtools.redis_server import RedisServer, start_redis
+from runnerguard.queue.deps import Deps
+from runnerguard.queue.worker import RunnerguardWorker, build_worker
+from runnerguard.services.rollback import RollbackService
 from tests.github_fixtures import *  # noqa: F403
 from tests.helpers import ADMIN, SECRET
 
@@ -73,34 +76,42 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-@pytest.fixture()
-def drain(settings: Settings, redis_client: redis.Redis) -> Iterator[Callable[..., int]]:
-    """Run every queued task in-process with RQ's SimpleWorker (burst), as worker.py does; returns jobs run."""
-    from rq import Queue
+class Drain:
+    """Run every queued task in-process with RQ's SimpleWorker (burst), as worker.py does; `deps` is what the last
+    run gave the tasks (its GitHub App, its policy), for tests that call a service directly afterwards."""
 
-    from handlers import runtime
-    from handlers.rq_worker import RunnerguardWorker
+    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+        self.settings = settings
+        self.client = client
+        self.deps = Deps.from_settings(settings, client=client)
 
-    class BurstWorker(RunnerguardWorker):
-        def subscribe(self) -> None:
-            """No command channel for a burst run: joining its thread costs a second at every teardown."""
-
-    def run(queues: tuple[str, ...] = ("events", "github"), policy: Policy | None = None, *,
-            github: object | None = None, one_queue_at_a_time: bool = False) -> int:
+    def __call__(self, queues: tuple[str, ...] = ("events", "github"), policy: Policy | None = None, *,
+                 github: object | None = None, one_queue_at_a_time: bool = False) -> int:
         """Returns how many tasks were waiting. `one_queue_at_a_time` drains each queue fully before the next."""
-        rt = runtime.Runtime.from_settings(settings, client=redis_client)
+        self.deps = Deps.from_settings(self.settings, client=self.client)
         if policy is not None:
-            rt.policy = policy
+            self.deps.policy = policy
         if github is not None:
-            rt.github_app = github  # type: ignore[assignment]
-        runtime.install(rt)
+            self.deps.github_app = github  # type: ignore[assignment]
         groups = [[q] for q in queues] if one_queue_at_a_time else [list(queues)]
         waiting = 0
         for group in groups:
-            rq_queues = [Queue(q, connection=redis_client) for q in group]
-            waiting += sum(q.count for q in rq_queues)
-            BurstWorker(rq_queues, connection=redis_client).work(burst=True, logging_level="WARNING")
+            worker = build_worker(self.client, group, self.deps, worker_class=BurstWorker)
+            waiting += sum(q.count for q in worker.queues)
+            worker.work(burst=True, logging_level="WARNING")
         return waiting
 
-    yield run
-    runtime.install(None)
+    def rollbacks(self) -> RollbackService:
+        """The rollback service as the last run's tasks saw it."""
+        return RollbackService(redis=self.client, policy=self.deps.policy, github=self.deps.github(),
+                               clock=self.deps.clock)
+
+
+class BurstWorker(RunnerguardWorker):
+    def subscribe(self) -> None:
+        """No command channel for a burst run: joining its thread costs a second at every teardown."""
+
+
+@pytest.fixture()
+def drain(settings: Settings, redis_client: redis.Redis) -> Drain:
+    return Drain(settings, redis_client)

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from runnerguard.signatures import sign
+from runnerguard.domain.signatures import sign
 
 SECRET = "test-webhook-secret"
 ADMIN = "test-admin-token-long-enough-for-the-32-character-minimum"

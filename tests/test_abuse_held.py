@@ -20,20 +20,19 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 import config.policy
-import handlers.cli_report
-import handlers.intake
-import handlers.web.rollbacks
-import runnerguard.app_manifest
-import runnerguard.delivery_query
+import runnerguard.domain.names
+import runnerguard.domain.timeparse
+import runnerguard.github.app_manifest
 import runnerguard.github.client
 import runnerguard.prewarm.specs
 import runnerguard.prewarm.stamp
-import runnerguard.prometheus
+import runnerguard.web.intake
+import runnerguard.web.prometheus
 from devtools.redis_server import RedisServer, free_port
 from devtools.reliability_stack import wait_for
-from runnerguard import keys
+from runnerguard.domain.signatures import sign
 from runnerguard.logs import JsonFormatter
-from runnerguard.signatures import sign
+from runnerguard.store import keys
 from tests.helpers import ADMIN, SECRET, admin_headers, dumps, signed_headers
 from tests.test_dashboard import csrf, login
 from tests.test_timeline import job_payload
@@ -100,9 +99,9 @@ def test_a_body_over_the_limit_is_413(client: FlaskClient, redis_client: redis.R
     assert redis_client.zcard(keys.DELIVERIES_BY_TIME) == 0
 
 
-PATTERN_MODULES = (handlers.intake, handlers.web.rollbacks, handlers.cli_report, config.policy,
-                   runnerguard.app_manifest, runnerguard.delivery_query, runnerguard.github.client,
-                   runnerguard.prewarm.specs, runnerguard.prewarm.stamp, runnerguard.prometheus)
+PATTERN_MODULES = (runnerguard.web.intake, runnerguard.domain.names, runnerguard.domain.timeparse, config.policy,
+                   runnerguard.github.app_manifest, runnerguard.github.client, runnerguard.prewarm.specs,
+                   runnerguard.prewarm.stamp, runnerguard.web.prometheus)
 HOSTILE_TEXTS = ("a" * 100_000, "a" * 99_999 + "!", "-" * 100_000 + "\n", "/" * 100_000, " " * 100_000 + "x",
                  "1" * 100_000 + "q", ("a=\"" + "\\\\" * 50_000), "{" * 100_000, "a/" * 50_000)
 

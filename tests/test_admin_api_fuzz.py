@@ -8,7 +8,7 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from handlers.web.openapi import OPENAPI
+from runnerguard.web.openapi import OPENAPI
 from tests.helpers import admin_headers
 from tests.test_timings import deliver, job_events
 

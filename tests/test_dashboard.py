@@ -8,8 +8,9 @@ import time
 from flask.testing import FlaskClient
 
 from app import create_app
-from handlers.web.session_auth import derive_secret_key
-from runnerguard import rollback_state
+from runnerguard.queue import tasks as rq_tasks
+from runnerguard.store import rollback_state
+from runnerguard.web.session_auth import derive_secret_key
 from tests.helpers import ADMIN, admin_headers
 from tests.test_timings import deliver, job_events
 
@@ -169,8 +170,8 @@ def test_secret_key_derived_from_the_admin_token_when_unset(settings, redis_clie
 
 def test_settled_buckets_are_kept_and_read_back(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
     from config import Policy
-    from handlers import report_data
-    from runnerguard import rollup
+    from runnerguard.domain import rollup
+    from runnerguard.services import reports as report_data
 
     now = time.time()
     for n in range(3):
@@ -196,16 +197,15 @@ def test_settled_buckets_are_kept_and_read_back(client, redis_client, drain) -> 
 
 
 def test_failed_tasks_are_listed_with_a_replay_button(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
-    from rq import Queue
 
     seed(client, drain, count=1)
     # a task that fails for good, as a handler's would: RQ keeps it in the failed registry with its delivery id
-    Queue("github", connection=redis_client).enqueue("json.loads", "d-0-2", job_id="d-0-2_rollback_r1")
+    rq_tasks.queue("github", redis_client).enqueue("json.loads", "d-0-2", job_id="d-0-2_rollback_r1")
     drain()
     login(client)
     html = client.get("/").get_data(as_text=True)
     failed = html.split('id="failed"', 1)[1]
-    assert "d-0-2" in failed and "loads" in failed and "JSONDecodeError" in failed
+    assert "d-0-2" in failed and "loads" in failed and "not in runnerguard&#39;s task table" in failed
     assert 'data-guid="d-0-2"' in failed
     response = client.post("/dashboard/deliveries/d-0-2/replay", data={"csrf_token": csrf(client, "/"),
                                                                           "back": "failed"})

@@ -17,13 +17,13 @@ from flask.testing import FlaskClient
 
 from config import ConfigError, load_settings
 from config.policy import parse_policy
-from handlers.web import rollbacks
-from runnerguard import app_manifest
+from runnerguard.domain import names
+from runnerguard.domain.url_policy import transport_ok
+from runnerguard.github import app_manifest
 from runnerguard.github import client as github_client
 from runnerguard.prewarm.download import DownloadError, check_url, download
 from runnerguard.prewarm.specs import CacheSpec, SpecError
 from runnerguard.prewarm.unpack import UnsafeArchive, unpack
-from runnerguard.url_policy import transport_ok
 from tests.helpers import SECRET, admin_headers, dumps, signed_headers
 
 SHA = "0" * 64
@@ -178,8 +178,7 @@ def test_header_patterns_refuse_a_trailing_newline(client: FlaskClient) -> None:
 
 
 def test_name_patterns_refuse_a_trailing_newline(client: FlaskClient) -> None:
-    with pytest.raises(ValueError):
-        rollbacks._repo("octo/app\n", required=True)
+    assert names.is_repo("octo/app") and not names.is_repo("octo/app\n")
     response = client.post("/api/rollbacks", json={"pool": "linux", "repo": "octo/app\n"}, headers=admin_headers())
     assert response.status_code == 400
     with pytest.raises(ValueError):

@@ -19,9 +19,9 @@ from app import create_app
 from config import Settings
 from devtools.redis_server import RedisServer, start_redis
 from devtools.reliability_stack import wait_for
-from runnerguard import deliveries, keys, metrics
-from runnerguard.memory_budget import MemoryGauge
-from runnerguard.redis_health import write_refusal
+from runnerguard.store import deliveries, keys, metrics
+from runnerguard.store.memory_budget import MemoryGauge
+from runnerguard.store.redis_health import write_refusal
 from tests.helpers import SECRET, dumps, signed_headers
 from tests.test_timeline import job_payload
 
@@ -175,7 +175,7 @@ def test_the_intake_sheds_before_a_real_redis_refuses_the_delivery_log(settings:
 
 def test_retention_runs_under_out_of_memory(settings: Settings, small_redis: RedisServer,
                                             small_client: redis.Redis) -> None:
-    from runnerguard.retention import trim_all
+    from runnerguard.services.retention import trim as trim_all
 
     old = time.time() - max(settings.delivery_retention_seconds, settings.job_retention_seconds) - 3600
     small_client.zadd(keys.DELIVERIES_BY_TIME, {"old-1": old, "new-1": time.time()})

@@ -6,7 +6,7 @@ import pytest
 import redis
 
 from devtools.github_simulator import SimulatorServer
-from runnerguard import keys
+from runnerguard.domain.signatures import verify
 from runnerguard.github import (
     Conflict,
     Forbidden,
@@ -16,7 +16,7 @@ from runnerguard.github import (
     Unprocessable,
 )
 from runnerguard.github.models import Content
-from runnerguard.signatures import verify
+from runnerguard.store import keys
 from tests.github_fixtures import APP_ID, REPO, WORKFLOW, WebhookReceiver
 
 CI = ".github/workflows/ci.yml"

@@ -15,8 +15,8 @@ import requests
 
 from devtools.github_simulator import ObjectStore, SimulatorServer
 from devtools.github_simulator.errors import ApiError
+from runnerguard.domain.signatures import verify
 from runnerguard.github import GitHubApp
-from runnerguard.signatures import verify
 from tests.github_fixtures import APP_ID, REPO, FakeClock, WebhookReceiver
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="the git CLI is not installed")

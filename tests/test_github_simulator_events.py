@@ -11,7 +11,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from devtools.github_simulator import SimulatorServer
-from runnerguard.signatures import verify
+from runnerguard.domain.signatures import verify
 from tests.github_fixtures import REPO, WebhookReceiver
 
 

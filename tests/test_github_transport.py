@@ -12,7 +12,7 @@ import redis
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from devtools.github_simulator import SimulatorServer
-from runnerguard import APP_NAME, __version__, keys
+from runnerguard import APP_NAME, __version__
 from runnerguard.github import (
     AuthError,
     Forbidden,
@@ -26,6 +26,7 @@ from runnerguard.github import (
     Unavailable,
     Unprocessable,
 )
+from runnerguard.store import keys
 from tests.github_fixtures import APP_ID, FakeClock, make_app
 
 AppFactory = Callable[..., GitHubApp]
@@ -65,15 +66,19 @@ def test_enterprise_base_url_with_a_path_prefix_works(app_public_pem: bytes, app
         assert sum(r.path == "/app/hook/deliveries" for r in ghes.requests) == 2
 
 
-def test_installation_token_is_cached_in_redis_and_shared_by_workers(
+def test_installation_token_is_cached_in_process_memory_never_in_redis(
         github_sim: SimulatorServer, github_app: GitHubApp, app_factory: AppFactory, redis_client: redis.Redis,
         sim_repo: tuple[str, int]) -> None:
     repo, iid = sim_repo
     github_app.installation(iid).get_repo(repo)
     github_app.installation(iid).get_repo(repo)
-    app_factory().installation(iid).get_repo(repo)  # another worker
-    assert token_mints(github_sim) == 1
-    assert redis_client.ttl(keys.installation_token(iid)) > 0
+    assert token_mints(github_sim) == 1  # cached in this process
+    app_factory().installation(iid).get_repo(repo)  # another worker process mints its own
+    assert token_mints(github_sim) == 2
+    # whoever reads Redis (a runner host once could) finds no token: nothing under the old key, nothing anywhere
+    assert not redis_client.exists(keys.installation_token(iid))
+    for key in redis_client.scan_iter("*"):
+        assert b"ghs_" not in (redis_client.dump(key) or b"")  # the simulator's tokens start as GitHub's do
 
 
 def test_token_is_refreshed_five_minutes_before_expiry(github_sim: SimulatorServer, installation_client:

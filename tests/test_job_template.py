@@ -9,10 +9,12 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
 
-from handlers.dispatch import FAILURE_TTL, RESULT_TTL, TASK_RETRY, TASK_TIMEOUT
-from handlers.job_template import PER_JOB_FIELDS, JobTemplate, TemplateError, timestamp
-from runnerguard.atomic import new_batch
+from runnerguard.queue.job_template import PER_JOB_FIELDS, JobTemplate, TemplateError, timestamp
+from runnerguard.queue.tasks import FAILURE_TTL, RESULT_TTL, TIMINGS
+from runnerguard.store.atomic import new_batch
 
+TASK_RETRY, TASK_TIMEOUT = TIMINGS.rq_retry(), TIMINGS.timeout
+assert TASK_RETRY is not None
 OPTIONS: dict[str, Any] = {"timeout": TASK_TIMEOUT, "result_ttl": RESULT_TTL, "failure_ttl": FAILURE_TTL,
                            "retry": TASK_RETRY}
 CALLS_KEY = "test:template-calls"

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import redis
 
-from runnerguard import jobstore, keys
-from runnerguard.atomic import CompareAndSet, new_batch
-from runnerguard.timeline import parse_workflow_job
+from runnerguard.domain.events import parse_workflow_job
+from runnerguard.store import jobstore, keys
+from runnerguard.store.atomic import CompareAndSet, new_batch
 from tests.test_timeline import fold, lifecycle
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +43,8 @@ def test_a_record_another_process_changed_is_merged_not_overwritten(redis_client
     # Another worker process records the completion meanwhile; this process's guess is stale from here on.
     other = textwrap.dedent(f"""
         import redis
-        from runnerguard import jobstore
-        from runnerguard.timeline import parse_workflow_job
+        from runnerguard.store import jobstore
+        from runnerguard.domain.events import parse_workflow_job
         client = redis.Redis.from_url({redis_url!r})
         jobstore.upsert(client, parse_workflow_job({completed[0]!r}), seen_at={completed[1]!r},
                         pools=["self-hosted"], rule=jobstore.CountingRule(), retention_seconds=86400,

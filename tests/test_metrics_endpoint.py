@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
-from rq import Queue
 
 from app import create_app
-from runnerguard import rollback_state
-from runnerguard.prewarm import stats as prewarm_stats
+from runnerguard.queue import tasks as rq_tasks
+from runnerguard.store import prewarm_stats, rollback_state
 from tests.test_timings import deliver, job_events
 
 METRICS_TOKEN = "scrape-token"
@@ -36,10 +35,10 @@ def test_metrics_after_real_jobs_and_replays(client, redis_client, drain) -> Non
                         event="opened", now=now)
     prewarm_stats.record(redis_client, "vosk", "laptop-extra", counter="hits", state="installed", now=now)
     prewarm_stats.record(redis_client, "vosk", "laptop-extra", counter="misses", state="installed", now=now)
-    Queue("events", connection=redis_client).enqueue("json.loads", "not json")
-    Queue("events", connection=redis_client).enqueue("json.loads", "[]")
+    rq_tasks.queue("events", redis_client).enqueue("json.loads", "not json")
+    rq_tasks.queue("events", redis_client).enqueue("json.loads", "[]")
     drain()
-    Queue("github", connection=redis_client).enqueue("json.loads", "[]")  # waits: no worker runs now
+    rq_tasks.queue("github", redis_client).enqueue("json.loads", "[]")  # waits: no worker runs now
 
     response = client.get("/metrics")
     assert response.status_code == 200
@@ -59,7 +58,8 @@ def test_metrics_after_real_jobs_and_replays(client, redis_client, drain) -> Non
     assert samples(text, "runnerguard_prewarm_total")[
         (("cache", "vosk"), ("host", "laptop-extra"), ("result", "miss"))] == 1
     assert samples(text, "runnerguard_cache_hit_rate") == {(("cache", "vosk"), ("host", "laptop-extra")): 0.5}
-    assert samples(text, "runnerguard_failed_tasks")[(("queue", "events"),)] == 1
+    # both name a function outside the task table: refused, into the failed registry
+    assert samples(text, "runnerguard_failed_tasks")[(("queue", "events"),)] == 2
     assert samples(text, "runnerguard_queue_depth")[(("queue", "github"),)] == 1
     assert samples(text, "runnerguard_queue_depth")[(("queue", "events"),)] == 0
     # bounded labels: never a job id or a branch name

@@ -9,10 +9,16 @@ from typing import Any
 import pytest
 
 from config import parse_policy
-from handlers.prewarm import prewarm_queues
+from runnerguard.queue.dispatch import job_event
+from runnerguard.queue.routing import prewarm_queues as queues_for_event
 from tests.helpers import admin_headers, dumps, signed_headers
 from tests.test_prewarm_server import LoopbackServer, make_zip, sha256_file
 from tests.test_timeline import job_payload
+
+
+def prewarm_queues_of(payload, policy):  # type: ignore[no-untyped-def]
+    """The routing of a payload as the intake routes it: typed at the edge, then the queue chooser."""
+    return queues_for_event(job_event("workflow_job", payload), policy)
 
 
 def policy_for(tmp_path: Path, url: str, sha: str) -> Any:
@@ -37,11 +43,11 @@ def test_queued_job_is_routed_to_the_hosts_that_serve_its_pool(tmp_path: Path, m
     _server, url, sha = model
     policy = policy_for(tmp_path, url, sha)
     laptop_job = job_payload("queued", labels=["self-hosted", "linux"])
-    assert prewarm_queues(laptop_job, policy) == ["prewarm.test-host"]
+    assert prewarm_queues_of(laptop_job, policy) == ["prewarm.test-host"]
     gpu_job = job_payload("queued", labels=["self-hosted", "gpu"])
-    assert prewarm_queues(gpu_job, policy) == []  # its host has nothing to warm: it gets nothing
-    assert prewarm_queues(job_payload("queued", labels=["ubuntu-latest"]), policy) == []
-    assert prewarm_queues({"workflow_job": {"labels": "self-hosted"}}, policy) == []
+    assert prewarm_queues_of(gpu_job, policy) == []  # its host has nothing to warm: it gets nothing
+    assert prewarm_queues_of(job_payload("queued", labels=["ubuntu-latest"]), policy) == []
+    assert prewarm_queues_of({"workflow_job": {"labels": "self-hosted"}}, policy) == []
 
 
 def test_queued_delivery_warms_the_cache_on_the_host(settings, redis_client, drain, tmp_path: Path, model: Any) -> None:  # type: ignore[no-untyped-def]
@@ -90,7 +96,7 @@ def test_a_repo_name_that_could_be_a_path_never_selects_repo_scoped_specs(tmp_pa
     })
     hostile = job_payload("queued", labels=["self-hosted"])
     hostile["repository"] = {"id": 1, "full_name": "../../etc/passwd"}
-    assert prewarm_queues(hostile, policy) == []
+    assert prewarm_queues_of(hostile, policy) == []
     friendly = job_payload("queued", labels=["self-hosted"])
     friendly["repository"] = {"id": 1, "full_name": "Octo/App"}
-    assert prewarm_queues(friendly, policy) == ["prewarm.test-host"]
+    assert prewarm_queues_of(friendly, policy) == ["prewarm.test-host"]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from runnerguard import keys
 from runnerguard.prewarm import cache_rows, locks, warm_cache
 from runnerguard.prewarm.specs import CacheSpec
 from runnerguard.prewarm.warm import PrewarmResult
+from runnerguard.store import keys
 from tests.test_prewarm_server import LoopbackServer, cache_spec, sha256_file
 
 HOST = "laptop-extra"

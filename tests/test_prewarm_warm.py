@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from runnerguard import keys
 from runnerguard.prewarm import cache_rows, warm_cache
 from runnerguard.prewarm.stamp import CHECKSUMS_FILE, MANIFEST_FILE, TMP_DIR
 from runnerguard.prewarm.unpack import STAMP_FILE
+from runnerguard.store import keys
 from tests.test_prewarm_server import LoopbackServer, cache_spec, make_tar, make_zip, sha256_file
 
 MODEL = {

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from runnerguard import metrics, prometheus
-from runnerguard.prometheus import Scrape, parse_series, render
+from runnerguard.store import metrics
+from runnerguard.web import prometheus
+from runnerguard.web.prometheus import Scrape, parse_series, render
 
 
 def families(text: str) -> dict[str, object]:

@@ -14,8 +14,8 @@ from werkzeug.serving import make_server
 from app import create_app
 from config import Settings
 from devtools.redis_server import free_port
-from runnerguard import deliveries, keys
-from runnerguard.recovery import checkpoint, recover
+from runnerguard.services.recovery import checkpoint, recover
+from runnerguard.store import deliveries, keys
 from tests.github_fixtures import REPO
 from tests.helpers import SECRET
 

@@ -10,7 +10,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from runnerguard import keys
+from runnerguard.store import keys
 from tests.helpers import admin_headers, dumps, signed_headers
 from tests.test_timings import deliver, job_events
 

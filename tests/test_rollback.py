@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 import yaml
 from flask.testing import FlaskClient
-from rq import Queue
 
 from config import Policy, parse_policy
-from handlers import rollback as rollback_handlers
-from handlers import runtime
-from runnerguard import rollback_state, rules
+from runnerguard.domain import rules
 from runnerguard.github import GitHubApp
+from runnerguard.queue import tasks as rq_tasks
+from runnerguard.store import rollback_state
 from tests.github_fixtures import REPO
 from tests.helpers import admin_headers
 from tests.test_timings import deliver, job_events
@@ -158,7 +157,7 @@ def test_a_lost_pr_answer_is_found_again_not_duplicated(client, github_sim, repo
     assert (state.state, state.pr_number) == ("pr_open", earlier.number)
 
 
-def test_merge_then_restore_puts_back_exactly_the_rollback(client, github_sim, repo_on_sim, run_all, redis_client, settings) -> None:  # type: ignore[no-untyped-def]
+def test_merge_then_restore_puts_back_exactly_the_rollback(client, github_sim, repo_on_sim, run_all, redis_client, settings, drain) -> None:  # type: ignore[no-untyped-def]
     feed(client, failures=13, total=21)
     run_all()
     pr = github_sim.pulls(REPO)[0]
@@ -166,8 +165,7 @@ def test_merge_then_restore_puts_back_exactly_the_rollback(client, github_sim, r
     # someone edits the file after the rollback: the restore keeps their edit
     edited = github_sim.file_text(REPO, ".github/workflows/ci.yml", "main").replace("cargo test", "cargo test --all")
     github_sim.push(REPO, {".github/workflows/ci.yml": edited})
-    rt = runtime.current()
-    assert [s.state for s in rollback_handlers.rollbacks(rt).check_open_pulls()] == ["rolled_back"]
+    assert [s.state for s in drain.rollbacks().prs.check_open_pulls()] == ["rolled_back"]
     headers = admin_headers()
     response = client.post("/api/rollbacks/self-hosted/restore", json={"repo": REPO}, headers=headers)
     assert response.status_code == 202
@@ -177,16 +175,15 @@ def test_merge_then_restore_puts_back_exactly_the_rollback(client, github_sim, r
     assert restored == WORKFLOW.replace("cargo test", "cargo test --all")
     assert rollback_state.load(redis_client, "self-hosted", REPO).state == "restoring"
     github_sim.merge_pull(REPO, restore.number)
-    rollback_handlers.rollbacks(runtime.current()).check_open_pulls()
+    drain.rollbacks().prs.check_open_pulls()
     assert rollback_state.load(redis_client, "self-hosted", REPO).state == "healthy"
 
 
-def test_closed_unmerged_starts_a_cooldown(client, github_sim, repo_on_sim, run_all, redis_client) -> None:  # type: ignore[no-untyped-def]
+def test_closed_unmerged_starts_a_cooldown(client, github_sim, repo_on_sim, run_all, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
     feed(client, failures=13, total=21)
     run_all()
     pr = github_sim.pulls(REPO)[0]
-    rt = runtime.current()
-    rollback_handlers.rollbacks(rt).pull_closed("self-hosted", REPO, head_ref=pr.head, merged=False)
+    drain.rollbacks().prs.pull_closed("self-hosted", REPO, head_ref=pr.head, merged=False)
     feed(client, failures=5, total=5, start=5000)
     run_all()
     assert len(github_sim.pulls(REPO)) == 1  # no new PR within the cooldown
@@ -243,17 +240,17 @@ def test_rollback_api_refuses_bad_input(client, redis_client) -> None:  # type: 
     assert restore.status_code == 409 and "healthy" in restore.get_json()["error"]
     assert client.post("/api/rollbacks/ghost/restore", json={"repo": REPO}, headers=ADMIN).status_code == 404
     assert client.post("/api/rollbacks/self-hosted/restore", json={}, headers=ADMIN).status_code == 400
-    assert Queue("github", connection=redis_client).count == 0
+    assert rq_tasks.queue("github", redis_client).count == 0
 
 
-def test_stuck_queue_is_caught_by_the_sweep(client, github_sim, repo_on_sim, run_all) -> None:  # type: ignore[no-untyped-def]
+def test_stuck_queue_is_caught_by_the_sweep(client, github_sim, repo_on_sim, run_all, drain) -> None:  # type: ignore[no-untyped-def]
     now = time.time()
     for n in range(5):
         queued = job_events(9000 + n, "success", created=now - 3 * 3600, labels=LABELS, repo=REPO, repo_id=77)[0]
         deliver(client, queued, f"stuck-{n}")
     run_all()
     assert github_sim.pulls(REPO) == []  # nothing finished: the failure rate cannot see it
-    result = rollback_handlers.sweep()
+    result = drain.rollbacks().sweep()
     assert result["triggered"] == {"self-hosted": [REPO]}
     run_all()
     assert [p.title for p in github_sim.pulls(REPO)] == [
@@ -276,7 +273,7 @@ def test_pull_request_events_move_the_state(client, github_sim, repo_on_sim, run
     assert history == ["pr_opened", "merged"]
 
 
-def test_rollback_cli_lists_opens_and_restores(app, client, github_sim, repo_on_sim, run_all) -> None:  # type: ignore[no-untyped-def]
+def test_rollback_cli_lists_opens_and_restores(app, client, github_sim, repo_on_sim, run_all, drain) -> None:  # type: ignore[no-untyped-def]
     runner = app.test_cli_runner()
     assert "every pool is healthy" in runner.invoke(args=["rollback", "list"]).output
     assert runner.invoke(args=["rollback", "open", "ghost"]).exit_code == 2
@@ -287,7 +284,7 @@ def test_rollback_cli_lists_opens_and_restores(app, client, github_sim, repo_on_
     assert "pr_open" in listed.output and REPO in listed.output
     pr = github_sim.pulls(REPO)[0]
     github_sim.merge_pull(REPO, pr.number)
-    rollback_handlers.rollbacks(runtime.current()).check_open_pulls()
+    drain.rollbacks().prs.check_open_pulls()
     restored = runner.invoke(args=["rollback", "restore", "self-hosted", "--repo", REPO])
     assert restored.exit_code == 0
     run_all()

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from runnerguard import charts, rollup
-from runnerguard.scorecard import (
+from runnerguard.domain import charts, rollup
+from runnerguard.domain.scorecard import (
     FAIL,
     NO_DATA,
     PASS,
@@ -211,7 +211,7 @@ def test_bucket_summaries_merge_to_the_single_pass_answer() -> None:
 def test_cache_counts_follow_the_caches_serving_the_pool() -> None:
     from dataclasses import dataclass
 
-    from runnerguard.job_windows import cache_counts
+    from runnerguard.store.job_windows import cache_counts
 
     @dataclass
     class Cache:

@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from config import Settings
-from runnerguard import app_manifest
+from runnerguard.github import app_manifest
 from tests.test_dashboard import csrf, login
 
 PERMISSIONS = {"contents": "write", "pull_requests": "write", "workflows": "write", "actions": "read",

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runnerguard.timeline import PayloadError, merge, merge_records, parse_workflow_job
+from runnerguard.domain.events import parse_workflow_job
+from runnerguard.domain.timeline import PayloadError, merge, merge_records
 
 
 def job_payload(action: str, **job: Any) -> dict[str, Any]:

@@ -9,11 +9,11 @@ from typing import Any
 
 import redis
 from flask.testing import FlaskClient
-from rq import Queue
 from rq.registry import FailedJobRegistry
 
 from config import parse_policy
-from runnerguard import deliveries, jobstore, keys
+from runnerguard.queue import tasks as rq_tasks
+from runnerguard.store import deliveries, jobstore, keys
 from tests.helpers import ADMIN, admin_headers, dumps, signed_headers
 from tests.test_timeline import job_payload
 
@@ -138,13 +138,10 @@ def test_retention_drops_old_jobs_from_the_indexes(settings, redis_client, drain
         deliver(client, e, f"r-{i}")
     for i, e in enumerate(job_events(401, "success", created=now - 600)):
         deliver(client, e, f"s-{i}")
-    from rq import SimpleWorker
-
-    from handlers import runtime
-    rt = runtime.Runtime.from_settings(short, client=redis_client)
-    runtime.install(rt)
-    SimpleWorker([Queue("events", connection=redis_client)], connection=redis_client).work(burst=True)
-    runtime.install(None)
+    from runnerguard.queue.deps import Deps
+    from runnerguard.queue.worker import build_worker
+    deps = Deps.from_settings(short, client=redis_client)
+    build_worker(redis_client, ["events"], deps).work(burst=True)
     assert redis_client.zcard(keys.pool_finished("self-hosted")) == 1
     assert [j["job_id"] for j in jobstore.find(redis_client)] == [401]
     assert 0 < redis_client.ttl(keys.job(3, 401)) <= 86400
@@ -160,7 +157,7 @@ def test_payload_missing_fields_is_failed_for_good_with_a_reason(client, redis_c
     assert "missing id" in delivery.errors["timings"]
     registry = FailedJobRegistry("events", connection=redis_client)
     assert registry.get_job_ids() == ["broken-1_timings"]
-    assert Queue("events", connection=redis_client).count == 0  # not retried
+    assert rq_tasks.queue("events", redis_client).count == 0  # not retried
     attempts = deliveries.attempts(redis_client, "broken-1")
     assert [a["state"] for a in attempts] == ["failed"]
 
@@ -186,7 +183,7 @@ def test_admin_api_is_disabled_without_a_token(settings, redis_client) -> None: 
 
 
 def test_job_counters_and_histograms_count_each_job_once(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
-    from runnerguard import metrics
+    from runnerguard.store import metrics
 
     now = time.time()
     events = job_events(600, "failure", created=now - 3600)
@@ -202,16 +199,15 @@ def test_job_counters_and_histograms_count_each_job_once(client, redis_client, d
 
 
 def test_the_periodic_trim_enforces_retention_where_nothing_is_written_any_more(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
-    from handlers import maintenance, runtime
+    from handlers import maintenance
 
     now = time.time()
     for i, e in enumerate(job_events(700, "failure", created=now - 2 * 86400, repo="quiet/repo", repo_id=9)):
         deliver(client, e, f"q-{i}")
     drain()
     assert redis_client.zcard(keys.repo_finished("quiet/repo")) == 1
-    runtime.current().settings = runtime.current().settings.with_overrides(job_retention_days=1,
-                                                                           delivery_retention_days=1)
-    removed = maintenance.trim()
+    short = drain.deps.settings.with_overrides(job_retention_days=1, delivery_retention_days=1)
+    removed = maintenance.trim(redis=redis_client, settings=short, clock=time.time)
     assert removed >= 3  # the job's entries in the repo and pool indexes, and the old deliveries' index entries
     assert redis_client.zcard(keys.repo_finished("quiet/repo")) == 0
     assert redis_client.zcard(keys.pool_finished("self-hosted")) == 0
@@ -225,5 +221,5 @@ def test_the_scheduler_keeps_the_dashboard_summaries_warm(client, redis_client, 
         deliver(client, e, f"w-{i}")
     drain()
     assert not list(redis_client.scan_iter("rg:dash:summary:*"))
-    assert maintenance.warm_dashboard() == 1  # one pool
+    assert maintenance.warm_dashboard(redis=redis_client, policy=drain.deps.policy, clock=time.time) == 1  # one pool
     assert len(list(redis_client.scan_iter("rg:dash:summary:*"))) > 0

@@ -6,10 +6,10 @@ import json
 
 import redis
 from flask.testing import FlaskClient
-from rq import Queue
 
-from runnerguard import deliveries, keys, metrics
-from runnerguard.signatures import sign
+from runnerguard.domain.signatures import sign
+from runnerguard.queue import tasks as rq_tasks
+from runnerguard.store import deliveries, keys, metrics
 from tests.helpers import SECRET, dumps, signed_headers
 
 JOB = {
@@ -39,9 +39,9 @@ def test_signed_workflow_job_is_recorded_and_enqueued(client: FlaskClient, redis
     assert stored.repo == "octo/app"
     assert stored.hook_id == "123" and stored.target_type == "integration"
     assert stored.state == "queued"
-    queue = Queue("events", connection=redis_client)
+    queue = rq_tasks.queue("events", redis_client)
     assert queue.job_ids == ["d-1_timings"]
-    assert queue.fetch_job("d-1_timings").args == ("d-1",)  # tasks carry the id, never the payload
+    assert queue.fetch_job("d-1_timings").args == ["d-1"]  # JSON; tasks carry the id, never the payload
 
 
 def test_duplicate_delivery_is_not_enqueued_twice(client: FlaskClient, redis_client: redis.Redis) -> None:
@@ -51,7 +51,7 @@ def test_duplicate_delivery_is_not_enqueued_twice(client: FlaskClient, redis_cli
     again = post(client, body, headers)
     assert again.status_code == 200
     assert again.get_json()["status"] == "duplicate"
-    assert Queue("events", connection=redis_client).count == 1
+    assert rq_tasks.queue("events", redis_client).count == 1
     labels = {"event": "workflow_job"}
     assert metrics.value(redis_client, "runnerguard_webhook_deliveries_total", {**labels, "outcome": "duplicate"}) == 1
     assert metrics.value(redis_client, "runnerguard_webhook_deliveries_total", {**labels, "outcome": "accepted"}) == 1
@@ -73,7 +73,7 @@ def test_bad_signature_is_401_and_stores_nothing(client: FlaskClient, redis_clie
     assert response.status_code == 401
     assert "sha1" in response.get_json()["error"]
     assert not redis_client.exists(keys.delivery("bad-1"))
-    assert Queue("events", connection=redis_client).count == 0
+    assert rq_tasks.queue("events", redis_client).count == 0
     assert metrics.value(redis_client, "runnerguard_webhook_deliveries_total",
                          {"event": "workflow_job", "outcome": "bad_signature"}) == 6
 
@@ -171,7 +171,7 @@ def test_every_shared_example_payload_is_accepted_and_recorded(client, redis_cli
 
 
 def test_signature_vectors(shared_dir) -> None:  # type: ignore[no-untyped-def]
-    from runnerguard.signatures import verify
+    from runnerguard.domain.signatures import verify
 
     vectors = json.loads((shared_dir / "fixtures/github/signature-vectors.json").read_text())["vectors"]
     assert vectors

@@ -7,8 +7,8 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runnerguard import keys
-from runnerguard.signatures import sign
+from runnerguard.domain.signatures import sign
+from runnerguard.store import keys
 from tests.helpers import SECRET, signed_headers
 
 HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80)

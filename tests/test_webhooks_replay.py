@@ -13,8 +13,8 @@ from rq import Queue
 
 from app import create_app
 from config import ConfigError, Settings, load_settings
-from runnerguard import deliveries, keys, metrics
-from runnerguard.freshness import body_digest, canonical_delivery_id
+from runnerguard.domain.freshness import body_digest, canonical_delivery_id
+from runnerguard.store import deliveries, keys, metrics
 from tests.helpers import ADMIN, SECRET, dumps, signed_headers
 
 DELIVERIES_TOTAL = "runnerguard_webhook_deliveries_total"
@@ -150,3 +150,18 @@ def test_max_delivery_age_setting(redis_url: str) -> None:
 def test_age_check_off_accepts_old_bodies(default_settings: Settings, redis_client: redis.Redis) -> None:
     client = create_app(default_settings.with_overrides(max_delivery_age_hours=0)).test_client()
     assert post(client, job_body(15, age_seconds=400 * 86400), str(uuid.uuid4())).status_code == 202
+
+
+def test_a_delivery_still_costs_one_round_trip(client: FlaskClient, redis_client: redis.Redis) -> None:
+    post(client, job_body(200), str(uuid.uuid4()))  # the script is loaded once per process
+    redis_client.config_resetstat()
+    for n in range(5):
+        assert post(client, job_body(201 + n), str(uuid.uuid4())).status_code == 202
+    stats = {name: int(row["calls"]) for name, row in redis_client.info("commandstats").items()
+             if name.startswith("cmdstat_")}
+    stats.pop("cmdstat_config", None)
+    stats.pop("cmdstat_info", None)  # this very read
+    top_level = {name: calls for name, calls in stats.items() if name in ("cmdstat_evalsha", "cmdstat_eval")}
+    assert top_level == {"cmdstat_evalsha": 5}
+    # The commands the script runs inside count too: one EXISTS per delivery checks the id and the body at once.
+    assert stats["cmdstat_exists"] == 5

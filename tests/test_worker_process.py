@@ -14,7 +14,7 @@ import redis
 from rq import Worker
 
 from devtools.reliability_stack import wait_for
-from runnerguard import deliveries
+from runnerguard.store import deliveries
 from tests.helpers import SECRET, dumps, signed_headers
 from tests.test_timeline import job_payload
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from runnerguard.pools import DEFAULT_POOL, Pool
-from runnerguard.workflows import (
+from runnerguard.domain.pools import DEFAULT_POOL, Pool
+from runnerguard.domain.workflows import (
     Change,
     RewriteResult,
     WorkflowParseError,
@@ -16,7 +16,7 @@ from runnerguard.workflows import (
     revert_runs_on,
     rewrite_runs_on,
 )
-from runnerguard.workflows.rewrite import (
+from runnerguard.domain.workflows.rewrite import (
     REASON_EXPRESSION,
     REASON_GROUP,
     REASON_MATRIX_EXPRESSION,
@@ -355,7 +355,7 @@ def test_a_matrix_key_that_needs_quoting_round_trips_through_where() -> None:
         "  a:\n    strategy:\n      matrix:\n        'odd.key': [[self-hosted, gpu]]\n    runs-on: ${{ matrix.x }}\n"
     )
     assert rewrite(text).changes == ()  # matrix.x is not defined: reported, not guessed
-    from runnerguard.workflows.model import format_where, parse_where
+    from runnerguard.domain.workflows.model import format_where, parse_where
 
     path = ("strategy", "matrix", "odd.key", 0, 'q"uote', "runs-on")
     assert parse_where(format_where(path)) == path

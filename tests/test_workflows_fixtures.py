@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from runnerguard.pools import DEFAULT_POOL, SELF_HOSTED, runner_can_take
-from runnerguard.workflows import RewriteResult, revert_runs_on, rewrite_runs_on
-from runnerguard.workflows.model import parse_where
+from runnerguard.domain.pools import DEFAULT_POOL, SELF_HOSTED, runner_can_take
+from runnerguard.domain.workflows import RewriteResult, revert_runs_on, rewrite_runs_on
+from runnerguard.domain.workflows.model import parse_where
 
 FALLBACK = "ubuntu-latest"
 LEAD = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n)*[ \t]*")

@@ -9,9 +9,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runnerguard.pools import runner_can_take
-from runnerguard.workflows import revert_runs_on, rewrite_runs_on
-from runnerguard.workflows.model import parse_where
+from runnerguard.domain.pools import runner_can_take
+from runnerguard.domain.workflows import revert_runs_on, rewrite_runs_on
+from runnerguard.domain.workflows.model import parse_where
 
 LABELS = ["self-hosted", "Self-Hosted", "linux", "gpu", "arm64", "ubuntu-latest", "x64"]
 FALLBACK = "ubuntu-latest"

@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 from devtools.github_simulator.errors import not_found
-from runnerguard.signatures import sign
+from runnerguard.domain.signatures import sign
 
 HOOK_ID = 424242
 

@@ -14,12 +14,12 @@ import redis as redis_lib
 import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from runnerguard import keys
 from runnerguard.github import models as m
 from runnerguard.github.auth import JWT_LIFETIME, mint_app_jwt
 from runnerguard.github.errors import MalformedResponse
 from runnerguard.github.tokens import TokenCache, WriteGate
 from runnerguard.github.transport import RetryPolicy, Transport
+from runnerguard.store import github_state
 
 _REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 APP_GATE = 0  # App-level writes (redeliveries) share one gate, as if installation 0
@@ -58,7 +58,7 @@ class GitHubApp:
         self.clock = clock
         self.transport = Transport(api_url=api_url, clock=clock, sleep=sleep, timeout=timeout, retry=retry,
                                    session=session)
-        self.tokens = TokenCache(redis=redis, clock=clock)
+        self.tokens = TokenCache(clock=clock)
         self.gate = WriteGate(redis=redis, clock=clock, sleep=sleep)
         self._jwt: tuple[str, float] | None = None
 
@@ -100,13 +100,13 @@ class GitHubApp:
 
     def get_repo_installation(self, full_name: str) -> m.Installation:
         installation = m.Installation.from_json(self._app("GET", f"/repos/{_repo(full_name)}/installation"))
-        self.redis.set(keys.repo_installation(full_name), installation.id, ex=REPO_INSTALLATION_TTL)
+        github_state.remember_installation(self.redis, full_name, installation.id, ttl=REPO_INSTALLATION_TTL)
         return installation
 
     def installation_id_for(self, full_name: str) -> int:
-        cached = self.redis.get(keys.repo_installation(_repo(full_name)))
+        cached = github_state.cached_installation(self.redis, _repo(full_name))
         if cached is not None:
-            return int(cached)
+            return cached
         return self.get_repo_installation(full_name).id
 
     def installation(self, installation_id: int) -> InstallationClient:

@@ -6,11 +6,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from runnerguard.errors import RunnerguardError
+
 # GitHub names the missing permission in the text of some 403s, e.g. "... without `workflows` permission".
 _PERMISSION_IN_MESSAGE = re.compile(r"without `([a-z_]+)` permission")
 
 
-class GitHubError(Exception):
+class GitHubError(RunnerguardError):
     """Base: any failure talking to GitHub. `status` and `request_id` are None when no answer came back."""
 
     def __init__(

@@ -1,57 +1,52 @@
-"""Installation tokens cached in Redis (shared by every worker) and the per-installation write gate."""
+"""Installation tokens cached in process memory (never in Redis) and the per-installation write gate."""
 
 from __future__ import annotations
 
-import json
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import redis
 from redis.exceptions import LockError
 
-from runnerguard import keys
 from runnerguard.github.errors import Unavailable
 from runnerguard.github.models import InstallationToken
+from runnerguard.store import github_state
 
 REFRESH_MARGIN = 300.0  # a token is replaced 5 minutes before GitHub expires it
 WRITE_SPACING = 1.0  # GitHub asks for at least a second between mutating requests
 
 
 class TokenCache:
-    """`get(id, mint)`: the cached token, or a new one from `mint()` when absent, near expiry, or refused."""
+    """`get(id, mint)`: the cached token, or a new one from `mint()` when absent, near expiry, or refused.
 
-    def __init__(self, *, redis: redis.Redis, clock: Callable[[], float], refresh_margin: float = REFRESH_MARGIN):
-        self.redis = redis
+    Tokens stay in this process's memory, never in Redis: whoever reads Redis must not get write access to every
+    installed repository. Each worker process mints its own (GitHub allows many; each lives an hour).
+    """
+
+    def __init__(self, *, clock: Callable[[], float], refresh_margin: float = REFRESH_MARGIN):
         self.clock = clock
         self.refresh_margin = refresh_margin
+        self._tokens: dict[int, InstallationToken] = {}
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return "TokenCache()"
 
     def get(self, installation_id: int, mint: Callable[[], InstallationToken], *, refresh: bool = False) -> str:
-        key = keys.installation_token(installation_id)
         if not refresh:
-            cached = self._read(key)
+            with self._lock:
+                cached = self._tokens.get(installation_id)
             if cached is not None and cached.expires_at - self.refresh_margin > self.clock():
                 return cached.token
         token = mint()
-        ttl = int(token.expires_at - self.refresh_margin - self.clock())
-        if ttl > 0:
-            self.redis.set(key, json.dumps({"token": token.token, "expires_at": token.expires_at}), ex=ttl)
+        with self._lock:
+            self._tokens[installation_id] = token
         return token.token
 
     def forget(self, installation_id: int) -> None:
-        self.redis.delete(keys.installation_token(installation_id))
-
-    def _read(self, key: str) -> InstallationToken | None:
-        raw = self.redis.get(key)
-        if raw is None:
-            return None
-        try:
-            data = json.loads(raw)
-            return InstallationToken(token=str(data["token"]), expires_at=float(data["expires_at"]))
-        except (ValueError, KeyError, TypeError):
-            return None  # a damaged entry is simply replaced
+        with self._lock:
+            self._tokens.pop(installation_id, None)
 
 
 class WriteGate:
@@ -77,14 +72,12 @@ class WriteGate:
     @contextmanager
     def hold(self, installation_id: int) -> Iterator[None]:
         # The lock expires on its own so a crashed worker cannot block an installation for ever.
-        lock = self.redis.lock(
-            keys.github_write_lock(installation_id), timeout=self.lock_timeout, blocking_timeout=self.wait_timeout
-        )
+        lock = github_state.write_lock(self.redis, installation_id, timeout=self.lock_timeout,
+                                       blocking_timeout=self.wait_timeout)
         if not lock.acquire():
             raise Unavailable(f"timed out waiting for installation {installation_id}'s GitHub write turn")
         try:
-            last_key = keys.github_last_write(installation_id)
-            last = self.redis.get(last_key)
+            last = github_state.last_write(self.redis, installation_id)
             if last is not None:
                 try:
                     wait = float(last) + self.spacing - self.clock()
@@ -95,7 +88,8 @@ class WriteGate:
             try:
                 yield
             finally:
-                self.redis.set(last_key, repr(self.clock()), ex=max(int(self.spacing * 10), 10))
+                ttl = max(int(self.spacing * 10), 10)
+                github_state.record_write(self.redis, installation_id, self.clock(), ttl=ttl)
         finally:
             try:
                 lock.release()

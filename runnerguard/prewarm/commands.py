@@ -16,8 +16,8 @@ from typing import IO, Literal
 import redis
 from redis.exceptions import LockError
 
-from runnerguard import keys
 from runnerguard.prewarm.specs import CommandSpec, safe_name
+from runnerguard.store import keys
 
 log = logging.getLogger(__name__)
 

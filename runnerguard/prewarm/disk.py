@@ -10,17 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runnerguard.errors import RunnerguardError
 from runnerguard.prewarm.locks import file_lock
 from runnerguard.prewarm.stamp import TMP_DIR, installed
 
 DiskUsage = Callable[[Any], Any]  # shutil.disk_usage's shape: (total, used, free) by index
 
 
-class DiskFull(Exception):
+class DiskFull(RunnerguardError):
     """Starting this download would leave the cache filesystem above the configured fill level."""
 
 
-class OverQuota(Exception):
+class OverQuota(RunnerguardError):
     """The artifact cannot fit in its cache's quota even after evicting everything else."""
 
 

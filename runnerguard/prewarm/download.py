@@ -17,7 +17,8 @@ from urllib.parse import urljoin
 import requests
 import urllib3.exceptions
 
-from runnerguard.url_policy import is_loopback_url, transport_ok
+from runnerguard.domain.url_policy import is_loopback_url, transport_ok
+from runnerguard.errors import RunnerguardError
 
 # 4 MiB reads had the best median on loopback (bench/bench_prewarm.py, vs 256 KiB and 1 MiB): fewer trips through
 # urllib3's Python code per byte; the writer queue below bounds memory to a few chunks
@@ -31,7 +32,7 @@ MAX_REDIRECTS = 5
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
-class DownloadError(Exception):
+class DownloadError(RunnerguardError):
     """The server or the network did not give us the file; `retryable` when trying again may help."""
 
     def __init__(self, message: str, *, retryable: bool = True) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
-from runnerguard.url_policy import transport_ok
+from runnerguard.domain.url_policy import transport_ok
+from runnerguard.errors import InvalidInput
 
 Unpack = Literal["none", "zip", "tar.gz", "tar.zst"]
 UNPACK_KINDS: tuple[Unpack, ...] = ("none", "zip", "tar.gz", "tar.zst")
@@ -23,7 +24,7 @@ MAX_TTL_SECONDS = 7 * 24 * 3600
 MAX_COMMAND_SECONDS = 24 * 3600.0
 
 
-class SpecError(ValueError):
+class SpecError(InvalidInput):
     """A policy table that cannot be used; the message names the key and says why."""
 
     def __init__(self, key: str, why: str) -> None:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from runnerguard.errors import RunnerguardError
 from runnerguard.prewarm.specs import Unpack
 
 COPY_BLOCK = 1 << 20
@@ -22,7 +23,7 @@ MAX_MEMBERS = 100_000  # far beyond any cache we serve; an archive of more is a 
 STAMP_FILE = ".runnerguard-stamp.json"  # written by stamp.py; an archive may not ship a file of that name
 
 
-class UnsafeArchive(Exception):
+class UnsafeArchive(RunnerguardError):
     """An archive member that would land outside the destination, or a kind of file we do not create."""
 
     def __init__(self, member: str, why: str) -> None:

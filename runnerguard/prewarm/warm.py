@@ -20,12 +20,14 @@ from urllib.parse import unquote, urlsplit
 import redis
 import requests
 
-from runnerguard import keys
-from runnerguard.prewarm import disk, locks, stamp, stats
+from runnerguard.errors import RunnerguardError
+from runnerguard.prewarm import disk, locks, stamp
 from runnerguard.prewarm.commands import CommandResult, run_command
 from runnerguard.prewarm.download import Downloaded, DownloadError, discard, download
 from runnerguard.prewarm.specs import CacheSpec, SpecError, safe_name
 from runnerguard.prewarm.unpack import UnsafeArchive, unpack
+from runnerguard.store import keys
+from runnerguard.store import prewarm_stats as stats
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,11 @@ DEFAULT_RETRIES = 2
 MANIFEST_LOCK_WAIT = 30.0
 
 
-class ChecksumMismatch(Exception):
+class ChecksumMismatch(RunnerguardError):
     """The downloaded bytes are not the ones the policy pinned; nothing of them is kept."""
 
 
-class NotOurs(Exception):
+class NotOurs(RunnerguardError):
     """`dest` holds files runnerguard did not install; we do not delete them."""
 
 

@@ -1,0 +1,1 @@
+"""The flask CLI commands: thin adapters over runnerguard.services."""

@@ -1,0 +1,122 @@
+"""`flask --app app deliveries list|show|replay ...`: the admin API's twin on the command line."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from runnerguard.domain.timeline import format_time
+from runnerguard.errors import NotFound
+from runnerguard.queue import tasks
+from runnerguard.services import replay
+from runnerguard.store import deliveries
+from runnerguard.store.delivery_query import DeliveryFilter, QueryError, page, scan
+from runnerguard.web.state import state
+
+NOT_CONFIGURED = "the GitHub App is not configured (GITHUB_APP_ID and GITHUB_PRIVATE_KEY_PATH)"
+deliveries_cli = AppGroup("deliveries", help="List, show and replay recorded webhook deliveries.")
+
+
+def filter_options(command: click.Command) -> click.Command:
+    for name, text in (("until", "received before (ISO 8601 or 72h)"), ("since", "received after (ISO 8601 or 72h)"),
+                       ("state", "queued|running|done|failed|ignored"), ("repo", "owner/name"),
+                       ("action", "e.g. completed"), ("event", "e.g. workflow_job")):
+        command = click.option(f"--{name}", default=None, help=text)(command)
+    return command
+
+
+def _filter(**options: str | None) -> DeliveryFilter:
+    try:
+        return DeliveryFilter.from_mapping({k: v for k, v in options.items() if v is not None})
+    except QueryError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@deliveries_cli.command("list")
+@filter_options
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 5000))
+def list_command(limit: int, **options: str | None) -> None:
+    """List deliveries, oldest first."""
+    items, cursor = page(state().redis, _filter(**options), cursor=None, limit=limit)
+    for d in items:
+        click.echo(f"{format_time(d.received_at)}  {d.guid:<38} {d.event:<14} {d.action or '-':<12} "
+                   f"{d.state:<8} {d.repo or '-'}")
+    if cursor:
+        click.echo("(more: narrow with --since, or raise --limit)")
+
+
+@deliveries_cli.command("show")
+@click.argument("guid")
+def show_command(guid: str) -> None:
+    """Show one delivery: headers, state, attempts (not the payload; --payload for it)."""
+    web = state()
+    delivery = deliveries.load(web.redis, guid)
+    if delivery is None:
+        raise click.ClickException(f"no delivery {guid}")
+    click.echo(json.dumps({**delivery.summary(), "attempts": deliveries.attempts(web.redis, guid)}, indent=2))
+
+
+@deliveries_cli.command("replay")
+@click.argument("guid", required=False)
+@click.option("--all", "everything", is_flag=True, help="replay every delivery matching the filters")
+@filter_options
+def replay_command(guid: str | None, everything: bool, **options: str | None) -> None:
+    """Replay one delivery by GUID, or every delivery matching the filters (with --all)."""
+    web = state()
+    if guid:
+        try:
+            queued = replay.replay_one(web.redis, web.intake.dispatcher, guid)
+        except NotFound:
+            raise click.ClickException(f"no delivery {guid}") from None
+        click.echo(f"replaying {guid}: {', '.join(queued) or 'no task'}")
+        return
+    query = _filter(**options)
+    if not everything and query == DeliveryFilter():
+        raise click.UsageError("give a GUID, or filters, or --all")
+    total = sum(1 for _ in scan(web.redis, query))
+    with click.progressbar(length=total, label="replaying") as bar:
+        seen = {"n": 0}
+
+        def progress(_total: int, done: int, errors: int) -> bool:
+            bar.update(done + errors - seen["n"])
+            seen["n"] = done + errors
+            return True
+
+        done, errors = replay.replay_matching(web.redis, web.intake.dispatcher, query, progress=progress)
+    click.echo(f"queued {done} deliveries again ({errors} had expired)")
+
+
+@deliveries_cli.command("recover")
+@click.option("--since", default=None, help="look back this far (72h, or ISO 8601) instead of from the checkpoint")
+@click.option("--wait", default=300, show_default=True, type=click.IntRange(1, 3600),
+              help="seconds to wait for a worker to finish it")
+def recover_command(since: str | None, wait: int) -> None:
+    """Ask GitHub to redeliver every delivery runnerguard never recorded (a worker does it; this waits)."""
+    web = state()
+    when = _filter(since=since).since if since else None
+    if not web.settings.github_app_id:
+        raise click.ClickException(NOT_CONFIGURED)
+    job = tasks.enqueue(tasks.RECOVER, when, connection=web.redis)  # type: ignore[arg-type]
+    click.echo(f"queued recovery (task {job.id}); waiting for a worker ...")
+    status, result = tasks.wait_for(job.id, connection=web.redis, timeout=wait)
+    if status != "finished":
+        if result is None:
+            raise click.ClickException(f"no worker finished it within {wait} s (is `make run` or a worker running?); "
+                                       "it stays queued")
+        raise click.ClickException(f"recovery failed: {result}")
+    report = result or {}
+    click.echo(f"scanned {report.get('scanned')} GitHub deliveries: {report.get('missing')} never recorded, "
+               f"{report.get('requested')} redelivery requests, {report.get('failed')} failed, "
+               f"{report.get('skipped_recently_asked')} asked for within the last 30 minutes")
+    if report.get("failed"):
+        raise SystemExit(1)
+
+
+def init_app(app: Flask) -> None:
+    from runnerguard.cli.rollback import rollback_cli
+
+    app.cli.add_command(deliveries_cli)
+    app.cli.add_command(rollback_cli)

@@ -1,0 +1,65 @@
+"""Routing: (event, action) -> the tasks a delivery fans out to, and the queues they go to. One table, no imports
+of the task bodies (the web tier routes by the task table's dotted paths; only workers import the bodies)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from config.policy import Policy
+from runnerguard.domain.events import WorkflowJobEvent
+from runnerguard.domain.pools import pools_for
+from runnerguard.queue import tasks
+
+# A route's queues may depend on the event (pre-warm goes to the queue of each host that will run the job).
+QueueChooser = Callable[[WorkflowJobEvent | None, Policy], Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Route:
+    event: str
+    action: str | None
+    spec: tasks.TaskSpec
+    queues: QueueChooser | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def queues_for(self, job: WorkflowJobEvent | None, policy: Policy) -> list[str]:
+        if self.queues is None:
+            return [self.spec.queue]
+        return list(self.queues(job, policy))
+
+
+def prewarm_queues(job: WorkflowJobEvent | None, policy: Policy) -> list[str]:
+    """The queue of each host that serves a pool this job could run on, when that host has something to warm."""
+    if job is None:
+        return []
+    pools = pools_for(job.labels, policy.pools)
+    queues: list[str] = []
+    for pool in policy.pools:
+        if pool.name not in pools:
+            continue
+        caches, commands = policy.prewarm_specs_for([pool.name], job.repo if job.repo_is_safe else None)
+        if caches or commands:
+            queues += [tasks.PREWARM_PREFIX + host for host in pool.hosts if tasks.PREWARM_PREFIX + host not in queues]
+    return queues
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("workflow_job", None, tasks.TIMINGS),
+    Route("workflow_job", "completed", tasks.ROLLBACK_CHECK),
+    Route("pull_request", "closed", tasks.ROLLBACK_PR),
+    Route("workflow_job", "queued", tasks.PREWARM, queues=prewarm_queues),
+)
+
+
+class Router:
+    """The routes of the task table; tests may build one with other routes."""
+
+    def __init__(self, routes: Sequence[Route] = ROUTES) -> None:
+        self._routes = tuple(routes)
+
+    def routes_for(self, event: str, action: str | None) -> list[Route]:
+        return [r for r in self._routes if r.event == event and (r.action is None or r.action == action)]

@@ -1,0 +1,129 @@
+"""The task table: every function a worker may run, with its queue, timeout, retries and TTLs, and one `enqueue`.
+
+RQ stores a job's function as a dotted path in every queued, scheduled and failed job. A worker runs only paths in
+this table (a job naming any other function is refused: see runnerguard/queue/worker.py), so a path that changes
+keeps an alias here for as long as failed jobs are kept (FAILURE_TTL).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from rq import Queue, Retry
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+EVENTS = "events"  # the timeline and trigger checks: fast, no GitHub calls
+GITHUB = "github"  # tasks that call GitHub (rate limited, slower)
+PREWARM_PREFIX = "prewarm."  # one queue per runner host
+RETRY_INTERVALS = (2, 10, 60, 300)
+# The delivery records each task's outcome; RQ keeps its own result only briefly. Not 0: deleting a finished job
+# at once costs RQ seven stand-alone round trips (a status read and an execution scan), expiring it costs none.
+RESULT_TTL = 60
+FAILURE_TTL = 14 * 86400
+# Jobs carry only ids and names, so JSON holds them all; pickle would let whoever writes a job run any code.
+SERIALIZER = JSONSerializer
+JOB_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: `path` names the body in handlers/; `takes_delivery` bodies get the recorded delivery, by id."""
+
+    name: str
+    path: str
+    queue: str
+    timeout: int = 300
+    retry: tuple[int, ...] = RETRY_INTERVALS
+    result_ttl: int = RESULT_TTL
+    failure_ttl: int = FAILURE_TTL
+    takes_delivery: bool = False
+
+    def rq_retry(self) -> Retry | None:
+        return Retry(max=len(self.retry), interval=list(self.retry)) if self.retry else None
+
+    def job_options(self) -> dict[str, object]:
+        return {"timeout": self.timeout, "result_ttl": self.result_ttl, "failure_ttl": self.failure_ttl,
+                "retry": self.rq_retry()}
+
+
+# Delivery tasks (routed from webhooks; see runnerguard/queue/routing.py).
+TIMINGS = TaskSpec("timings", "handlers.timings.record_job", EVENTS, takes_delivery=True)
+ROLLBACK_CHECK = TaskSpec("rollback", "handlers.rollback.evaluate_after_job", EVENTS, takes_delivery=True)
+ROLLBACK_PR = TaskSpec("rollback-pr", "handlers.rollback.follow_pull_request", EVENTS, takes_delivery=True)
+PREWARM = TaskSpec("prewarm", "handlers.prewarm.prewarm", PREWARM_PREFIX, takes_delivery=True)
+# GitHub work, queued by the services.
+OPEN_ROLLBACK = TaskSpec("open_rollback", "handlers.rollback.open_rollback", GITHUB, timeout=600, result_ttl=0)
+RESTORE_ROLLBACK = TaskSpec("restore_rollback", "handlers.rollback.restore_rollback", GITHUB, timeout=600,
+                            result_ttl=3600)
+MANUAL_ROLLBACK = TaskSpec("manual_rollback", "handlers.rollback.manual_rollback_task", GITHUB, result_ttl=3600)
+BULK_REPLAY = TaskSpec("bulk_replay", "handlers.replay.run_bulk_replay", EVENTS, timeout=3600, result_ttl=0,
+                       retry=())
+# Periodic (worker.py --scheduler).
+SWEEP = TaskSpec("sweep", "handlers.rollback.sweep", GITHUB, timeout=600, result_ttl=3600, retry=())
+RECOVER = TaskSpec("recover", "handlers.recovery.recover_deliveries", GITHUB, timeout=900, result_ttl=3600, retry=())
+TRIM = TaskSpec("trim", "handlers.maintenance.trim", EVENTS, result_ttl=3600, retry=())
+WARM_DASHBOARD = TaskSpec("warm_dashboard", "handlers.maintenance.warm_dashboard", EVENTS, result_ttl=600, retry=())
+
+TASKS: dict[str, TaskSpec] = {spec.path: spec for spec in (
+    TIMINGS, ROLLBACK_CHECK, ROLLBACK_PR, PREWARM, OPEN_ROLLBACK, RESTORE_ROLLBACK, MANUAL_ROLLBACK, BULK_REPLAY,
+    SWEEP, RECOVER, TRIM, WARM_DASHBOARD,
+)}
+# Old dotted path -> current one, kept for FAILURE_TTL after a rename (a requeued failed job still runs).
+ALIASES: dict[str, str] = {}
+
+
+def spec_for(path: str | None) -> TaskSpec | None:
+    """The task a job's dotted path names, through its alias; None for anything outside the table."""
+    if path is None:
+        return None
+    return TASKS.get(ALIASES.get(path, path))
+
+
+def job_id_for(guid: str, task_name: str, suffix: str = "") -> str:
+    """RQ job ids allow letters, digits, '_' and '-' only; one job per delivery and task (and replay)."""
+    return f"{guid}_{JOB_ID_UNSAFE.sub('-', task_name)}{suffix}"
+
+
+def queue(name: str, connection: redis.Redis) -> Queue:
+    return Queue(name, connection=connection, serializer=SERIALIZER)
+
+
+def enqueue(spec: TaskSpec, *ids: str | None, connection: redis.Redis, job_id: str | None = None,
+            queue_name: str | None = None) -> Job:
+    """Queue one task with the options of its table row; tasks carry only ids and names."""
+    return queue(queue_name or spec.queue, connection).enqueue_call(
+        spec.path, args=ids, job_id=job_id, **spec.job_options(),  # type: ignore[arg-type]
+    )
+
+
+def is_pending(job_id: str, *, connection: redis.Redis) -> bool:
+    """A job with this id is queued, running or scheduled (a retry waiting), so queueing it again would repeat it."""
+    if not Job.exists(job_id, connection=connection):
+        return False
+    try:
+        status = Job.fetch(job_id, connection=connection, serializer=SERIALIZER).get_status()
+    except Exception:
+        return False
+    return status in ("queued", "started", "scheduled", "deferred")
+
+
+def wait_for(job_id: str, *, connection: redis.Redis, timeout: float, poll: float = 0.5) -> tuple[str, Any]:
+    """Wait until a queued task has finished or failed (or `timeout` passed): (its status, its result or error)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
+        status = str(job.get_status())
+        if status == "finished":
+            return status, job.return_value()
+        if status in ("failed", "stopped", "canceled"):
+            result = job.latest_result()
+            error = ((result.exc_string if result is not None else None) or "").strip().splitlines()
+            return status, error[-1] if error else status
+        if time.monotonic() >= deadline:
+            return status, None
+        time.sleep(poll)

@@ -1,0 +1,146 @@
+"""Rollback, the one service: evaluate the triggers, queue the GitHub work once, open / follow / restore the PRs.
+
+When to act lives here; how a PR is written lives in rollback_prs (Rollbacks). Queued tasks carry only the pool and
+the repository: the decision they act on is recorded beside the rollback state, not sent through the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from config import Policy
+from runnerguard.domain import rules
+from runnerguard.domain.events import PullRequestEvent
+from runnerguard.domain.pools import Pool, pools_for
+from runnerguard.domain.rules import Decision
+from runnerguard.errors import NotFound
+from runnerguard.github import GitHubApp
+from runnerguard.queue import tasks
+from runnerguard.services.rollback_prs import Rollbacks
+from runnerguard.store import jobstore
+from runnerguard.store import rollback_state as states
+
+log = logging.getLogger("runnerguard.rollback")
+ROLLBACK_PREFIXES = ("runnerguard/rollback/", "runnerguard/restore/")
+QUEUED_STATES = ("queued", "started", "scheduled", "deferred")
+
+
+def rollback_job_id(pool: str, repo: str) -> str:
+    return "rollback_" + "".join(c if c.isalnum() or c in "_-" else "-" for c in f"{pool}_{repo}")
+
+
+@dataclass
+class RollbackService:
+    redis: redis.Redis
+    policy: Policy
+    github: GitHubApp | None
+    clock: Callable[[], float] = time.time
+    _prs: Rollbacks | None = field(default=None, init=False, repr=False)
+
+    @property
+    def prs(self) -> Rollbacks:
+        if self._prs is None:
+            self._prs = Rollbacks(redis=self.redis, github=self.github,
+                                  cooldown_seconds=self.policy.rollback.cooldown_seconds,
+                                  dry_run=self.policy.rollback.dry_run, clock=self.clock)
+        return self._prs
+
+    def pool(self, name: str) -> Pool:
+        pool = self.policy.find_pool(name)
+        if pool is None:
+            raise NotFound(f"no pool named {name!r} in the policy")
+        return pool
+
+    # --- triggers -------------------------------------------------------------------------------------------------
+
+    def failure_rate_decision(self, pool: Pool) -> Decision:
+        rule = self.policy.failure_rate_for(pool.name)
+        finished, failed = jobstore.window_counts(self.redis, pool.name, self.clock() - rule.window_seconds)
+        return rules.failure_rate(pool.name, finished=finished, failed=failed, window_seconds=rule.window_seconds,
+                                  threshold=rule.threshold, min_jobs=rule.min_jobs)
+
+    def stuck_queue_decision(self, pool: Pool) -> Decision:
+        rule = self.policy.rollback.stuck_queue
+        waiting, started = jobstore.stuck_counts(self.redis, pool.name, self.clock() - rule.after_seconds)
+        return rules.stuck_queue(pool.name, waiting_longer=waiting, started_recently=started,
+                                 after_seconds=rule.after_seconds, min_jobs=rule.min_jobs)
+
+    def repos_in_window(self, pool: Pool, decision: Decision) -> list[str]:
+        """Repositories that ran jobs of the pool in the window (by completed_at), or that have jobs stuck waiting."""
+        since = self.clock() - (decision.window_seconds or 86400)
+        repos = jobstore.repos_since(self.redis, pool.name, since)
+        if decision.trigger == rules.STUCK_QUEUE:
+            repos |= jobstore.waiting_repos(self.redis, pool.name, since)
+        return sorted(repos)
+
+    def request(self, pool: Pool, repo: str, decision: Decision) -> bool:
+        """Queue the GitHub work for one pool and repo, once: a rollback already queued is not queued again."""
+        job_id = rollback_job_id(pool.name, repo)
+        if tasks.is_pending(job_id, connection=self.redis):
+            return False
+        states.save_pending(self.redis, pool.name, repo, decision.as_dict())
+        tasks.enqueue(tasks.OPEN_ROLLBACK, pool.name, repo, connection=self.redis, job_id=job_id)
+        return True
+
+    def evaluate(self, pool: Pool, decision: Decision) -> list[str]:
+        if not decision.fire:
+            return []
+        queued = [repo for repo in self.repos_in_window(pool, decision) if self.request(pool, repo, decision)]
+        if queued:
+            log.info("rollback triggered", extra={"pool": pool.name, "status": decision.reason})
+        return queued
+
+    def after_job(self, labels: tuple[str, ...]) -> None:
+        """Two ZCOUNTs per pool of the job: O(log n) whatever the history holds."""
+        names = set(pools_for(labels, self.policy.pools))
+        for pool in self.policy.all_pools:
+            if pool.name in names:
+                self.evaluate(pool, self.failure_rate_decision(pool))
+
+    def sweep(self) -> dict[str, Any]:
+        """Stuck queues, failure rates, and the state of open PRs."""
+        triggered: dict[str, list[str]] = {}
+        for pool in self.policy.all_pools:
+            for decision in (self.stuck_queue_decision(pool), self.failure_rate_decision(pool)):
+                queued = self.evaluate(pool, decision)
+                if queued:
+                    triggered.setdefault(pool.name, []).extend(queued)
+        changed = self.prs.check_open_pulls() if self.github is not None else []
+        return {"triggered": triggered, "changed": [f"{s.pool}/{s.repo}: {s.state}" for s in changed]}
+
+    def manual(self, pool_name: str, repo: str | None, note: str = "") -> list[str]:
+        """An admin asks for a rollback of a pool (in one repo, or every repo that ran its jobs lately)."""
+        pool = self.pool(pool_name)
+        decision = rules.manual(pool.name, note=note)
+        windowed = Decision(**{**decision.__dict__, "window_seconds": 86400})
+        repos = [repo] if repo else self.repos_in_window(pool, windowed)
+        return [r for r in repos if self.request(pool, r, decision)]
+
+    # --- the GitHub side ------------------------------------------------------------------------------------------
+
+    def open(self, pool_name: str, repo: str, recorded: Mapping[str, Any] | None = None) -> None:
+        """Open the PR (or add evidence to the open one) for the decision recorded when the trigger fired."""
+        pool = self.pool(pool_name)
+        data = recorded if recorded is not None else states.load_pending(self.redis, pool.name, repo)
+        decision = (Decision(**{k: v for k, v in data.items() if k != "rate"}) if data
+                    else self.failure_rate_decision(pool))
+        if decision.trigger == rules.FAILURE_RATE:
+            # The PR states the cause as it stands when it opens, which may be a few deliveries after it first fired.
+            fresh = self.failure_rate_decision(pool)
+            decision = fresh if fresh.fire else decision
+        self.prs.open(pool, repo, decision)
+
+    def restore(self, pool_name: str, repo: str) -> None:
+        self.prs.restore(self.pool(pool_name), repo)
+
+    def pull_closed(self, event: PullRequestEvent) -> None:
+        if not event.head_ref.startswith(ROLLBACK_PREFIXES):
+            return  # not one of ours
+        pool_name = event.head_ref.split("/", 2)[2]
+        self.prs.pull_closed(pool_name, event.repo, head_ref=event.head_ref, merged=event.merged)

@@ -1,0 +1,1 @@
+"""The only owner of Redis key names and Lua scripts: deliveries, jobs, rollbacks, replays, metrics, caches."""

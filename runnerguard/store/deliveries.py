@@ -1,0 +1,172 @@
+"""The durable delivery log: every accepted webhook delivery, raw bytes and all, with its processing state."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+from redis.client import Pipeline
+
+from runnerguard.store import keys
+
+# Per-task states a delivery's tasks move through; the delivery's own state is derived from them.
+QUEUED, RUNNING, DONE, FAILED, IGNORED = "queued", "running", "done", "failed", "ignored"
+MAX_ATTEMPTS_KEPT = 50
+MAX_ERROR_CHARS = 500
+ATTEMPTS_TTL = 30 * 86400  # outlives any delivery retention; refreshed on every attempt
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook delivery as received. `body` is the exact raw bytes GitHub signed."""
+
+    guid: str
+    event: str
+    body: bytes = field(repr=False)
+    received_at: float
+    action: str | None = None
+    hook_id: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    installation_id: int | None = None
+    repo: str | None = None
+    tasks: tuple[str, ...] = ()
+    task_states: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        """ignored (no task), queued, running, done, or failed (any task failed for good)."""
+        if not self.tasks:
+            return IGNORED
+        states = [self.task_states.get(task, QUEUED) for task in self.tasks]
+        if any(s.startswith(FAILED) for s in states):
+            return FAILED
+        if all(s == DONE for s in states):
+            return DONE
+        if any(s == RUNNING for s in states) or any(s == DONE for s in states):
+            return RUNNING
+        return QUEUED
+
+    @property
+    def errors(self) -> dict[str, str]:
+        return {t: s[len(FAILED) + 2:] for t, s in self.task_states.items() if s.startswith(FAILED)}
+
+    def payload(self) -> Any:
+        # orjson, as the intake that accepted the body: several times faster on an 8 KB payload, same results.
+        return orjson.loads(self.body)
+
+    def summary(self) -> dict[str, Any]:
+        """What the admin API shows (no body)."""
+        return {
+            "guid": self.guid,
+            "event": self.event,
+            "action": self.action,
+            "repo": self.repo,
+            "installation_id": self.installation_id,
+            "hook_id": self.hook_id,
+            "received_at": self.received_at,
+            "state": self.state,
+            "tasks": {task: self.task_states.get(task, QUEUED) for task in self.tasks},
+            "errors": self.errors,
+        }
+
+
+def record(pipe: Pipeline, delivery: Delivery, *, retention_seconds: int) -> None:
+    """Queue the commands that store a delivery (for `ConditionalExecutor.execute_if_absent`)."""
+    key = keys.delivery(delivery.guid)
+    mapping: dict[str, str | bytes | float | int] = {
+        "event": delivery.event,
+        "body": delivery.body,
+        "received_at": delivery.received_at,
+        "tasks": json.dumps(list(delivery.tasks)),
+    }
+    optional = {
+        "action": delivery.action,
+        "hook_id": delivery.hook_id,
+        "target_type": delivery.target_type,
+        "target_id": delivery.target_id,
+        "installation_id": delivery.installation_id,
+        "repo": delivery.repo,
+    }
+    mapping.update({k: v for k, v in optional.items() if v is not None})
+    pipe.hset(key, mapping=mapping)
+    pipe.expire(key, retention_seconds)
+    pipe.zadd(keys.DELIVERIES_BY_TIME, {delivery.guid: delivery.received_at})
+
+
+def _text(raw: Mapping[bytes, bytes], name: str) -> str | None:
+    value = raw.get(name.encode())
+    return value.decode() if value is not None else None
+
+
+def load(client: redis.Redis, guid: str) -> Delivery | None:
+    raw: dict[bytes, bytes] = client.hgetall(keys.delivery(guid))  # type: ignore[assignment]
+    if not raw or b"body" not in raw:
+        return None
+    installation = _text(raw, "installation_id")
+    task_states = {
+        k.decode()[len("task:"):]: v.decode() for k, v in raw.items() if k.startswith(b"task:")
+    }
+    return Delivery(
+        guid=guid,
+        event=_text(raw, "event") or "",
+        body=raw[b"body"],
+        received_at=float(raw[b"received_at"]),
+        action=_text(raw, "action"),
+        hook_id=_text(raw, "hook_id"),
+        target_type=_text(raw, "target_type"),
+        target_id=_text(raw, "target_id"),
+        installation_id=int(installation) if installation else None,
+        repo=_text(raw, "repo"),
+        tasks=tuple(json.loads(raw.get(b"tasks", b"[]"))),
+        task_states=task_states,
+    )
+
+
+def exists(client: redis.Redis, guid: str) -> bool:
+    return bool(client.exists(keys.delivery(guid)))
+
+
+def mark_task(
+    client: redis.Redis, guid: str, task: str, state: str, *, error: str | None = None, now: float | None = None
+) -> None:
+    """Record a task's state on its delivery, and the attempt in the delivery's history."""
+    pipe = client.pipeline(transaction=True)
+    mark_task_on(pipe, guid, task, state, error=error, now=now)
+    pipe.execute()
+
+
+def mark_task_on(
+    pipe: Pipeline, guid: str, task: str, state: str, *, error: str | None = None, now: float | None = None
+) -> None:
+    """The commands of `mark_task`, for a caller that writes them together with its own (one round trip)."""
+    now = time.time() if now is None else now
+    value = f"{FAILED}: {error[:MAX_ERROR_CHARS]}" if state == FAILED and error else state
+    attempt = json.dumps({"task": task, "state": state, "at": now, "error": (error or "")[:MAX_ERROR_CHARS] or None})
+    pipe.hset(keys.delivery(guid), f"task:{task}", value)
+    pipe.rpush(keys.delivery_attempts(guid), attempt)
+    pipe.ltrim(keys.delivery_attempts(guid), -MAX_ATTEMPTS_KEPT, -1)
+    pipe.expire(keys.delivery_attempts(guid), ATTEMPTS_TTL)
+
+
+def attempts(client: redis.Redis, guid: str) -> list[dict[str, Any]]:
+    return [json.loads(a) for a in client.lrange(keys.delivery_attempts(guid), 0, -1)]  # type: ignore[union-attr]
+
+
+def reset_tasks(pipe: Pipeline, guid: str, tasks: Sequence[str]) -> None:
+    """Before a replay: the delivery's tasks are queued again."""
+    key = keys.delivery(guid)
+    pipe.hset(key, "tasks", json.dumps(list(tasks)))
+    for task in tasks:
+        pipe.hset(key, f"task:{task}", QUEUED)
+
+
+def trim(client: redis.Redis, *, retention_seconds: int, now: float | None = None) -> int:
+    """Drop index entries of deliveries past retention (their hashes expire by themselves)."""
+    now = time.time() if now is None else now
+    return int(client.zremrangebyscore(keys.DELIVERIES_BY_TIME, "-inf", now - retention_seconds))  # type: ignore[arg-type]

@@ -1,0 +1,254 @@
+"""The job timeline in Redis: one merged record per job, and time indexes per pool and repo (O(log n) windows)."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import orjson
+import redis
+from redis.client import Pipeline
+
+from runnerguard.domain.rules import CountingRule
+from runnerguard.domain.timeline import JobSnapshot, merge
+from runnerguard.store import keys, metrics
+from runnerguard.store.atomic import CompareAndSet, new_batch
+
+__all__ = ["CountingRule"]
+
+PUBLIC_FIELDS = (
+    "repo", "job_id", "run_id", "run_attempt", "workflow", "name", "labels", "pools", "runner_name", "status",
+    "conclusion", "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds",
+)
+
+
+class _RecentValues:
+    """What this process last wrote to a few thousand keys: a guess for the compare-and-set, never trusted as such."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._values: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._values.get(key)
+
+    def put(self, key: str, value: bytes) -> None:
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            if len(self._values) > self._size:
+                self._values.popitem(last=False)
+
+
+_last_written = _RecentValues(2048)  # ~2 KB a record: a few MB at most
+
+
+def member(record: dict[str, Any]) -> str:
+    return f"{record['repo_id']}:{record['job_id']}"
+
+
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    return {name: record.get(name) for name in PUBLIC_FIELDS}
+
+
+def upsert(
+    client: redis.Redis,
+    snapshot: JobSnapshot,
+    *,
+    seen_at: float,
+    pools: Sequence[str],
+    rule: CountingRule,
+    retention_seconds: int,
+    now: float,
+    also: Callable[[Pipeline], None] | None = None,
+) -> dict[str, Any]:
+    """Merge a snapshot into the job's record and bring every index in line with the merged result.
+
+    Merge in Python with what the record most likely holds (what this process last wrote, else nothing), then write
+    only if the record does hold it (compare-and-set in one script); otherwise the script answers what it holds, and
+    we merge again. A job's first delivery, and every later one this process sees, costs one round trip instead of
+    a read and a write. `also` adds commands to the same atomic write (the delivery's "done" mark).
+    """
+    key = keys.job(*snapshot.key)
+    cas = CompareAndSet(client)
+    raw = _last_written.get(key)
+    while True:
+        previous = orjson.loads(raw) if raw else None
+        record = merge(previous, snapshot, seen_at)
+        record["pools"] = sorted(set(record.get("pools") or ()) | set(pools))
+        encoded = orjson.dumps(record)
+        batch = new_batch(client)
+        batch.set(key, encoded, ex=retention_seconds)
+        _index(batch, record, rule=rule, cutoff=now - retention_seconds)
+        if record["completed_ts"] is not None and (previous is None or previous.get("completed_ts") is None):
+            _count_finished(batch, record)  # once per job, however often its deliveries are replayed
+        if also is not None:
+            also(batch)
+        applied, raw = cas.execute_if_unchanged(key, raw, batch)
+        if applied:
+            _last_written.put(key, encoded)
+            return record
+
+
+def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff: float) -> None:
+    """Index memberships derive from the merged record alone, so any delivery order ends in the same indexes."""
+    job = member(record)
+    repo = record["repo"]
+    created, started, completed = record["created_ts"], record["started_ts"], record["completed_ts"]
+    conclusion = record.get("conclusion")
+    counted = completed is not None and conclusion not in rule.ignored
+    failed = counted and conclusion in rule.failed
+    pipe.sadd(keys.REPOS_SEEN, repo)
+    if created is not None:
+        pipe.zadd(keys.JOBS_BY_CREATED, {job: created})
+        pipe.zadd(keys.repo_created(repo), {job: created})
+    if completed is not None:
+        _set_membership(pipe, keys.repo_finished(repo), job, completed if counted else None)
+        _set_membership(pipe, keys.repo_failed(repo), job, completed if failed else None)
+    for index in (keys.JOBS_BY_CREATED, *_repo_time_indexes(repo)):
+        pipe.zremrangebyscore(index, "-inf", cutoff)
+    for pool in record["pools"]:
+        pipe.sadd(keys.POOLS_SEEN, pool)
+        if created is not None:
+            pipe.zadd(keys.pool_created(pool), {job: created})
+        waiting = record["status"] in ("queued", "waiting") and started is None
+        _set_membership(pipe, keys.pool_waiting(pool), job, created if waiting else None)
+        if started is not None:
+            pipe.zadd(keys.pool_started(pool), {job: started})
+        if completed is not None:
+            _set_membership(pipe, keys.pool_finished(pool), job, completed if counted else None)
+            _set_membership(pipe, keys.pool_failed(pool), job, completed if failed else None)
+            if counted:
+                pipe.zadd(keys.pool_repos(pool), {repo: completed}, gt=True)
+        for index in _pool_time_indexes(pool):
+            # Retention, enforced as we go: O(log n + expired) per write, never a full scan.
+            pipe.zremrangebyscore(index, "-inf", cutoff)
+
+
+def _repo_time_indexes(repo: str) -> tuple[str, ...]:
+    return keys.repo_created(repo), keys.repo_finished(repo), keys.repo_failed(repo)
+
+
+def _pool_time_indexes(pool: str) -> tuple[str, ...]:
+    return keys.pool_created(pool), keys.pool_started(pool), keys.pool_finished(pool), keys.pool_failed(pool)
+
+
+def _count_finished(pipe: Pipeline, record: dict[str, Any]) -> None:
+    conclusion = record.get("conclusion") or "unknown"
+    for pool in record["pools"] or ["none"]:
+        labels = {"pool": pool, "repo": record["repo"], "conclusion": conclusion}
+        metrics.incr_on(pipe, "runnerguard_jobs_total", labels)
+        if record["pools"]:
+            if record["queue_seconds"] is not None:
+                metrics.observe_on(pipe, "runnerguard_job_queue_seconds", {"pool": pool}, record["queue_seconds"])
+            if record["run_seconds"] is not None:
+                metrics.observe_on(pipe, "runnerguard_job_run_seconds", {"pool": pool}, record["run_seconds"])
+
+
+def _set_membership(pipe: Pipeline, index: str, job: str, score: float | None) -> None:
+    if score is None:
+        pipe.zrem(index, job)
+    else:
+        pipe.zadd(index, {job: score})
+
+
+def window_counts(client: redis.Redis, pool: str, since: float) -> tuple[int, int]:
+    """(finished, failed) jobs of a pool whose completed_at is at or after `since`: two ZCOUNTs, O(log n)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.zcount(keys.pool_finished(pool), since, "+inf")
+    pipe.zcount(keys.pool_failed(pool), since, "+inf")
+    finished, failed = pipe.execute()
+    return int(finished), int(failed)
+
+
+def stuck_counts(client: redis.Redis, pool: str, since: float) -> tuple[int, int]:
+    """(jobs of the pool queued before `since` and still waiting, jobs of the pool started at or after `since`)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.zcount(keys.pool_waiting(pool), "-inf", since)
+    pipe.zcount(keys.pool_started(pool), since, "+inf")
+    waiting, started = pipe.execute()
+    return int(waiting), int(started)
+
+
+def repos_since(client: redis.Redis, pool: str, since: float) -> set[str]:
+    """Repositories whose jobs of the pool completed at or after `since`."""
+    return {m.decode() for m in client.zrangebyscore(keys.pool_repos(pool), since, "+inf")}  # type: ignore[union-attr]
+
+
+def waiting_repos(client: redis.Redis, pool: str, before: float, limit: int = 200) -> set[str]:
+    """Repositories with jobs of the pool queued before `before` and still waiting."""
+    waiting = client.zrangebyscore(keys.pool_waiting(pool), "-inf", before, start=0, num=limit)
+    return {r["repo"] for r in load(client, (m.decode() for m in waiting))}  # type: ignore[union-attr]
+
+
+def created_since(client: redis.Redis, since: float, *, offset: int, count: int) -> list[str]:
+    """Members of every job created at or after `since`, oldest first, a page at a time (exports)."""
+    members = client.zrangebyscore(keys.JOBS_BY_CREATED, since, "+inf", start=offset, num=count)
+    return [m.decode() for m in members]  # type: ignore[union-attr]
+
+
+def pools_seen(client: redis.Redis) -> list[str]:
+    """Every pool name that has recorded jobs, sorted."""
+    return sorted(m.decode() for m in client.smembers(keys.POOLS_SEEN))  # type: ignore[union-attr]
+
+
+def created_count(client: redis.Redis, pool: str, since: float, until: float) -> int:
+    """Jobs of the pool created in [since, until] (O(log n))."""
+    return int(client.zcount(keys.pool_created(pool), since, until))  # type: ignore[arg-type]
+
+
+def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:
+    ids = list(members)
+    if not ids:
+        return []
+    raws = client.mget([keys.job(*map(int, m.split(":"))) for m in ids])
+    return [orjson.loads(raw) for raw in raws if raw]  # type: ignore[union-attr]
+
+
+def find(
+    client: redis.Redis, *, repo: str | None = None, pool: str | None = None, since: float | None = None,
+    limit: int = 500,
+) -> list[dict[str, Any]]:
+    """Jobs by created_at (newest first), filtered by repo and/or pool."""
+    index = keys.pool_created(pool) if pool else keys.repo_created(repo) if repo else keys.JOBS_BY_CREATED
+    low = since if since is not None else "-inf"
+    records: list[dict[str, Any]] = []
+    offset = 0
+    # Page through the index: with both filters the second one is applied here, so fetch until `limit` match.
+    while len(records) < limit:
+        members = client.zrevrangebyscore(index, "+inf", low, start=offset, num=limit)
+        if not members:
+            break
+        offset += len(members)
+        for record in load(client, (m.decode() for m in members)):  # type: ignore[union-attr]
+            if repo and record["repo"].lower() != repo.lower():
+                continue
+            if pool and pool not in record.get("pools", ()):
+                continue
+            records.append(record)
+    return records[:limit]
+
+
+def failed_jobs(client: redis.Redis, pool: str, since: float, limit: int = 50) -> list[dict[str, Any]]:
+    """The most recent failed jobs of a pool in the window (the evidence in a rollback PR)."""
+    members = client.zrevrangebyscore(keys.pool_failed(pool), "+inf", since, start=0, num=limit)
+    return load(client, (m.decode() for m in members))  # type: ignore[union-attr]
+
+
+def trim_indexes(client: redis.Redis, *, retention_seconds: int, now: float) -> int:
+    """Retention for pools and repos that stopped getting jobs (active ones are trimmed as they are written)."""
+    cutoff = now - retention_seconds
+    pipe = client.pipeline(transaction=False)
+    indexes = [keys.JOBS_BY_CREATED]
+    for pool in (m.decode() for m in client.smembers(keys.POOLS_SEEN)):  # type: ignore[union-attr]
+        # also the two a write does not trim: waiting jobs (left by a lost "started" delivery), repos by last job
+        indexes += [*_pool_time_indexes(pool), keys.pool_waiting(pool), keys.pool_repos(pool)]
+    for repo in (m.decode() for m in client.smembers(keys.REPOS_SEEN)):  # type: ignore[union-attr]
+        indexes += _repo_time_indexes(repo)
+    for index in indexes:
+        pipe.zremrangebyscore(index, "-inf", cutoff)
+    return sum(int(n) for n in pipe.execute())

@@ -1,0 +1,195 @@
+"""Every Redis key name runnerguard uses, in one place (the only module that knows them)."""
+
+from __future__ import annotations
+
+PREFIX = "rg"
+
+# --- deliveries (spine) ---------------------------------------------------------------------------------------------
+
+
+def delivery(guid: str) -> str:
+    """Hash: the recorded delivery (raw body, headers that matter, received time, processing state)."""
+    return f"{PREFIX}:delivery:{guid}"
+
+
+def delivery_attempts(guid: str) -> str:
+    """List: JSON history of processing attempts of one delivery."""
+    return f"{PREFIX}:delivery:{guid}:attempts"
+
+
+DELIVERIES_BY_TIME = f"{PREFIX}:deliveries"  # zset guid -> received_at (epoch seconds)
+
+
+def delivery_body(digest: str) -> str:
+    """String with a TTL: a body with this digest (runnerguard/domain/freshness.py) was accepted; the same signed bytes
+    under another delivery id are a replay."""
+    return f"{PREFIX}:body:{digest}"
+
+
+def replay(replay_id: str) -> str:
+    """Hash: a bulk replay's filter, state and progress."""
+    return f"{PREFIX}:replay:{replay_id}"
+
+
+REPLAY_COUNTER = f"{PREFIX}:replay:counter"
+RECOVERY_CHECKPOINT = f"{PREFIX}:recovery:checkpoint"  # epoch of the newest GitHub delivery fully handled
+
+
+def recovery_asked(guid: str) -> str:
+    """String with a TTL: a redelivery of this GUID was asked for lately; do not ask again until it expires."""
+    return f"{PREFIX}:recovery:asked:{guid}"  # a number per replay, so replayed RQ jobs get fresh ids
+
+
+WRITE_PROBE = f"{PREFIX}:probe:write"  # string with a short TTL: readiness and outage waits check Redis takes writes
+
+# --- web authentication ---------------------------------------------------------------------------------------------
+
+
+def auth_failures(scope: str, client: str) -> str:
+    """String counter with a TTL (the throttle window): failed logins or bearer tokens of one client ("*": all)."""
+    return f"{PREFIX}:auth:fail:{scope}:{client}"
+
+
+def web_session(digest: str) -> str:
+    """String with a TTL: an open dashboard session, by an HMAC of its id under a key bound to the admin token."""
+    return f"{PREFIX}:session:{digest}"
+
+SETUP_CREATED = f"{PREFIX}:setup:created"  # string: id of the App /setup created last (setup is off until a restart)
+
+# --- job timeline ---------------------------------------------------------------------------------------------------
+
+
+def job(repo_id: int, job_id: int) -> str:
+    """String: the merged JSON record of one workflow job."""
+    return f"{PREFIX}:job:{repo_id}:{job_id}"
+
+
+JOBS_BY_CREATED = f"{PREFIX}:jobs:created"  # zset "repo_id:job_id" -> created_at
+
+
+def pool_created(pool: str) -> str:
+    return f"{PREFIX}:pool:{pool}:created"
+
+
+def pool_finished(pool: str) -> str:
+    """Zset "repo_id:job_id" -> completed_at of every finished job of the pool (the failure-rate window)."""
+    return f"{PREFIX}:pool:{pool}:finished"
+
+
+def pool_failed(pool: str) -> str:
+    return f"{PREFIX}:pool:{pool}:failed"
+
+
+def pool_started(pool: str) -> str:
+    """Zset "repo_id:job_id" -> started_at (the stuck-queue trigger asks: did anything start lately?)."""
+    return f"{PREFIX}:pool:{pool}:started"
+
+
+def pool_waiting(pool: str) -> str:
+    """Zset "repo_id:job_id" -> created_at of jobs of the pool not yet started (queued or waiting)."""
+    return f"{PREFIX}:pool:{pool}:waiting"
+
+
+def pool_repos(pool: str) -> str:
+    """Zset repo full name -> last completed_at of a job of the pool in that repo."""
+    return f"{PREFIX}:pool:{pool}:repos"
+
+
+def repo_created(repo: str) -> str:
+    return f"{PREFIX}:repo:{repo.lower()}:created"
+
+
+def repo_finished(repo: str) -> str:
+    return f"{PREFIX}:repo:{repo.lower()}:finished"
+
+
+def repo_failed(repo: str) -> str:
+    return f"{PREFIX}:repo:{repo.lower()}:failed"
+
+
+POOLS_SEEN = f"{PREFIX}:pools"  # set of pool names that have recorded jobs
+REPOS_SEEN = f"{PREFIX}:repos"  # set of repository full names that have recorded jobs
+
+# --- rollback -------------------------------------------------------------------------------------------------------
+
+
+def rollback(pool: str, repo: str) -> str:
+    """Hash: the rollback state of one pool in one repository."""
+    return f"{PREFIX}:rollback:{pool}:{repo.lower()}"
+
+
+def rollback_history(pool: str, repo: str) -> str:
+    """List: JSON history of a pool/repo rollback state's transitions."""
+    return f"{PREFIX}:rollback:{pool}:{repo.lower()}:history"
+
+
+def rollback_lock(pool: str, repo: str) -> str:
+    return f"{PREFIX}:rollback:lock:{pool}:{repo.lower()}"
+
+
+def rollback_pending(pool: str, repo: str) -> str:
+    """The decision a queued rollback task acts on (JSON), so the task itself carries only the pool and repo."""
+    return f"{PREFIX}:rollback:pending:{pool}:{repo.lower()}"
+
+
+ROLLBACKS = f"{PREFIX}:rollbacks"  # set of "pool\trepo" with a rollback state
+
+# --- GitHub client --------------------------------------------------------------------------------------------------
+
+
+def installation_token(installation_id: int) -> str:
+    """String (JSON {token, expires_at}): a cached installation access token, shared by every worker."""
+    return f"{PREFIX}:gh:token:{installation_id}"
+
+
+def github_write_lock(installation_id: int) -> str:
+    """Lock: mutating requests go out one at a time per installation."""
+    return f"{PREFIX}:gh:writelock:{installation_id}"
+
+
+def github_last_write(installation_id: int) -> str:
+    """String: epoch seconds of the last mutating request of an installation (they go >= 1 s apart)."""
+    return f"{PREFIX}:gh:lastwrite:{installation_id}"
+
+
+def repo_installation(repo: str) -> str:
+    return f"{PREFIX}:gh:repo-installation:{repo.lower()}"
+
+
+# --- pre-warm -------------------------------------------------------------------------------------------------------
+
+
+def prewarm_lock(cache: str, host: str) -> str:
+    return f"{PREFIX}:prewarm:lock:{host}:{cache}"
+
+
+def prewarm_recent(cache: str, host: str) -> str:
+    """String with a TTL: a prewarm was done recently; skip another within the TTL."""
+    return f"{PREFIX}:prewarm:recent:{host}:{cache}"
+
+
+def prewarm_stats(cache: str, host: str) -> str:
+    """Hash: hits, misses, errors, bytes_downloaded, seconds, state, sha256, last_error."""
+    return f"{PREFIX}:prewarm:stats:{host}:{cache}"
+
+
+def prewarm_daily(cache: str, host: str, day: str) -> str:
+    """Hash with an 8-day TTL: hits, misses, errors of one cache on one host on one UTC day (YYYY-MM-DD), for the
+    7-day hit rate of the scorecard."""
+    return f"{PREFIX}:prewarm:daily:{host}:{cache}:{day}"
+
+
+PREWARM_STATS_INDEX = f"{PREFIX}:prewarm:stats"  # set of "host\tcache"
+
+# --- metrics --------------------------------------------------------------------------------------------------------
+
+METRIC_COUNTERS = f"{PREFIX}:metrics:counters"  # hash "name{labels}" -> value
+
+# --- dashboard rollups ----------------------------------------------------------------------------------------------
+
+
+def dashboard_summary(pool: str, step: int, bucket_start: int, rule: str) -> str:
+    """String (JSON, with a TTL): the job summary of one settled time bucket of a pool (runnerguard/rollup.py),
+    so a dashboard render folds only the open buckets. `rule` is the counting rule's digest: a policy change
+    starts fresh summaries."""
+    return f"{PREFIX}:dash:summary:v1:{pool}:{step}:{bucket_start}:{rule}"

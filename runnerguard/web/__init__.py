@@ -1,0 +1,1 @@
+"""The web tier: intake, admin API, dashboard, metrics, OpenAPI. Verifies, records, enqueues; never calls GitHub."""

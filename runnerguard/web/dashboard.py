@@ -1,0 +1,65 @@
+"""The dashboard (`/`, session login), its replay form, and the scorecard as JSON (`/api/scorecard`)."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from runnerguard.errors import NotFound
+from runnerguard.services import replay
+from runnerguard.services import reports as report_data
+from runnerguard.web import dashboard_data
+from runnerguard.web.auth import require_admin
+from runnerguard.web.session_auth import login_required
+from runnerguard.web.state import state
+
+bp = Blueprint("dashboard", __name__, template_folder="templates")
+GUID_MAX = 64
+REPLAYED = "Replaying delivery {guid}: {tasks}."
+REPLAY_UNKNOWN = "No delivery {guid} is recorded (it may have expired)."
+
+
+@bp.get("/")
+@login_required
+def index() -> str:
+    web = state()
+    now = time.time()
+    return render_template(
+        "dashboard.html",
+        now=now,
+        generated=time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(now)),
+        pools=dashboard_data.pool_views(web.redis, web.policy, now=now),
+        caches=dashboard_data.cache_rows(web.redis),
+        rollbacks=dashboard_data.rollbacks(web.redis),
+        jobs=dashboard_data.latest_jobs(web.redis),
+        deliveries=dashboard_data.recent_deliveries(web.redis),
+        failed=dashboard_data.failed_tasks(web.redis, web.settings.queues),
+    )
+
+
+@bp.post("/dashboard/deliveries/<guid>/replay")
+@login_required
+def replay_delivery(guid: str) -> BaseResponse:
+    """The form twin of POST /api/deliveries/<guid>/replay: session + CSRF token instead of a Bearer token."""
+    web = state()
+    try:
+        if len(guid) > GUID_MAX:
+            raise NotFound("no such delivery")
+        queued = replay.replay_one(web.redis, web.intake.dispatcher, guid)
+    except NotFound:
+        flash(REPLAY_UNKNOWN.format(guid=guid[:GUID_MAX]), "error")
+        return redirect(url_for("dashboard.index", _anchor="deliveries"), code=303)
+    flash(REPLAYED.format(guid=guid, tasks=", ".join(queued) or "no task"), "ok")
+    target = request.form.get("back") == "failed"
+    return redirect(url_for("dashboard.index", _anchor="failed" if target else "deliveries"), code=303)
+
+
+@bp.get("/api/scorecard")
+@require_admin
+def scorecard_json() -> Response:
+    web = state()
+    now = time.time()
+    rows = report_data.scorecard_rows(web.redis, web.policy, now=now)
+    return jsonify(generated_at=now, window_days=7, rows=[r.public() for r in rows])

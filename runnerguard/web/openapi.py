@@ -1,0 +1,167 @@
+"""The admin API as an OpenAPI 3.0 document (served at GET /api/openapi.json by runnerguard/web/admin.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runnerguard import __version__
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+NULLABLE_STR = {"type": "string", "nullable": True}
+NULLABLE_NUM = {"type": "number", "nullable": True}
+NULLABLE_INT = {"type": "integer", "nullable": True}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "bad request", 401: "no token", 403: "wrong token, or the admin API is off", 404: "not found",
+            409: "not possible in the current state",
+            429: "too many failed tokens from this address or in all; see Retry-After"}
+    return {str(code): _json(ERROR, text[code]) for code in codes}
+
+
+AUTH = (401, 403, 429)
+FILTERS = [
+    {"name": name, "in": "query", "required": False, "schema": {"type": "string", "maxLength": 200}}
+    for name in ("since", "until", "event", "action", "repo", "state", "cursor")
+]
+LIMIT = {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1,
+                                                                       "maximum": 500}}
+GUID = {"name": "guid", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$"}}
+
+JOB = {"type": "object", "properties": {
+    "repo": {"type": "string"}, "job_id": {"type": "integer"}, "run_id": NULLABLE_INT, "run_attempt": NULLABLE_INT,
+    "workflow": NULLABLE_STR, "name": NULLABLE_STR, "labels": {"type": "array", "items": {"type": "string"}},
+    "pools": {"type": "array", "items": {"type": "string"}}, "runner_name": NULLABLE_STR, "status": {"type": "string"},
+    "conclusion": NULLABLE_STR, "created_at": NULLABLE_STR, "started_at": NULLABLE_STR, "completed_at": NULLABLE_STR,
+    "queue_seconds": NULLABLE_NUM, "run_seconds": NULLABLE_NUM,
+}, "required": ["repo", "job_id", "labels", "pools", "status"]}
+DELIVERY = {"type": "object", "properties": {
+    "guid": {"type": "string"}, "event": {"type": "string"}, "action": NULLABLE_STR, "repo": NULLABLE_STR,
+    "installation_id": NULLABLE_INT, "hook_id": NULLABLE_STR, "received_at": {"type": "number"},
+    "received_at_iso": NULLABLE_STR,
+    "state": {"type": "string", "enum": ["queued", "running", "done", "failed", "ignored"]},
+    "tasks": {"type": "object", "additionalProperties": {"type": "string"}},
+    "errors": {"type": "object", "additionalProperties": {"type": "string"}},
+}, "required": ["guid", "event", "received_at", "state", "tasks"]}
+REPLAY = {"type": "object", "properties": {
+    "id": {"type": "string"}, "state": {"type": "string", "enum": ["queued", "running", "done", "cancelled", "failed"]},
+    "total": {"type": "integer"}, "done": {"type": "integer"}, "errors": {"type": "integer"},
+    "filter": {"type": "object"},
+}, "required": ["id", "state", "total", "done", "errors"]}
+FILTER_BODY = {"type": "object", "properties": {
+    key: {"type": "string", "maxLength": 200} for key in ("since", "until", "event", "action", "repo", "state")
+}, "additionalProperties": False}
+ROLLBACK = {"type": "object", "properties": {
+    "pool": {"type": "string"}, "repo": {"type": "string"},
+    "state": {"type": "string", "enum": ["healthy", "pr_open", "rolled_back", "restoring"]},
+    "trigger": NULLABLE_STR, "reason": NULLABLE_STR, "pr_url": NULLABLE_STR, "pr_number": NULLABLE_INT,
+    "opened_at": NULLABLE_NUM, "updated_at": NULLABLE_NUM,
+}, "required": ["pool", "repo", "state"]}
+QUEUED = {"type": "object", "properties": {"state": {"type": "string"}}, "required": ["state"]}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "runnerguard admin API", "version": __version__,
+             "description": "Job timings, pools, the delivery log and replays, rollbacks and caches."},
+    "components": {
+        "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+        "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}},
+    },
+    "security": [{"admin": []}],
+    "paths": {
+        "/api/jobs": {"get": {
+            "summary": "Job timings, newest first",
+            "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                           for n in ("repo", "pool")] + [
+                {"name": "since", "in": "query", "required": False,
+                 "schema": {"type": "string", "format": "date-time"}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 5000}}],
+            "responses": {"200": _json({"type": "object", "properties": {"jobs": {"type": "array", "items": JOB}},
+                                        "required": ["jobs"]}), **_errors(400, *AUTH)},
+        }},
+        "/api/pools": {"get": {
+            "summary": "Each pool's finished and failed jobs over 24 h",
+            "responses": {"200": _json({"type": "object", "properties": {"pools": {"type": "array", "items": {
+                "type": "object", "properties": {"name": {"type": "string"}, "finished_24h": {"type": "integer"},
+                                                 "failed_24h": {"type": "integer"},
+                                                 "failure_rate_24h": NULLABLE_NUM},
+                "required": ["name", "labels", "finished_24h", "failed_24h", "failure_rate_24h"]}}},
+                "required": ["pools"]}), **_errors(*AUTH)},
+        }},
+        "/api/deliveries": {"get": {
+            "summary": "The delivery log, oldest first, a page at a time",
+            "parameters": [*FILTERS, LIMIT],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "deliveries": {"type": "array", "items": DELIVERY}, "next": NULLABLE_STR},
+                "required": ["deliveries", "next"]}), **_errors(400, *AUTH)},
+        }},
+        "/api/deliveries/{guid}": {"get": {
+            "summary": "One delivery: headers, payload, state, attempts", "parameters": [GUID],
+            "responses": {"200": _json(DELIVERY), **_errors(*AUTH, 404)},
+        }},
+        "/api/deliveries/{guid}/replay": {"post": {
+            "summary": "Run the delivery's handlers again", "parameters": [GUID],
+            "responses": {"202": _json({"type": "object", "properties": {
+                "delivery": {"type": "string"}, "queued": {"type": "array", "items": {"type": "string"}}},
+                "required": ["delivery", "queued"]}, "queued"), **_errors(*AUTH, 404)},
+        }},
+        "/api/replays": {"post": {
+            "summary": "Replay every delivery matching a filter (asynchronous)",
+            "requestBody": {"required": False, "content": {"application/json": {"schema": FILTER_BODY}}},
+            "responses": {"202": _json({"type": "object", "properties": {"id": {"type": "string"},
+                                                                          "state": {"type": "string"}},
+                                        "required": ["id", "state"]}, "queued"), **_errors(400, *AUTH)},
+        }},
+        "/api/replays/{replay_id}": {
+            "get": {"summary": "A bulk replay's progress",
+                    "parameters": [{"name": "replay_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {"200": _json(REPLAY), **_errors(*AUTH, 404)}},
+            "delete": {"summary": "Cancel a bulk replay",
+                       "parameters": [{"name": "replay_id", "in": "path", "required": True,
+                                       "schema": {"type": "string"}}],
+                       "responses": {"200": _json(REPLAY), **_errors(*AUTH, 404)}},
+        },
+        "/api/rollbacks": {
+            "get": {"summary": "Rollback state per pool and repository",
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "rollbacks": {"type": "array", "items": ROLLBACK}}, "required": ["rollbacks"]}),
+                        **_errors(*AUTH)}},
+            "post": {"summary": "Open a rollback by hand",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "properties": {"pool": {"type": "string"}, "repo": {"type": "string"},
+                                                          "note": {"type": "string", "maxLength": 500}},
+                         "required": ["pool"]}}}},
+                     "responses": {"202": _json(QUEUED, "queued"), **_errors(400, *AUTH)}},
+        },
+        "/api/rollbacks/{pool}/restore": {"post": {
+            "summary": "Open the restore PR of a rolled-back pool",
+            "parameters": [{"name": "pool", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"repo": {"type": "string"}}, "required": ["repo"]}}}},
+            "responses": {"202": _json(QUEUED, "queued"), **_errors(400, *AUTH, 404, 409)},
+        }},
+        "/api/scorecard": {"get": {
+            "summary": "The Phase 3 scorecard per pool: target, actual, pass/fail",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "generated_at": {"type": "number"}, "window_days": {"type": "integer"},
+                "rows": {"type": "array", "items": {"type": "object", "properties": {
+                    "pool": {"type": "string"}, "metric": {"type": "string"}, "title": {"type": "string"},
+                    "target": {"type": "string"}, "actual": NULLABLE_NUM, "actual_text": {"type": "string"},
+                    "status": {"type": "string"}}, "required": ["pool", "metric", "target", "status"]}}},
+                "required": ["rows"]}), **_errors(*AUTH)},
+        }},
+        "/api/caches": {"get": {
+            "summary": "Pre-warmed caches per host",
+            "parameters": [{"name": "host", "in": "query", "required": False, "schema": {"type": "string"}}],
+            "responses": {"200": _json({"type": "object", "properties": {"caches": {"type": "array", "items": {
+                "type": "object", "properties": {"name": {"type": "string"}, "host": {"type": "string"},
+                                                 "state": {"type": "string"}, "hit_rate": NULLABLE_NUM},
+                "required": ["name", "host", "state"]}}}, "required": ["caches"]}), **_errors(400, *AUTH)},
+        }},
+    },
+}
