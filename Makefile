@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEPS := $(VENV)/.deps-installed
+# One sentinel per set: `make run` installs only what running needs, `make test` adds the dev tools on top.
+RUN_DEPS := $(VENV)/.run-deps-installed
+DEV_DEPS := $(VENV)/.dev-deps-installed
 
 .PHONY: run test lint bench demo reliability clean check-python
 
@@ -12,35 +14,46 @@ check-python:
 $(BIN)/python: | check-python
 	$(PYTHON) -m venv $(VENV)
 
-$(DEPS): requirements.txt requirements-dev.txt | $(BIN)/python
+$(RUN_DEPS): requirements.txt requirements-run.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-run.txt
+	@touch $@
+
+$(DEV_DEPS): $(RUN_DEPS) requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
-## run: web (gunicorn) + worker (RQ) via the Procfile, against $$REDIS_URL or an embedded redis-server under ./var
-run: $(DEPS)
+## run: web (gunicorn) + workers (RQ) via the Procfile, against $$REDIS_URL or its own redis-server under ./var
+run: $(RUN_DEPS)
 	$(BIN)/python -m devtools.run_local
 
 ## test: the whole suite against its own redis-server on a free port (never yours), then ruff
-test: $(DEPS)
+test: $(DEV_DEPS)
 	@bash devtools/install_browser.sh
+	@sh devtools/install_promtool.sh
+	@sh devtools/install_nginx.sh
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not reliability"
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
-lint: $(DEPS)
+## lint: ruff, the import contracts (pyproject.toml) and mypy, without the suite
+lint: $(DEV_DEPS)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 ## demo: the stack with the GitHub simulator standing in for github.com, a week of a failing laptop pool
-demo: $(DEPS)
+demo: $(RUN_DEPS)
 	$(BIN)/python -m devtools.demo
 
 ## reliability: the full load, fault and abuse runs on real processes (loopback, several minutes), one table
-reliability: $(DEPS)
+reliability: $(DEV_DEPS)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m reliability tests/test_reliability.py
 	$(BIN)/python -m devtools.reliability --fsync-always
 
 ## bench: the benchmarks under bench/, each printing a table against its baseline
-bench: $(DEPS)
+bench: $(DEV_DEPS)
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_rollback.py
 	$(BIN)/python bench/bench_prewarm.py

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import click
 import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from config import Settings, load_policy, load_settings
+from config import ConfigError, Settings, load_policy, load_settings
 from runnerguard import logs
 from runnerguard.cli import deliveries as cli
+from runnerguard.cli import errors as cli_errors
 from runnerguard.cli import report as cli_report
 from runnerguard.errors import RunnerguardError, Unavailable
 from runnerguard.web import (
@@ -28,7 +30,13 @@ from runnerguard.web.intake import Intake
 
 def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | None = None) -> Flask:
     """Build the app; settings default to the environment (a bad one raises ConfigError before anything starts)."""
-    settings = settings or load_settings()
+    try:
+        settings = settings or load_settings()
+    except ConfigError as exc:
+        if click.get_current_context(silent=True) is not None:
+            # Under the flask command: one line naming the key, not a traceback from inside the app factory.
+            raise cli_errors.config_error(exc) from None
+        raise
     policy = load_policy(settings.policy_path)
     logs.configure(settings.log_level)
     client = redis_client or redis.Redis.from_url(
@@ -47,6 +55,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     for blueprint in (metrics.bp, dashboard.bp, setup.bp):
         app.register_blueprint(blueprint)
     cli_report.init_app(app)
+    cli_errors.init_app(app)  # after every command is registered
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:

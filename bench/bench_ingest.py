@@ -33,7 +33,6 @@ from rq import Queue
 
 from config import load_settings
 from devtools.redis_server import start_redis
-from handlers import router
 from runnerguard.store import deliveries
 from runnerguard.web.intake import Intake
 
@@ -125,7 +124,7 @@ def main() -> None:
 
         # 3. worker: timeline events per second vs RQ's forking worker running a no-op
         settings = load_settings(env)
-        intake = Intake(settings=settings, policy=__import__("config").Policy(), client=client, router=router)
+        intake = Intake(settings=settings, policy=__import__("config").Policy(), client=client)
         for i in range(args.jobs):
             body = job_body(job_id=20_000_000 + i)
             intake.accept(headers_for(body, f"w-{i}"), body)

@@ -14,7 +14,7 @@ import redis  # noqa: E402
 from rq import Queue, Worker  # noqa: E402
 
 from config import load_settings  # noqa: E402
-from handlers import runtime  # noqa: E402
+from runnerguard.queue.deps import Deps  # noqa: E402
 from runnerguard.queue.worker import build_worker  # noqa: E402
 
 
@@ -22,8 +22,8 @@ def main() -> None:
     kind, queue = sys.argv[1], sys.argv[2]
     settings = load_settings()
     if kind == "runnerguard":
-        runtime.install(runtime.Runtime.from_settings(settings))
-        worker = build_worker(settings.redis_url, [queue])
+        deps = Deps.from_settings(settings)
+        worker = build_worker(deps.redis, [queue], deps)
     else:  # RQ's default worker: forks a work horse per job
         connection = redis.Redis.from_url(settings.redis_url)
         worker = Worker([Queue(queue, connection=connection)], connection=connection)

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from config.app_key import AppKeyError, load_private_key_from
 from config.errors import ConfigError
+from runnerguard.domain.url_policy import transport_ok
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_QUEUES = ("events", "github")
@@ -23,7 +24,7 @@ class Settings:
 
     webhook_secret: str = field(repr=False)
     webhook_secret_previous: str = field(default="", repr=False)
-    redis_url: str = DEFAULT_REDIS_URL
+    redis_url: str = ""  # required by load_settings: no default, so nothing talks to a Redis nobody configured
     github_app_id: str = ""
     github_private_key_path: Path | None = None
     github_private_key: str = field(default="", repr=False)
@@ -84,8 +85,6 @@ def _int(env: Mapping[str, str], key: str, default: int, *, minimum: int = 1) ->
 
 def _check_app_key(app_id: str, key_path: Path | None, key_pem: str) -> None:
     """A configured App needs a readable RSA key: find out at start, not at the first rollback."""
-    from runnerguard.github import GitHubKeyError, load_private_key_from
-
     if not app_id:
         if key_path or key_pem:
             raise ConfigError("GITHUB_APP_ID", "is required when a GitHub App private key is set")
@@ -94,7 +93,7 @@ def _check_app_key(app_id: str, key_path: Path | None, key_pem: str) -> None:
         raise ConfigError("GITHUB_PRIVATE_KEY_PATH", "is required (or GITHUB_PRIVATE_KEY) when GITHUB_APP_ID is set")
     try:
         load_private_key_from(key_path, key_pem or None)
-    except GitHubKeyError as exc:
+    except AppKeyError as exc:
         # The message names the file and what is wrong, never the key's content.
         raise ConfigError("GITHUB_PRIVATE_KEY_PATH" if key_path else "GITHUB_PRIVATE_KEY", str(exc)) from None
 
@@ -111,12 +110,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     api_url = env.get("GITHUB_API_URL", "").strip() or DEFAULT_GITHUB_API_URL
     if not api_url.startswith(("https://", "http://")):
         raise ConfigError("GITHUB_API_URL", f"must be an http(s) URL, got {api_url!r}")
-    from runnerguard.domain.url_policy import transport_ok
-
     if not transport_ok(api_url):
         # JWTs and installation tokens cross this link: plain http only to this machine (the simulator).
         raise ConfigError("GITHUB_API_URL", f"must be https:// (plain http only to a loopback host), got {api_url!r}")
-    redis_url = env.get("REDIS_URL", "").strip() or DEFAULT_REDIS_URL
+    redis_url = env.get("REDIS_URL", "").strip()
+    if not redis_url:
+        # No default: a guessed redis://127.0.0.1:6379 could be somebody else's Redis (make run writes its own).
+        raise ConfigError("REDIS_URL", "is required, e.g. redis://:PASSWORD@127.0.0.1:6379/0")
     if not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL", "must start with redis://, rediss:// or unix://")
     queues = tuple(q.strip() for q in env.get("RUNNERGUARD_QUEUES", "").split(",") if q.strip()) or DEFAULT_QUEUES

@@ -19,3 +19,10 @@ access_log_format = (
     '"duration_us": %(D)s, "delivery_id": "%({x-github-delivery}i)s"}'
 )
 errorlog = "-"
+# gunicorn's control socket defaults to ~/.gunicorn/gunicorn.ctl (or $XDG_RUNTIME_DIR/gunicorn.ctl), one path
+# shared by every gunicorn of the user: a second instance takes it over. It is off unless GUNICORN_CONTROL_SOCKET
+# names a path of this instance's own (`make run` puts it under its data directory, mode 0600).
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+# A Unix socket path longer than ~107 bytes cannot be bound: rather no socket than a web tier that fails to start.
+control_socket_disable = not control_socket or len(os.fsencode(control_socket)) > 100
+control_socket_mode = 0o600

@@ -14,7 +14,6 @@ import os
 import random
 import secrets
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from devtools import supervise
 from devtools.github_simulator import SimulatorServer
 from devtools.redis_server import free_port, start_redis
 
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--check", action="store_true", help="exit once the rollback PR exists (for tests)")
     args = parser.parse_args(argv)
+    # SIGTERM ends the demo the way Ctrl-C does (through the cleanup below), not at once with everything left running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the simulator's request log would drown the story
     workdir = Path(tempfile.mkdtemp(prefix="runnerguard-demo-"))
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -113,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     os.chmod(workdir / "app.pem", 0o600)
     (workdir / "policy.toml").write_text(POLICY)
     secret, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    redis_server = start_redis(data_dir=workdir / "redis")
+    # Its own session: the terminal's Ctrl-C must not stop Redis before the processes that use it.
+    redis_server = start_redis(data_dir=workdir / "redis", own_session=True)
     sim = SimulatorServer(app_id=APP_ID, app_public_key_pem=key.public_key())
     files = {f".github/workflows/{name}": workflow_file(title, jobs) for name, (title, jobs) in WORKFLOWS.items()}
     sim.add_repo(REPO, {**files, "README.md": "# ColdVox\n"})
@@ -126,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
            "PYTHONPATH": str(ROOT)}
     bin_dir = Path(sys.executable).parent
     procs = [
-        subprocess.Popen([str(bin_dir / "gunicorn"), "app:create_app()", "--bind", f"127.0.0.1:{port}",
-                          "--workers", "2", "--log-level", "warning"], cwd=ROOT, env=env),
-        subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env),
+        supervise.spawn([str(bin_dir / "gunicorn"), "app:create_app()", "--bind", f"127.0.0.1:{port}",
+                         "--workers", "2", "--log-level", "warning", "--no-control-socket"], cwd=ROOT, env=env),
+        supervise.spawn([sys.executable, "worker.py"], cwd=ROOT, env=env),
     ]
     url = f"http://127.0.0.1:{port}"
     try:
@@ -162,19 +165,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             return 0 if pulls else 1
         print("Ctrl-C to stop.", flush=True)
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        return 0
+        while True:
+            time.sleep(3600)  # SIGINT and SIGTERM raise KeyboardInterrupt here
     except KeyboardInterrupt:
+        print("runnerguard demo: stopping ...", flush=True)
         return 0
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        # The web service and the worker first, then what they talk to; children in sessions of their own are
+        # stopped by process group, and whatever they started by pid.
+        supervise.stop(*procs, grace=6.0)
         sim.stop()
+        supervise.stop(redis_server.process, grace=2.0)
         redis_server.stop()
 
 

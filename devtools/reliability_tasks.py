@@ -9,9 +9,12 @@ import time
 from redis import Redis
 from rq import get_current_job
 
+from config import load_settings
 from handlers import timings
+from runnerguard import logs
 from runnerguard.queue import runner, tasks
 from runnerguard.queue.deps import Deps
+from runnerguard.queue.worker import build_worker, survive_outages
 
 QUEUE = "reliability"
 TEST_WORKER = ("-m", "devtools.reliability_tasks")  # worker.py's worker, plus the test-only tasks below
@@ -60,9 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("queues", nargs="+")
     parser.add_argument("--clock-skew", type=float, default=0.0)
     args = parser.parse_args(argv)
-    from config import load_settings
-    from runnerguard import logs
-    from runnerguard.queue.worker import build_worker, survive_outages
 
     settings = load_settings()
     logs.configure(settings.log_level)

@@ -3,6 +3,7 @@ the admin token's only channel, no session fixation, request smuggling at gunico
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -22,10 +23,11 @@ from flask.testing import FlaskClient
 import config.policy
 import runnerguard.domain.names
 import runnerguard.domain.timeparse
-import runnerguard.github.app_manifest
 import runnerguard.github.client
+import runnerguard.github.paths
 import runnerguard.prewarm.specs
 import runnerguard.prewarm.stamp
+import runnerguard.services.app_setup
 import runnerguard.web.intake
 import runnerguard.web.prometheus
 from devtools.redis_server import RedisServer, free_port
@@ -100,7 +102,7 @@ def test_a_body_over_the_limit_is_413(client: FlaskClient, redis_client: redis.R
 
 
 PATTERN_MODULES = (runnerguard.web.intake, runnerguard.domain.names, runnerguard.domain.timeparse, config.policy,
-                   runnerguard.github.app_manifest, runnerguard.github.client, runnerguard.prewarm.specs,
+                   runnerguard.services.app_setup, runnerguard.github.paths, runnerguard.prewarm.specs,
                    runnerguard.prewarm.stamp, runnerguard.web.prometheus)
 HOSTILE_TEXTS = ("a" * 100_000, "a" * 99_999 + "!", "-" * 100_000 + "\n", "/" * 100_000, " " * 100_000 + "x",
                  "1" * 100_000 + "q", ("a=\"" + "\\\\" * 50_000), "{" * 100_000, "a/" * 50_000)
@@ -141,8 +143,6 @@ def test_the_admin_token_is_taken_only_from_the_authorization_bearer_header(clie
     elif where == "x-header":
         response = client.get("/api/deliveries", headers={"X-Admin-Token": ADMIN, "X-Api-Key": ADMIN})
     else:
-        import base64
-
         basic = base64.b64encode(f"admin:{ADMIN}".encode()).decode()
         response = client.get("/api/deliveries", headers={"Authorization": f"Basic {basic}"})
     assert response.status_code in (401, 403), where

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from config import ConfigError, load_policy, load_settings, parse_policy
 
-BASE = {"GITHUB_WEBHOOK_SECRET": "s3cret"}
+BASE = {"GITHUB_WEBHOOK_SECRET": "s3cret", "REDIS_URL": "redis://127.0.0.1:6390/0"}
 CACHE = {"name": "c", "url": "https://example.org/m.zip", "sha256": "a" * 64, "unpack": "zip",
          "dest": "/var/cache/runnerguard/models/m", "pools": ["a"]}
 
 
 def test_defaults() -> None:
     settings = load_settings(BASE)
-    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.redis_url == "redis://127.0.0.1:6390/0"
     assert settings.github_api_url == "https://api.github.com"
     assert settings.max_body_bytes == 1024 * 1024 and settings.job_retention_days == 30
     assert settings.queues == ("events", "github")
@@ -28,6 +31,14 @@ def test_defaults() -> None:
 def test_the_service_refuses_to_start_without_a_webhook_secret() -> None:
     for env in ({}, {"GITHUB_WEBHOOK_SECRET": "  "}):
         with pytest.raises(ConfigError, match="GITHUB_WEBHOOK_SECRET: is required"):
+            load_settings(env)
+
+
+def test_there_is_no_default_redis_url() -> None:
+    # A guessed redis://127.0.0.1:6379/0 could be somebody else's Redis: without REDIS_URL nothing starts.
+    for value in (None, "", "  "):
+        env = {"GITHUB_WEBHOOK_SECRET": "s3cret"} if value is None else {**BASE, "REDIS_URL": value}
+        with pytest.raises(ConfigError, match="REDIS_URL: is required"):
             load_settings(env)
 
 
@@ -115,9 +126,6 @@ def test_policy_file_errors(tmp_path: Path) -> None:
 
 
 def test_web_and_worker_refuse_to_start_without_the_secret() -> None:
-    import os
-    import subprocess
-    import sys
 
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "RUNNERGUARD_"))}

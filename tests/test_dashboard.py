@@ -8,7 +8,10 @@ import time
 from flask.testing import FlaskClient
 
 from app import create_app
+from config import Policy
+from runnerguard.domain import rollup
 from runnerguard.queue import tasks as rq_tasks
+from runnerguard.services import reports as report_data
 from runnerguard.store import rollback_state
 from runnerguard.web.session_auth import derive_secret_key
 from tests.helpers import ADMIN, admin_headers
@@ -169,9 +172,6 @@ def test_secret_key_derived_from_the_admin_token_when_unset(settings, redis_clie
 
 
 def test_settled_buckets_are_kept_and_read_back(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
-    from config import Policy
-    from runnerguard.domain import rollup
-    from runnerguard.services import reports as report_data
 
     now = time.time()
     for n in range(3):

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
 from werkzeug.serving import make_server
 
 from app import create_app
@@ -56,8 +58,6 @@ def live_url(settings, redis_client, drain) -> Iterator[str]:  # type: ignore[no
 
 @pytest.fixture()
 def browser() -> Iterator[object]:
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
 
     profile = tempfile.mkdtemp(prefix="rg-chromium-")
     options = Options()

@@ -19,11 +19,11 @@ from config import ConfigError, load_settings
 from config.policy import parse_policy
 from runnerguard.domain import names
 from runnerguard.domain.url_policy import transport_ok
-from runnerguard.github import app_manifest
 from runnerguard.github import client as github_client
 from runnerguard.prewarm.download import DownloadError, check_url, download
 from runnerguard.prewarm.specs import CacheSpec, SpecError
 from runnerguard.prewarm.unpack import UnsafeArchive, unpack
+from runnerguard.services import app_setup as app_manifest
 from tests.helpers import SECRET, admin_headers, dumps, signed_headers
 
 SHA = "0" * 64
@@ -34,13 +34,13 @@ SHA = "0" * 64
                                  "http://10.0.0.1:8080"])
 def test_github_api_url_over_plain_http_to_another_host_stops_start_up(url: str) -> None:
     with pytest.raises(ConfigError, match=r"GITHUB_API_URL.*https"):
-        load_settings({"GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": url})
+        load_settings({"GITHUB_WEBHOOK_SECRET": SECRET, "REDIS_URL": "redis://127.0.0.1:9/0", "GITHUB_API_URL": url})
 
 
 @pytest.mark.parametrize("url", ["https://api.github.com", "https://ghe.example/api/v3", "http://127.0.0.1:8123",
                                  "http://localhost:9000/api/v3", "http://[::1]:9000"])
 def test_github_api_url_https_or_loopback_http_is_accepted(url: str) -> None:
-    assert load_settings({"GITHUB_WEBHOOK_SECRET": SECRET, "GITHUB_API_URL": url}).github_api_url == url
+    assert load_settings({"GITHUB_WEBHOOK_SECRET": SECRET, "REDIS_URL": "redis://127.0.0.1:9/0", "GITHUB_API_URL": url}).github_api_url == url
 
 
 def test_cache_urls_are_https_or_loopback_http() -> None:

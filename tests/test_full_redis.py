@@ -19,6 +19,7 @@ from app import create_app
 from config import Settings
 from devtools.redis_server import RedisServer, start_redis
 from devtools.reliability_stack import wait_for
+from runnerguard.services import retention
 from runnerguard.store import deliveries, keys, metrics
 from runnerguard.store.memory_budget import MemoryGauge
 from runnerguard.store.redis_health import write_refusal
@@ -175,13 +176,11 @@ def test_the_intake_sheds_before_a_real_redis_refuses_the_delivery_log(settings:
 
 def test_retention_runs_under_out_of_memory(settings: Settings, small_redis: RedisServer,
                                             small_client: redis.Redis) -> None:
-    from runnerguard.services.retention import trim as trim_all
-
     old = time.time() - max(settings.delivery_retention_seconds, settings.job_retention_seconds) - 3600
     small_client.zadd(keys.DELIVERIES_BY_TIME, {"old-1": old, "new-1": time.time()})
     small_client.zadd(keys.JOBS_BY_CREATED, {"1:1": old})
     fill(small_client)
-    removed = trim_all(small_client, settings.with_overrides(redis_url=small_redis.url), now=time.time())
+    removed = retention.trim(small_client, settings.with_overrides(redis_url=small_redis.url), now=time.time())
     assert removed == 2
     assert small_client.zrange(keys.DELIVERIES_BY_TIME, 0, -1) == [b"new-1"]
 

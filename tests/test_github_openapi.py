@@ -16,6 +16,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
 from devtools.github_simulator import SimulatorServer
+from devtools.github_simulator.actions import step
 from runnerguard.github import GitHubApp, InstallationClient
 from tests.github_fixtures import REPO, WebhookReceiver
 
@@ -122,6 +123,31 @@ def _new_pull(w: World) -> requests.Response:
     return answer
 
 
+def _fork_run(w: World) -> requests.Response:
+    run = w.sim.add_run(REPO, event="pull_request", head_repository="mallory/hello-world", head_sha="f" * 40)
+    return w.call("GET", f"{R}/actions/runs/{run.id}")
+
+
+def _rerun_run(w: World) -> requests.Response:
+    run = w.sim.add_run(REPO, status="completed", conclusion="failure")
+    job = w.sim.add_job(REPO, run_id=run.id, status="completed", conclusion="failure")
+    assert w.call("POST", f"{R}/actions/jobs/{job.id}/rerun").status_code == 201
+    return w.call("GET", f"{R}/actions/runs/{run.id}")
+
+
+def _job_with_steps(w: World) -> requests.Response:
+    job = w.sim.add_job(REPO, status="in_progress", steps=[
+        step(1, "Set up job", started_at="2026-01-01T00:00:00Z", completed_at="2026-01-01T00:00:02Z"),
+        step(2, "Run tests", "in_progress", None, started_at="2026-01-01T00:00:02Z"), step(3, "Post", "queued", None)])
+    w.call("POST", f"{R}/actions/runs/{job.run_id}/cancel")
+    return w.call("GET", f"{R}/actions/jobs/{job.id}")
+
+
+def _comment_on_an_issue(w: World) -> requests.Response:
+    number = w.client.create_issue(REPO, title="outage").number
+    return w.call("POST", f"{R}/issues/{number}/comments", {"body": "still down"})
+
+
 R = f"/repos/{REPO}"
 CASES: list[tuple[str, str, Callable[[World], requests.Response]]] = [
     ("POST", "/app/installations/{installation_id}/access_tokens",
@@ -176,6 +202,11 @@ CASES: list[tuple[str, str, Callable[[World], requests.Response]]] = [
     ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/cancel",
      lambda w: w.call("POST", f"{R}/actions/runs/{w.run_id}/cancel")),
     ("GET", "/rate_limit", lambda w: w.call("GET", "/rate_limit")),
+    ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}", lambda w: w.call("GET", f"{R}/actions/runs/{w.run_id}")),
+    ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}", _fork_run),
+    ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}", _rerun_run),
+    ("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}", _job_with_steps),
+    ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", _comment_on_an_issue),
 ]
 
 

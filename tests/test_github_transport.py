@@ -339,3 +339,16 @@ def test_a_damaged_token_cache_entry_is_replaced(github_sim: SimulatorServer, in
     redis_client.set(keys.installation_token(sim_repo[1]), b"{not json")
     assert installation_client.get_repo(sim_repo[0]).name == "hello-world"
     assert token_mints(github_sim) == 1
+
+
+def test_a_call_sent_once_still_retries_a_refused_connection(app_key: RSAPrivateKey, redis_client: redis.Redis,
+                                                             fake_clock: FakeClock) -> None:
+    """`resend=False` holds back only where GitHub may have acted: a refused connect never reached it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = GitHubApp(api_url=f"http://127.0.0.1:{port}", app_id=APP_ID, private_key=app_key, redis=redis_client,
+                    clock=fake_clock, sleep=fake_clock.sleep, timeout=(0.5, 0.5))
+    with pytest.raises(Unavailable, match="unreachable"):
+        app.transport.request("POST", "/repos/o/r/issues", auth=lambda _refresh: "Bearer x", resend=False)
+    assert len(fake_clock.sleeps) == 4

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import redis
-from rq import Queue, SimpleWorker
+from rq import Queue, SimpleWorker, get_current_job
 from rq.job import Job, JobStatus
 
 from runnerguard.queue.job_template import PER_JOB_FIELDS, JobTemplate, TemplateError, timestamp
@@ -22,7 +22,6 @@ CALLS_KEY = "test:template-calls"
 
 def record_call(guid: str) -> None:
     """The task the worker runs in these tests: it leaves a trace in Redis."""
-    from rq import get_current_job
 
     job = get_current_job()
     assert job is not None

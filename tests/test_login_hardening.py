@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from app import create_app
 from config import ConfigError, Settings, load_settings
+from devtools import run_local
 from tests.helpers import ADMIN, SECRET, admin_headers
 from tests.test_dashboard import csrf, login
 
@@ -146,8 +147,6 @@ def test_sessions_expire_in_redis(client: FlaskClient, redis_client: redis.Redis
 
 
 def test_make_run_generates_an_admin_token_that_passes_the_check(tmp_path, monkeypatch, redis_url: str) -> None:  # type: ignore[no-untyped-def]
-    from devtools import run_local
-
     monkeypatch.setattr(run_local, "ENV_FILE", tmp_path / ".env")
     for key in ("ADMIN_TOKEN", "GITHUB_WEBHOOK_SECRET", "RUNNERGUARD_SECRET_KEY"):
         monkeypatch.delenv(key, raising=False)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from app import create_app
 from config import parse_policy
 from runnerguard.queue.dispatch import job_event
 from runnerguard.queue.routing import prewarm_queues as queues_for_event
@@ -51,7 +52,6 @@ def test_queued_job_is_routed_to_the_hosts_that_serve_its_pool(tmp_path: Path, m
 
 
 def test_queued_delivery_warms_the_cache_on_the_host(settings, redis_client, drain, tmp_path: Path, model: Any) -> None:  # type: ignore[no-untyped-def]
-    from app import create_app
 
     server, url, sha = model
     policy = policy_for(tmp_path, url, sha)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import http.server
 import io
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 import requests
+import zstandard
 
 from runnerguard.prewarm.specs import CacheSpec
 
@@ -209,11 +211,9 @@ def make_tar(path: Path, members: dict[str, bytes], *, kind: str = "tar.gz", ext
         if extra is not None:
             extra(tf)
     if kind == "tar.zst":
-        import zstandard
 
         path.write_bytes(zstandard.ZstdCompressor(level=3).compress(plain.getvalue()))
     else:
-        import gzip
 
         path.write_bytes(gzip.compress(plain.getvalue(), compresslevel=1))
     return path

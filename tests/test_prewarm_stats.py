@@ -8,7 +8,7 @@ import redis
 
 from runnerguard.prewarm import cache_rows, hit_rate
 from runnerguard.store import keys
-from runnerguard.store.prewarm_stats import record, set_state
+from runnerguard.store.prewarm_stats import record, set_state, window_rows
 
 
 def test_hit_rate_is_none_before_any_prewarm_and_counts_errors_as_not_hits() -> None:
@@ -73,7 +73,6 @@ def test_counters_live_under_the_keys_module_names(redis_client: redis.Redis) ->
 
 
 def test_the_scorecard_window_counts_only_the_last_seven_days(redis_client: redis.Redis) -> None:
-    from runnerguard.store.prewarm_stats import record, window_rows
 
     now = 1_795_000_000.0
     for days_ago, counter in ((10, "misses"), (3, "misses"), (1, "hits"), (0, "hits"), (0, "errors")):

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from runnerguard.prewarm import cache_rows, warm_cache
+from runnerguard.prewarm import SpecError, cache_rows, warm_cache
 from runnerguard.prewarm.stamp import CHECKSUMS_FILE, MANIFEST_FILE, TMP_DIR
 from runnerguard.prewarm.unpack import STAMP_FILE
 from runnerguard.store import keys
@@ -156,7 +157,6 @@ def test_checksum_mismatch_keeps_nothing_and_records_a_clear_error(
 def test_tar_archives_install_with_in_tree_symlinks(
     kind: str, server: LoopbackServer, tmp_path: Path, redis_client: redis.Redis
 ) -> None:
-    import tarfile
 
     def extra(tf: tarfile.TarFile) -> None:
         link = tarfile.TarInfo("model/current.conf")
@@ -306,7 +306,6 @@ def test_unreachable_server_is_an_error_result(tmp_path: Path, redis_client: red
 
 
 def test_host_from_a_payload_is_validated(tmp_path: Path, redis_client: redis.Redis) -> None:
-    from runnerguard.prewarm import SpecError
 
     archive = make_zip(tmp_path / "m.zip", MODEL)
     spec = cache_spec(tmp_path / "cache", "http://127.0.0.1:9/m.zip", archive, unpack="zip")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from devtools.redis_server import free_port
 from runnerguard.services.recovery import checkpoint, recover
 from runnerguard.store import deliveries, keys
 from tests.github_fixtures import REPO
-from tests.helpers import SECRET
+from tests.helpers import SECRET, signed_headers
 
 ACTIONS = ("queued", "waiting", "in_progress", "completed")
 
@@ -91,7 +92,6 @@ def test_deliveries_missed_while_down_are_all_recovered_once(
 
     # The same 200 deliveries, made while runnerguard was up, end in exactly the same timeline.
     redis_client.flushall()
-    from tests.helpers import signed_headers
 
     client = create_app(settings).test_client()
     for delivery in sent:
@@ -142,10 +142,6 @@ def test_cli_recover_needs_a_configured_app(app) -> None:  # type: ignore[no-unt
 
 def test_stale_deliveries_the_recovery_asked_for_are_recorded_and_replays_of_them_are_not(
         github_sim, sim_repo, github_app, fake_clock, settings, redis_client, port) -> None:  # type: ignore[no-untyped-def]
-    import uuid
-
-    from tests.helpers import signed_headers
-
     github_sim.configure_webhook(f"http://127.0.0.1:{port}/webhooks/github", SECRET)
     fake_clock.advance(-2 * 3600)  # an outage two hours ago, longer ago than this install's age limit
     lost = emit_outage(github_sim, 1)

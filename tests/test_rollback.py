@@ -17,7 +17,7 @@ from runnerguard.github import GitHubApp
 from runnerguard.queue import tasks as rq_tasks
 from runnerguard.store import rollback_state
 from tests.github_fixtures import REPO
-from tests.helpers import admin_headers
+from tests.helpers import admin_headers, dumps, signed_headers
 from tests.test_timings import deliver, job_events
 
 WORKFLOW = """\
@@ -258,7 +258,6 @@ def test_stuck_queue_is_caught_by_the_sweep(client, github_sim, repo_on_sim, run
 
 
 def test_pull_request_events_move_the_state(client, github_sim, repo_on_sim, run_all, redis_client) -> None:  # type: ignore[no-untyped-def]
-    from tests.helpers import dumps, signed_headers
 
     feed(client, failures=13, total=21)
     run_all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import pytest
 
@@ -19,6 +20,7 @@ from runnerguard.domain.scorecard import (
     periods_from_history,
     score_pool,
 )
+from runnerguard.store.job_windows import cache_counts
 
 NOW = 1_800_000_000.0
 H, MIN, DAY = 3600.0, 60.0, 86400.0
@@ -209,9 +211,7 @@ def test_bucket_summaries_merge_to_the_single_pass_answer() -> None:
 
 
 def test_cache_counts_follow_the_caches_serving_the_pool() -> None:
-    from dataclasses import dataclass
 
-    from runnerguard.store.job_windows import cache_counts
 
     @dataclass
     class Cache:

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.serving import make_server
 
 from app import create_app
 from config import Settings
-from runnerguard.github import app_manifest
+from runnerguard.services import app_setup as app_manifest
 from tests.test_dashboard import csrf, login
 
-PERMISSIONS = {"contents": "write", "pull_requests": "write", "workflows": "write", "actions": "read",
-               "metadata": "read"}
+PERMISSIONS = {"contents": "write", "pull_requests": "write", "workflows": "write", "actions": "write",
+               "checks": "read", "issues": "write", "metadata": "read"}
 STATE_RE = re.compile(r"\?state=([A-Za-z0-9_%-]+)")
 
 
@@ -53,7 +53,6 @@ def github() -> Iterator[dict[str, Any]]:
                        webhook_secret="whsec-from-github", client_id="Iv1.x", client_secret="cs"), 201
 
     def fake_request() -> Any:
-        from flask import request
 
         return request
 

@@ -11,9 +11,13 @@ import redis
 from flask.testing import FlaskClient
 from rq.registry import FailedJobRegistry
 
+from app import create_app
 from config import parse_policy
+from handlers import maintenance
 from runnerguard.queue import tasks as rq_tasks
-from runnerguard.store import deliveries, jobstore, keys
+from runnerguard.queue.deps import Deps
+from runnerguard.queue.worker import build_worker
+from runnerguard.store import deliveries, jobstore, keys, metrics
 from tests.helpers import ADMIN, admin_headers, dumps, signed_headers
 from tests.test_timeline import job_payload
 
@@ -94,7 +98,6 @@ def test_out_of_order_and_repeated_deliveries_end_in_the_same_state(client, redi
 
 
 def test_pools_from_the_policy_follow_githubs_label_rule(settings, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
-    from app import create_app
 
     policy = parse_policy({"pool": [
         {"name": "laptop", "labels": ["self-hosted", "Linux", "X64", "fedora", "nobara"]},
@@ -129,7 +132,6 @@ def test_windows_count_by_the_jobs_completed_at_not_arrival(client, redis_client
 
 
 def test_retention_drops_old_jobs_from_the_indexes(settings, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
-    from app import create_app
 
     short = settings.with_overrides(job_retention_days=1)
     client = create_app(short).test_client()
@@ -138,8 +140,6 @@ def test_retention_drops_old_jobs_from_the_indexes(settings, redis_client, drain
         deliver(client, e, f"r-{i}")
     for i, e in enumerate(job_events(401, "success", created=now - 600)):
         deliver(client, e, f"s-{i}")
-    from runnerguard.queue.deps import Deps
-    from runnerguard.queue.worker import build_worker
     deps = Deps.from_settings(short, client=redis_client)
     build_worker(redis_client, ["events"], deps).work(burst=True)
     assert redis_client.zcard(keys.pool_finished("self-hosted")) == 1
@@ -175,7 +175,6 @@ def test_admin_api_refuses_bad_tokens_and_bad_queries(client: FlaskClient, redis
 
 
 def test_admin_api_is_disabled_without_a_token(settings, redis_client) -> None:  # type: ignore[no-untyped-def]
-    from app import create_app
 
     client = create_app(settings.with_overrides(admin_token="")).test_client()
     response = client.get("/api/jobs", headers=admin_headers(""))
@@ -183,7 +182,6 @@ def test_admin_api_is_disabled_without_a_token(settings, redis_client) -> None: 
 
 
 def test_job_counters_and_histograms_count_each_job_once(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
-    from runnerguard.store import metrics
 
     now = time.time()
     events = job_events(600, "failure", created=now - 3600)
@@ -199,7 +197,6 @@ def test_job_counters_and_histograms_count_each_job_once(client, redis_client, d
 
 
 def test_the_periodic_trim_enforces_retention_where_nothing_is_written_any_more(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
-    from handlers import maintenance
 
     now = time.time()
     for i, e in enumerate(job_events(700, "failure", created=now - 2 * 86400, repo="quiet/repo", repo_id=9)):
@@ -214,7 +211,6 @@ def test_the_periodic_trim_enforces_retention_where_nothing_is_written_any_more(
 
 
 def test_the_scheduler_keeps_the_dashboard_summaries_warm(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]
-    from handlers import maintenance
 
     now = time.time()
     for i, e in enumerate(job_events(800, "success", created=now - 3 * 86400)):

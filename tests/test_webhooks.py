@@ -7,7 +7,8 @@ import json
 import redis
 from flask.testing import FlaskClient
 
-from runnerguard.domain.signatures import sign
+from app import create_app
+from runnerguard.domain.signatures import sign, verify
 from runnerguard.queue import tasks as rq_tasks
 from runnerguard.store import deliveries, keys, metrics
 from tests.helpers import SECRET, dumps, signed_headers
@@ -79,7 +80,6 @@ def test_bad_signature_is_401_and_stores_nothing(client: FlaskClient, redis_clie
 
 
 def test_previous_secret_is_accepted_during_rotation(settings, redis_client) -> None:  # type: ignore[no-untyped-def]
-    from app import create_app
 
     app = create_app(settings.with_overrides(webhook_secret="new-secret", webhook_secret_previous=SECRET))
     body = dumps(JOB)
@@ -116,7 +116,6 @@ def test_body_that_is_not_json_is_400(client: FlaskClient, redis_client: redis.R
 
 
 def test_oversized_body_is_413_without_storing(settings, redis_client) -> None:  # type: ignore[no-untyped-def]
-    from app import create_app
 
     app = create_app(settings.with_overrides(max_body_bytes=1000))
     body = dumps({**JOB, "padding": "x" * 2000})
@@ -146,7 +145,6 @@ def test_ping_answers_name_and_version_and_is_deduplicated(client: FlaskClient, 
 
 
 def test_redis_down_answers_503_json(settings) -> None:  # type: ignore[no-untyped-def]
-    from app import create_app
 
     app = create_app(settings.with_overrides(redis_url="redis://127.0.0.1:1/0"))
     body = dumps(JOB)
@@ -171,7 +169,6 @@ def test_every_shared_example_payload_is_accepted_and_recorded(client, redis_cli
 
 
 def test_signature_vectors(shared_dir) -> None:  # type: ignore[no-untyped-def]
-    from runnerguard.domain.signatures import verify
 
     vectors = json.loads((shared_dir / "fixtures/github/signature-vectors.json").read_text())["vectors"]
     assert vectors

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import redis
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from runnerguard.domain.signatures import sign
 from runnerguard.store import keys
 from tests.helpers import SECRET, signed_headers
+from tests.test_timeline import job_payload
 
 HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -33,7 +36,6 @@ def test_unsigned_garbage_is_refused_and_stores_nothing(app: Flask, redis_client
     max_leaves=30,
 ), event=st.sampled_from(["workflow_job", "pull_request", "ping", "installation", "star", "workflow_run"]))
 def test_signed_payloads_of_any_shape_never_cause_a_500(app: Flask, payload: object, event: str) -> None:
-    import json
 
     body = json.dumps(payload).encode()
     response = app.test_client().post("/webhooks/github", data=body, headers=signed_headers(body, event))
@@ -74,12 +76,10 @@ def test_signature_attacks(app: Flask, redis_client: redis.Redis) -> None:
 
 def test_payload_strings_that_look_like_paths_or_shell_are_only_data(app: Flask, redis_client: redis.Redis,
                                                                       drain) -> None:  # type: ignore[no-untyped-def]
-    from tests.test_timeline import job_payload
 
     payload = job_payload("queued", name="$(rm -rf /); `id`", head_branch="../../../etc/passwd",
                           workflow_name="{{ config.SECRET_KEY }}<script>")
     payload["repository"]["full_name"] = "../../x/y"
-    import json
 
     body = json.dumps(payload).encode()
     assert app.test_client().post("/webhooks/github", data=body,

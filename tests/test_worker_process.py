@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Worker
+from rq import Worker, cron_scheduler_registry
 
 from devtools.reliability_stack import wait_for
 from runnerguard.store import deliveries
@@ -99,7 +99,6 @@ def test_a_worker_records_a_delivery_then_stops(start, client, redis_client: red
 
 
 def test_the_scheduler_stops_when_asked(start, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
-    from rq import cron_scheduler_registry
 
     process = start("--scheduler")
     # RQ's cron scheduler installs its signal handlers before it registers itself.

@@ -16,6 +16,7 @@ from runnerguard.domain.workflows import (
     revert_runs_on,
     rewrite_runs_on,
 )
+from runnerguard.domain.workflows.model import format_where, parse_where
 from runnerguard.domain.workflows.rewrite import (
     REASON_EXPRESSION,
     REASON_GROUP,
@@ -355,7 +356,6 @@ def test_a_matrix_key_that_needs_quoting_round_trips_through_where() -> None:
         "  a:\n    strategy:\n      matrix:\n        'odd.key': [[self-hosted, gpu]]\n    runs-on: ${{ matrix.x }}\n"
     )
     assert rewrite(text).changes == ()  # matrix.x is not defined: reported, not guessed
-    from runnerguard.domain.workflows.model import format_where, parse_where
 
     path = ("strategy", "matrix", "odd.key", 0, 'q"uote', "runs-on")
     assert parse_where(format_where(path)) == path

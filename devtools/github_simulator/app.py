@@ -116,6 +116,9 @@ def _before() -> Response | None:
     if failure.kind == "slow":
         time.sleep(failure.delay)
         return None
+    if failure.kind == "lost":
+        g.lose_answer = True  # handled for real; only the answer is late (see _after)
+        return None
     if failure.kind == "timeout":
         time.sleep(simulator.timeout_delay)
         raise ApiError(504, "We couldn't respond to your request in time.")
@@ -149,6 +152,9 @@ def _after(response: Response) -> Response:
     record = g.get("record")
     if record is not None:
         record.status, record.finished = response.status_code, time.monotonic()
+    if g.get("lose_answer"):
+        # The work is done, the answer comes after the client gave up: a lost answer, as after a network cut.
+        time.sleep(simulator.timeout_delay)
     return response
 
 
@@ -158,7 +164,16 @@ def _api_error(exc: ApiError) -> Response:
 
 def create_simulator(*, app_id: int, app_public_key_pem: bytes | RSAPublicKey, **options: Any) -> Flask:
     """A Flask app that answers like GitHub's REST API for one App; `options` go to `Simulator`."""
-    from devtools.github_simulator import control, routes_app, routes_pulls, routes_repo
+    # The route modules import this one: they are imported here, once the app exists.
+    from devtools.github_simulator import (  # noqa: PLC0415
+        control,
+        control_actions,
+        routes_actions,
+        routes_app,
+        routes_issues,
+        routes_pulls,
+        routes_repo,
+    )
 
     key = app_public_key_pem
     if isinstance(key, bytes | str):
@@ -172,6 +187,7 @@ def create_simulator(*, app_id: int, app_public_key_pem: bytes | RSAPublicKey, *
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(404, lambda _e: json_response(ApiError(404, "Not Found").body(), 404))
     app.register_error_handler(405, lambda _e: json_response(ApiError(404, "Not Found").body(), 404))
-    for blueprint in (routes_app.bp, routes_repo.bp, routes_pulls.bp, control.bp):
+    for blueprint in (routes_app.bp, routes_repo.bp, routes_pulls.bp, routes_actions.bp, routes_issues.bp, control.bp,
+                      control_actions.bp):
         app.register_blueprint(blueprint)
     return app

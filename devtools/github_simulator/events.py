@@ -18,7 +18,7 @@ def workflow_job(sim: Simulator, api: str, full_name: str, job: SimJob, action: 
     repo = sim.repo(full_name)
     installation = sim.installation_for(full_name)
     body = shapes.job(sim, api, repo, job)
-    body |= {"status": action, "run_attempt": 1}
+    body |= {"status": action, "run_attempt": job.run_attempt}
     if action == "completed" and body["conclusion"] is None:
         body["conclusion"] = "success"
     if action in ("queued", "waiting"):

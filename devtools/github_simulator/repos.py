@@ -1,13 +1,16 @@
-"""One simulated repository: refs over a git object store, pull requests, comments, labels, workflow runs."""
+"""One simulated repository: refs over a git object store, pull requests, issues, comments, labels, workflow runs."""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devtools.github_simulator.errors import ApiError, not_found, validation_failed
 from devtools.github_simulator.gitstore import MODE_FILE, MergeConflict, ObjectStore
+
+if TYPE_CHECKING:
+    from devtools.github_simulator.issues import SimIssue
 
 WORKFLOWS_DIR = ".github/workflows/"
 _ids = itertools.count(1_000_001)
@@ -46,6 +49,16 @@ class Run:
     status: str = "in_progress"
     conclusion: str | None = None
     jobs: list[int] = field(default_factory=list)
+    event: str = "push"
+    run_attempt: int = 1
+    run_number: int = 1
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    head_repo: SimRepo | None = None  # None: the repository itself; else the fork the run's head commit came from
+    path: str = ".github/workflows/ci.yml"
+    rerunnable: bool = True  # False: GitHub refuses a rerun (e.g. a run older than 30 days)
+    ignores_cancel: bool = False  # True: a hung runner; a cancel is accepted but only a force-cancel ends the run
+    cancel_requested: bool = False
 
 
 @dataclass
@@ -66,6 +79,9 @@ class SimJob:
     runner_name: str | None = None
     runner_group_id: int | None = None
     runner_group_name: str | None = None
+    run_attempt: int = 1
+    steps: list[dict[str, Any]] = field(default_factory=list)  # GitHub's step shape: name, number, status, ...
+    rerun_of: int | None = None  # the job id of the earlier attempt this job re-runs
 
 
 @dataclass
@@ -84,6 +100,9 @@ class SimRepo:
     labels: dict[int, list[str]] = field(default_factory=dict)
     runs: dict[int, Run] = field(default_factory=dict)
     jobs: dict[int, SimJob] = field(default_factory=dict)
+    annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # by check run (= job) id
+    issues: dict[int, SimIssue] = field(default_factory=dict)  # number -> issues.SimIssue; numbers shared with pulls
+    has_issues: bool = True
     numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -225,5 +244,6 @@ class SimRepo:
         return commit.sha
 
     def issue_exists(self, number: int) -> None:
-        if number not in self.pulls:
+        """Every pull request is an issue, as on GitHub; an issue number is either."""
+        if number not in self.pulls and number not in self.issues:
             raise not_found()

@@ -1,4 +1,4 @@
-"""Pull requests, issue comments and labels, workflow jobs and runs (installation token)."""
+"""Pull requests, issue comments and labels (installation token); workflow runs live in routes_actions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from flask import Blueprint, Response, request
 
 from devtools.github_simulator import shapes
 from devtools.github_simulator.app import api_url, json_response, sim
-from devtools.github_simulator.errors import ApiError, not_found, validation_failed
+from devtools.github_simulator.errors import ApiError, validation_failed
+from devtools.github_simulator.issues import require_issues
 from devtools.github_simulator.repos import next_id
 from devtools.github_simulator.routes_app import _int_arg
 from devtools.github_simulator.routes_repo import body, load
@@ -94,6 +95,8 @@ def create_comment(owner: str, repo: str, number: int) -> Response:
     simulator = sim()
     with simulator.lock:
         r.issue_exists(number)
+        if number in r.issues:
+            require_issues(r)  # a pull request takes comments even where issues are turned off
         comment = {"id": next_id(), "body": data["body"], "at": simulator.clock()}
         r.comments.setdefault(number, []).append(comment)
         return json_response(shapes.comment(simulator, api_url(), r, number, comment), 201)
@@ -111,29 +114,3 @@ def add_labels(owner: str, repo: str, number: int) -> Response:
         current = r.labels.setdefault(number, [])
         current += [name for name in labels if name not in current]
         return json_response([shapes.label(api_url(), r, name) for name in current])
-
-
-@bp.get("/actions/jobs/<int:job_id>")
-def get_job(owner: str, repo: str, job_id: int) -> Response:
-    r, _ = load(owner, repo, "actions", "read")
-    if job_id not in r.jobs:
-        raise not_found()
-    return json_response(shapes.job(sim(), api_url(), r, r.jobs[job_id]))
-
-
-@bp.post("/actions/runs/<int:run_id>/cancel")
-def cancel_run(owner: str, repo: str, run_id: int) -> Response:
-    r, _ = load(owner, repo, "actions")
-    simulator = sim()
-    with simulator.lock:
-        run = r.runs.get(run_id)
-        if run is None:
-            raise not_found()
-        if run.status == "completed":
-            raise ApiError(409, "Cannot cancel a workflow run that is completed.")
-        run.status, run.conclusion = "completed", "cancelled"
-        for job_id in run.jobs:
-            job = r.jobs[job_id]
-            if job.status != "completed":
-                job.status, job.conclusion, job.completed_at = "completed", "cancelled", simulator.clock()
-    return json_response({}, 202)

@@ -62,8 +62,10 @@ def repository(sim: Simulator, api: str, repo: SimRepo, *, full: bool = True) ->
         "ssh_url": f"git@{web.split('://')[-1]}:{repo.full_name}.git", "svn_url": f"{web}/{repo.full_name}",
         "mirror_url": None, "homepage": None, "language": None, "forks": 0, "forks_count": 0, "stargazers_count": 0,
         "watchers": 0, "watchers_count": 0, "size": 0, "default_branch": repo.default_branch,
-        "open_issues": 0, "open_issues_count": sum(p.state == "open" for p in repo.pulls.values()),
-        "has_issues": True, "has_projects": True, "has_wiki": True, "has_pages": False, "has_downloads": True,
+        "open_issues": 0, "open_issues_count": sum(p.state == "open" for p in repo.pulls.values())
+        + sum(i.state == "open" for i in repo.issues.values()),
+        "has_issues": repo.has_issues, "has_projects": True, "has_wiki": True, "has_pages": False,
+        "has_downloads": True,
         "has_discussions": False, "archived": False, "disabled": False, "license": None,
         "visibility": "private" if repo.private else "public",
         "pushed_at": iso(repo.created_at), "created_at": iso(repo.created_at), "updated_at": iso(repo.created_at),
@@ -194,7 +196,8 @@ def comment(sim: Simulator, api: str, repo: SimRepo, number: int, c: dict[str, A
     return {
         "id": c["id"], "node_id": node_id("IssueComment", c["id"]),
         "url": f"{api}/repos/{repo.full_name}/issues/comments/{c['id']}",
-        "html_url": f"{sim.web_url}/{repo.full_name}/pull/{number}#issuecomment-{c['id']}",
+        "html_url": f"{sim.web_url}/{repo.full_name}/{'pull' if number in repo.pulls else 'issues'}/{number}"
+                    f"#issuecomment-{c['id']}",
         "issue_url": f"{api}/repos/{repo.full_name}/issues/{number}", "body": c["body"],
         "user": user(api, sim.web_url, f"{sim.app_slug}[bot]", 2, "Bot"),
         "created_at": iso(c["at"]), "updated_at": iso(c["at"]), "author_association": "NONE",
@@ -204,11 +207,11 @@ def comment(sim: Simulator, api: str, repo: SimRepo, number: int, c: dict[str, A
 def job(sim: Simulator, api: str, repo: SimRepo, j: SimJob) -> dict[str, Any]:
     base = f"{api}/repos/{repo.full_name}/actions"
     return {
-        "id": j.id, "run_id": j.run_id, "run_url": f"{base}/runs/{j.run_id}", "run_attempt": 1,
+        "id": j.id, "run_id": j.run_id, "run_url": f"{base}/runs/{j.run_id}", "run_attempt": j.run_attempt,
         "node_id": node_id("CheckRun", j.id), "head_sha": j.head_sha, "url": f"{base}/jobs/{j.id}",
         "html_url": f"{sim.web_url}/{repo.full_name}/actions/runs/{j.run_id}/job/{j.id}", "status": j.status,
         "conclusion": j.conclusion, "created_at": iso(j.created_at), "started_at": iso(j.started_at or j.created_at),
-        "completed_at": iso(j.completed_at), "name": j.name, "steps": [],
+        "completed_at": iso(j.completed_at), "name": j.name, "steps": [dict(step) for step in j.steps],
         "check_run_url": f"{api}/repos/{repo.full_name}/check-runs/{j.id}", "labels": list(j.labels),
         "runner_id": j.runner_id, "runner_name": j.runner_name, "runner_group_id": j.runner_group_id,
         "runner_group_name": j.runner_group_name, "workflow_name": j.workflow_name, "head_branch": j.head_branch,

@@ -13,12 +13,15 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from devtools.github_simulator.actions import ActionCall, ActionsControl
 from devtools.github_simulator.errors import not_found
+from devtools.github_simulator.issues import IssuesControl
 from devtools.github_simulator.repos import Pull, Run, SimJob, SimRepo, next_id
 from devtools.github_simulator.webhooks import Deliveries
 
 DEFAULT_PERMISSIONS = {
     "metadata": "read",
+    "checks": "read",
     "contents": "write",
     "pull_requests": "write",
     "issues": "write",
@@ -75,7 +78,7 @@ class RecordedRequest:
     finished: float = 0.0
 
 
-class Simulator:
+class Simulator(ActionsControl, IssuesControl):
     """All state plus the Python control API; the Flask app and `/_sim` routes call into this."""
 
     def __init__(
@@ -102,6 +105,7 @@ class Simulator:
         self.tokens: dict[str, SimToken] = {}  # sha256(token) -> token; the token itself is never kept
         self.failures: deque[Failure] = deque()
         self.requests: list[RecordedRequest] = []
+        self.action_calls: list[ActionCall] = []
         self.rate_used: dict[str, int] = {}
         self.exhausted_until: dict[str, float] = {}
         self.window_reset = clock() + 3600
@@ -153,7 +157,8 @@ class Simulator:
     def fail_next(self, n: int = 1, status: int | str = 502, *, match: str | None = None, retry_after: float = 1.0,
                   reset_in: float = 30.0) -> None:
         """The next n API requests fail: an HTTP status, 'timeout', 'secondary' (403 + retry-after),
-        'secondary-no-retry-after', 'primary' (403 with x-ratelimit-remaining 0 until now + reset_in)."""
+        'secondary-no-retry-after', 'primary' (403 with x-ratelimit-remaining 0 until now + reset_in), or 'lost'
+        (done for real, but answered only after `timeout_delay`, so a client with a shorter timeout never sees it)."""
         with self.lock:
             for _ in range(n):
                 self.failures.append(Failure(status, match, retry_after, reset_in))
@@ -259,20 +264,26 @@ class Simulator:
 
     def add_job(self, full_name: str, *, name: str = "build", labels: Iterable[str] = ("self-hosted",),
                 status: str = "queued", conclusion: str | None = None, run_id: int | None = None,
-                workflow_name: str = "CI", runner_name: str | None = None) -> SimJob:
-        """A workflow job (and its run, when `run_id` is new) on the default branch's head."""
+                workflow_name: str = "CI", runner_name: str | None = None,
+                steps: Iterable[Mapping[str, Any]] = (), started_at: float | None = None,
+                completed_at: float | None = None) -> SimJob:
+        """A workflow job (and its run, when `run_id` is new) on the default branch's head (an existing run's head)."""
         with self.lock:
             repo = self.repo(full_name)
-            head = repo.branch_sha(repo.default_branch)
             run = repo.runs.get(run_id or 0)
             if run is None:
-                run = Run(run_id or next_id(), workflow_name, head, repo.default_branch)
+                head = repo.branch_sha(repo.default_branch)
+                run = Run(run_id or next_id(), workflow_name, head, repo.default_branch, created_at=self.clock(),
+                          updated_at=self.clock(), run_number=len(repo.runs) + 1)
                 repo.runs[run.id] = run
             now = self.clock()
-            job = SimJob(next_id(), run.id, name, list(labels), head, repo.default_branch, workflow_name, now,
+            job = SimJob(next_id(), run.id, name, list(labels), run.head_sha, run.head_branch, run.name, now,
                          status=status, conclusion=conclusion, runner_name=runner_name,
-                         started_at=now if status in ("in_progress", "completed") else None,
-                         completed_at=now if status == "completed" else None)
+                         started_at=started_at if started_at is not None
+                         else now if status in ("in_progress", "completed") else None,
+                         completed_at=completed_at if completed_at is not None
+                         else now if status == "completed" else None,
+                         run_attempt=run.run_attempt, steps=[dict(s) for s in steps])
             repo.jobs[job.id] = job
             run.jobs.append(job.id)
             return job
@@ -280,7 +291,7 @@ class Simulator:
     def finish_run(self, full_name: str, run_id: int, conclusion: str = "success") -> None:
         with self.lock:
             run = self.repo(full_name).runs[run_id]
-            run.status, run.conclusion = "completed", conclusion
+            run.status, run.conclusion, run.updated_at = "completed", conclusion, self.clock()
 
     # --- rate limits ---------------------------------------------------------------------------------------------
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 
+from runnerguard.cli.rollback import rollback_cli
+from runnerguard.cli.send_test import send_test_command
 from runnerguard.domain.timeline import format_time
 from runnerguard.errors import NotFound
 from runnerguard.queue import tasks
@@ -17,10 +21,11 @@ from runnerguard.store.delivery_query import DeliveryFilter, QueryError, page, s
 from runnerguard.web.state import state
 
 NOT_CONFIGURED = "the GitHub App is not configured (GITHUB_APP_ID and GITHUB_PRIVATE_KEY_PATH)"
+F = TypeVar("F", bound=Callable[..., Any])
 deliveries_cli = AppGroup("deliveries", help="List, show and replay recorded webhook deliveries.")
 
 
-def filter_options(command: click.Command) -> click.Command:
+def filter_options(command: F) -> F:
     for name, text in (("until", "received before (ISO 8601 or 72h)"), ("since", "received after (ISO 8601 or 72h)"),
                        ("state", "queued|running|done|failed|ignored"), ("repo", "owner/name"),
                        ("action", "e.g. completed"), ("event", "e.g. workflow_job")):
@@ -116,7 +121,6 @@ def recover_command(since: str | None, wait: int) -> None:
 
 
 def init_app(app: Flask) -> None:
-    from runnerguard.cli.rollback import rollback_cli
-
+    deliveries_cli.add_command(send_test_command)
     app.cli.add_command(deliveries_cli)
     app.cli.add_command(rollback_cli)

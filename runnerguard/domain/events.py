@@ -60,7 +60,7 @@ class WorkflowJobEvent:
     runner_group: str | None
     status: str | None
     conclusion: str | None
-    created_at: str
+    created_at: str | None  # absent on older GitHub Enterprise Server: the timeline finds the best time known
     started_at: str | None
     completed_at: str | None
     html_url: str | None
@@ -77,7 +77,7 @@ class WorkflowJobEvent:
         labels = job.get("labels") or []
         if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
             raise PayloadError("workflow_job.labels must be a list of strings")
-        created = _get(job, "created_at", str)
+        created = _get(job, "created_at", str, required=False)
         parse_time(created)
         for name in ("started_at", "completed_at"):
             parse_time(job.get(name))

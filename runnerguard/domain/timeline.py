@@ -3,6 +3,10 @@
 The merge is a join: commutative, associative and idempotent, so deliveries arriving in any order, any number of
 times, end in the same record. Each action keeps one snapshot (ties broken by content, never by arrival order) and
 the time it was first seen; every derived field is computed from the snapshots alone.
+
+Older GitHub Enterprise Server versions send `workflow_job` without `created_at`. Such a job is recorded with the
+best time known — a `queued` delivery's `started_at` (GitHub sets it to the time the job was queued), else the
+earliest arrival of one of its deliveries — and `created_at_approximate` says so.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from runnerguard.errors import InvalidInput
 
 ACTION_RANK = {"queued": 0, "waiting": 1, "in_progress": 2, "completed": 3}
 STARTED_ACTIONS = ("in_progress", "completed")
+QUEUED_ACTIONS = ("queued", "waiting")
 
 
 class PayloadError(InvalidInput):
@@ -100,10 +105,22 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
     snapshots = record["snapshots"]
     by_rank = sorted(snapshots, key=ACTION_RANK.__getitem__, reverse=True)
     top = by_rank[0]
-    get = lambda field: _first(snapshots, by_rank, field)  # noqa: E731 - a local shorthand reads best here
+
+    def get(field: str) -> Any:
+        return _first(snapshots, by_rank, field)
+
     created = parse_time(get("created_at"))
     # A queued delivery carries started_at = created_at; only a runner picking the job up really starts it.
     started = parse_time(_first(snapshots, STARTED_ACTIONS, "started_at"))
+    approximate = created is None
+    if created is None:
+        # No delivery of this job said when it was created (older GHES): the queued delivery's started_at is the
+        # queue time; without one, the first arrival (never after the start) is the best bound there is.
+        created = parse_time(_first(snapshots, QUEUED_ACTIONS, "started_at"))
+        if created is None and record["seen"]:
+            created = min(record["seen"].values())
+            if started is not None:
+                created = min(created, started)
     completed = parse_time(_first(snapshots, ("completed",), "completed_at"))
     conclusion = _first(snapshots, ("completed",), "conclusion")
     runner_id = get("runner_id")
@@ -127,6 +144,7 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
         status="completed" if top == "completed" else top,
         conclusion=conclusion,
         created_at=format_time(created),
+        created_at_approximate=approximate,
         started_at=format_time(started),
         completed_at=format_time(completed),
         created_ts=created,

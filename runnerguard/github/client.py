@@ -3,37 +3,28 @@
 from __future__ import annotations
 
 import base64
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
-from urllib.parse import quote
 
 import redis as redis_lib
 import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from runnerguard.github import models as m
+from runnerguard.github.actions import ActionsCalls
 from runnerguard.github.auth import JWT_LIFETIME, mint_app_jwt
 from runnerguard.github.errors import MalformedResponse
+from runnerguard.github.issues import IssueCalls
+from runnerguard.github.paths import repo as _repo
+from runnerguard.github.paths import segment as _q
 from runnerguard.github.tokens import TokenCache, WriteGate
 from runnerguard.github.transport import RetryPolicy, Transport
 from runnerguard.store import github_state
 
-_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 APP_GATE = 0  # App-level writes (redeliveries) share one gate, as if installation 0
 REPO_INSTALLATION_TTL = 3600
-
-
-def _repo(full_name: str) -> str:
-    if not _REPO.fullmatch(full_name) or ".." in full_name:
-        raise ValueError(f"not a repository full name: {full_name!r}")
-    return full_name
-
-
-def _q(value: str) -> str:
-    return quote(value, safe="/")
 
 
 class GitHubApp:
@@ -137,7 +128,7 @@ class GitHubApp:
         return m.RateLimit.from_json(self._app("GET", "/rate_limit"))
 
 
-class InstallationClient:
+class InstallationClient(ActionsCalls, IssueCalls):
     """Repository calls made as one installation; writes go through the installation's write gate."""
 
     def __init__(self, app: GitHubApp, installation_id: int) -> None:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from config.app_key import AppKeyError
 from runnerguard.errors import RunnerguardError
 
 # GitHub names the missing permission in the text of some 403s, e.g. "... without `workflows` permission".
@@ -40,8 +41,8 @@ class GitHubError(RunnerguardError):
         return f"{where}{self.message}{status}{request}"
 
 
-class GitHubKeyError(GitHubError):
-    """The App's private key is missing, unreadable or not RSA; raised at start-up, never with key material."""
+# The App key's error is config's (it is checked at start); the client raises it under this name too.
+GitHubKeyError = AppKeyError
 
 
 class AuthError(GitHubError):
@@ -70,6 +71,14 @@ class Forbidden(GitHubError):
 
 class NotFound(GitHubError):
     """404 (GitHub also answers 404 for a repository the installation cannot see)."""
+
+
+class NotRerunnable(GitHubError):
+    """403 on a re-run that GitHub refuses for the run's state (still running, too old), not for a permission."""
+
+
+class Gone(GitHubError):
+    """410: e.g. issues are turned off in the repository."""
 
 
 class Conflict(GitHubError):

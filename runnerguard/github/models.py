@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from runnerguard.github.actions_models import Annotation, Step, WorkflowRun, attempt_from, steps_from
 from runnerguard.github.app_models import (
     App,
     HookDelivery,
@@ -17,6 +18,7 @@ from runnerguard.github.app_models import (
     RateLimit,
 )
 from runnerguard.github.errors import MalformedResponse
+from runnerguard.github.issue_models import Issue
 from runnerguard.github.parsing import fail, obj, opt, req, time_field
 
 
@@ -227,6 +229,8 @@ class Job:
     created_at: datetime | None
     started_at: datetime | None
     completed_at: datetime | None
+    run_attempt: int = 1
+    steps: tuple[Step, ...] = ()
 
     @classmethod
     def from_json(cls, data: Any) -> Job:
@@ -250,10 +254,13 @@ class Job:
             created_at=time_field(d, "created_at", "job", optional=True),
             started_at=time_field(d, "started_at", "job", optional=True),
             completed_at=time_field(d, "completed_at", "job", optional=True),
+            run_attempt=attempt_from(d, "job"),
+            steps=steps_from(d.get("steps"), "job"),
         )
 
 
 __all__ = [
+    "Annotation",
     "App",
     "Commit",
     "Content",
@@ -261,12 +268,15 @@ __all__ = [
     "HookDeliveryDetail",
     "Installation",
     "InstallationToken",
+    "Issue",
     "IssueComment",
     "Job",
     "PullRequest",
     "RateLimit",
     "Ref",
     "Repo",
+    "Step",
     "Tree",
     "TreeEntry",
+    "WorkflowRun",
 ]

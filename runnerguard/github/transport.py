@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from runnerguard import APP_NAME, __version__
 from runnerguard.github import errors
@@ -82,8 +83,13 @@ class Transport:
         json: Any = None,
         params: dict[str, Any] | None = None,
         gate: Gate | None = None,
+        resend: bool = True,
     ) -> requests.Response:
-        """Send one API call, retrying what GitHub says may be retried; raise a typed error otherwise."""
+        """Send one API call, retrying what GitHub says may be retried; raise a typed error otherwise.
+
+        `resend=False` is for a call that must not run twice (it creates something that nothing dedupes, such as an
+        issue): after a timeout or a 5xx that may have followed GitHub's own work it raises instead of sending again.
+        """
         url = self.url(path)
         where: dict[str, Any] = {"method": method, "path": urlsplit(url).path}
         transient = limited = 0
@@ -97,6 +103,9 @@ class Transport:
                         method, url, headers=headers, json=json, params=params, timeout=self.timeout
                     )
             except (requests.ConnectionError, requests.Timeout) as exc:
+                if not resend and not _never_sent(exc):
+                    raise Unavailable(f"no answer from GitHub ({type(exc).__name__}); the call may have taken effect, "
+                                      "so it was not sent again", **where) from None
                 if transient >= self.retry.transient_attempts:
                     # Only the exception's class: its text can repeat the URL but never a header, yet stay terse.
                     raise Unavailable(f"GitHub unreachable: {type(exc).__name__}", **where) from None
@@ -120,7 +129,7 @@ class Transport:
                 limited += 1
                 continue
             if status >= 500:
-                if transient >= self.retry.transient_attempts:
+                if transient >= self.retry.transient_attempts or not resend:
                     raise ServerError(_message(response), **self._details(response, where))
                 self._backoff(transient, f"HTTP {status}", where)
                 transient += 1
@@ -195,6 +204,14 @@ class Transport:
         return {"status": response.status_code, "request_id": response.headers.get("x-github-request-id"), **where}
 
 
+def _never_sent(exc: Exception) -> bool:
+    """Only a failed connect proves the request never left; after that GitHub may have acted on it."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)  # refused, no route: nothing was written
+
+
 def decode(response: requests.Response) -> Any:
     try:
         return response.json()
@@ -240,6 +257,8 @@ def error_for(response: requests.Response, where: dict[str, Any]) -> GitHubError
         return errors.NotFound(message, **details)
     if status == 409:
         return errors.Conflict(message, **details)
+    if status == 410:
+        return errors.Gone(message, **details)
     if status == 422:
         raw = body.get("errors")
         items = [e if isinstance(e, dict) else {"message": str(e)} for e in raw] if isinstance(raw, list) else []

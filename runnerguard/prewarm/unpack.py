@@ -170,7 +170,7 @@ def _unpack_zip(archive: Path, writer: _Writer) -> None:
 def _tar_stream(archive: Path, kind: Unpack) -> Iterator[tarfile.TarFile]:
     with archive.open("rb") as raw:
         if kind == "tar.zst":
-            import zstandard  # imported here: only hosts with tar.zst caches need the package
+            import zstandard  # noqa: PLC0415 - only hosts with tar.zst caches need the package
 
             try:
                 with zstandard.ZstdDecompressor().stream_reader(raw) as plain:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
+from redis import Redis
 
 from config import Policy, Settings, load_policy
 from runnerguard.github import GitHubApp, load_private_key_from
@@ -25,7 +25,7 @@ INJECTABLE = frozenset({"redis", "settings", "policy", "clock", "sleep", "github
 class Deps:
     settings: Settings
     policy: Policy
-    redis: redis.Redis
+    redis: Redis
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     github_app: GitHubApp | None = None
@@ -39,11 +39,11 @@ class Deps:
         return self.github_app
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, client: redis.Redis | None = None) -> Deps:
+    def from_settings(cls, settings: Settings, *, client: Redis | None = None) -> Deps:
         return cls(
             settings=settings,
             policy=load_policy(settings.policy_path),
-            redis=client or redis.Redis.from_url(settings.redis_url, health_check_interval=30),
+            redis=client or Redis.from_url(settings.redis_url, health_check_interval=30),
         )
 
     def kwargs_for(self, func: Callable[..., Any]) -> dict[str, Any]:

@@ -74,7 +74,7 @@ class JobTemplate:
 
     def enqueue_on(self, pipe: Pipeline, job_id: str, args: Sequence[Any], description: str, at: str) -> None:
         """Queue the commands that enqueue one job (`at` from `timestamp()`), as RQ's enqueue_job would."""
-        mapping = dict(self._fields)
+        mapping: dict[Any, Any] = dict(self._fields)
         # RQ stores a job's call as its serializer's dump of (function, instance, args, kwargs), zlib-compressed.
         mapping["data"] = zlib.compress(self._serializer.dumps((self.func, None, tuple(args), {})))
         mapping["description"] = description

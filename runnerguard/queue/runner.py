@@ -66,7 +66,7 @@ def run_delivery_task(spec: tasks.TaskSpec, body: Callable[..., bool | None], gu
 
 def bind(spec: tasks.TaskSpec, deps: Deps) -> Callable[..., Any]:
     """The callable RQ runs for `spec`: the body with its dependencies (and, for delivery tasks, the delivery)."""
-    body = import_attribute(spec.path)  # type: ignore[arg-type]
+    body = import_attribute(spec.path)
     if spec.takes_delivery:
         return lambda guid: run_delivery_task(spec, body, guid, deps)
 

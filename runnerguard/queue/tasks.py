@@ -106,7 +106,7 @@ def is_pending(job_id: str, *, connection: redis.Redis) -> bool:
     if not Job.exists(job_id, connection=connection):
         return False
     try:
-        status = Job.fetch(job_id, connection=connection, serializer=SERIALIZER).get_status()
+        status = Job.fetch(job_id, connection=connection, serializer=SERIALIZER).get_status().value
     except Exception:
         return False
     return status in ("queued", "started", "scheduled", "deferred")
@@ -117,7 +117,7 @@ def wait_for(job_id: str, *, connection: redis.Redis, timeout: float, poll: floa
     deadline = time.monotonic() + timeout
     while True:
         job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
-        status = str(job.get_status())
+        status = job.get_status().value
         if status == "finished":
             return status, job.return_value()
         if status in ("failed", "stopped", "canceled"):

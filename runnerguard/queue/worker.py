@@ -16,9 +16,11 @@ from redis.client import Pipeline
 from rq import Queue, SimpleWorker, Worker
 from rq.executions import Execution
 from rq.job import Job
+from rq.job_lifecycle import call_exception_handlers
 from rq.utils import now
 from rq.worker import WorkerStatus
 
+from runnerguard.errors import Permanent
 from runnerguard.queue import tasks
 from runnerguard.queue.deps import Deps
 from runnerguard.queue.runner import job_class_for
@@ -84,6 +86,14 @@ class RunnerguardWorker(SimpleWorker):
         # the same process a moment later, and its success or failure write follows straight away.
         job.ended_at = now()
 
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        # A permanent error (a payload lacking what its task needs) was logged in one line with its reason by the
+        # task runner; RQ's traceback would only bury that line. Other errors keep RQ's full report.
+        if len(exc_info) > 1 and isinstance(exc_info[1], Permanent):
+            call_exception_handlers(self._exc_handlers, job, *exc_info)
+            return
+        super().handle_exception(job, *exc_info)
+
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         # RQ records a stop request only when it arrives mid-task (`_stop_requested`); one that arrives while the
         # worker waits for work just ends the loop, which from outside looks the same as losing Redis. Remember
@@ -113,7 +123,7 @@ class RunnerguardWorker(SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
-        self._running = (job, execution)
+        self._running: tuple[Job, Execution] | None = (job, execution)
         self._ensure_heartbeat_thread()
         try:
             self.perform_job(job, queue, execution)

@@ -93,13 +93,13 @@ def scan(client: redis.Redis, query: DeliveryFilter, *, after: tuple[float, str]
     high: float | str = query.until if query.until is not None else "+inf"
     offset = 0
     while True:
-        rows = client.zrangebyscore(keys.DELIVERIES_BY_TIME, low, high, start=offset, num=SCAN_BATCH,
-                                    withscores=True)
+        rows: list[tuple[bytes, float]] = client.zrangebyscore(  # type: ignore[assignment]
+            keys.DELIVERIES_BY_TIME, low, high, start=offset, num=SCAN_BATCH, withscores=True)
         if not rows:
             return
         offset += len(rows)
         guids = []
-        for member, score in rows:  # type: ignore[union-attr]
+        for member, score in rows:
             guid = member.decode()
             # Members with equal scores are ordered by name, so (score, guid) is a total order to resume from.
             if after and (score, guid) <= after:

@@ -10,7 +10,9 @@ from runnerguard.store import keys
 
 
 def write_lock(client: redis.Redis, installation_id: int, *, timeout: float, blocking_timeout: float) -> Lock:
-    return client.lock(keys.github_write_lock(installation_id), timeout=timeout, blocking_timeout=blocking_timeout)
+    lock: Lock = client.lock(keys.github_write_lock(installation_id), timeout=timeout,
+                             blocking_timeout=blocking_timeout)
+    return lock
 
 
 def last_write(client: redis.Redis, installation_id: int) -> bytes | None:
@@ -27,4 +29,4 @@ def remember_installation(client: redis.Redis, repo: str, installation_id: int, 
 
 def cached_installation(client: redis.Redis, repo: str) -> int | None:
     raw = client.get(keys.repo_installation(repo))
-    return int(raw) if raw is not None else None  # type: ignore[arg-type]
+    return int(raw) if raw is not None else None

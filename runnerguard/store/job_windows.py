@@ -45,11 +45,11 @@ def job_times(client: redis.Redis, pool: str, since: float, until: float) -> lis
     low = since - LOOKBACK
     pipe = client.pipeline(transaction=False)
     # ZRANGE ... BYSCORE through execute_command: zrangebyscore's score conversion costs more than the query.
-    pipe.execute_command("ZRANGE", keys.pool_created(pool), low, until, "BYSCORE", "WITHSCORES")
-    pipe.execute_command("ZRANGE", keys.pool_started(pool), low, "+inf", "BYSCORE", "WITHSCORES")
-    pipe.execute_command("ZRANGE", keys.pool_finished(pool), low, "+inf", "BYSCORE", "WITHSCORES")
-    pipe.execute_command("ZRANGE", keys.pool_failed(pool), low, "+inf", "BYSCORE")
-    pipe.execute_command("ZRANGE", keys.pool_waiting(pool), 0, -1)
+    pipe.execute_command("ZRANGE", keys.pool_created(pool), low, until, "BYSCORE", "WITHSCORES")  # type: ignore[no-untyped-call]
+    pipe.execute_command("ZRANGE", keys.pool_started(pool), low, "+inf", "BYSCORE", "WITHSCORES")  # type: ignore[no-untyped-call]
+    pipe.execute_command("ZRANGE", keys.pool_finished(pool), low, "+inf", "BYSCORE", "WITHSCORES")  # type: ignore[no-untyped-call]
+    pipe.execute_command("ZRANGE", keys.pool_failed(pool), low, "+inf", "BYSCORE")  # type: ignore[no-untyped-call]
+    pipe.execute_command("ZRANGE", keys.pool_waiting(pool), 0, -1)  # type: ignore[no-untyped-call]
     created_raw, started_raw, finished_raw, failed_raw, waiting_raw = pipe.execute()
     started, finished = dict(_pairs(started_raw)), dict(_pairs(finished_raw))
     failed, waiting = set(failed_raw), set(waiting_raw)
@@ -99,7 +99,7 @@ def summaries(client: redis.Redis, pool: str, *, since: float, now: float, step:
     raws = iter(kept)
     for name in names:
         raw = next(raws) if name else None
-        found.append(Summary.from_json(raw) if raw else None)  # type: ignore[arg-type]
+        found.append(Summary.from_json(raw) if raw else None)
     missing = [i for i, summary in enumerate(found) if summary is None]
     pipe = client.pipeline(transaction=False)
     # One read per run of adjacent missing buckets: an old bucket whose summary expired costs its own hours,

@@ -20,7 +20,7 @@ __all__ = ["CountingRule"]
 
 PUBLIC_FIELDS = (
     "repo", "job_id", "run_id", "run_attempt", "workflow", "name", "labels", "pools", "runner_name", "status",
-    "conclusion", "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds",
+    "conclusion", "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds", "created_at_approximate",
 )
 
 
@@ -198,7 +198,7 @@ def pools_seen(client: redis.Redis) -> list[str]:
 
 def created_count(client: redis.Redis, pool: str, since: float, until: float) -> int:
     """Jobs of the pool created in [since, until] (O(log n))."""
-    return int(client.zcount(keys.pool_created(pool), since, until))  # type: ignore[arg-type]
+    return int(client.zcount(keys.pool_created(pool), since, until))
 
 
 def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:
@@ -206,7 +206,7 @@ def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:
     if not ids:
         return []
     raws = client.mget([keys.job(*map(int, m.split(":"))) for m in ids])
-    return [orjson.loads(raw) for raw in raws if raw]  # type: ignore[union-attr]
+    return [orjson.loads(raw) for raw in raws if raw]
 
 
 def find(

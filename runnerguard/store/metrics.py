@@ -40,9 +40,10 @@ def observe_on(
     buckets: Sequence[float] = DURATION_BUCKETS,
 ) -> None:
     """A Prometheus histogram: cumulative buckets, _sum and _count."""
-    for bound in (*buckets, "+Inf"):
-        if bound == "+Inf" or value <= float(bound):
+    for bound in buckets:
+        if value <= bound:
             incr_on(pipe, f"{name}_bucket", {**labels, "le": str(bound)})
+    incr_on(pipe, f"{name}_bucket", {**labels, "le": "+Inf"})
     incr_on(pipe, f"{name}_sum", labels, value)
     incr_on(pipe, f"{name}_count", labels)
 
@@ -54,4 +55,4 @@ def counters(client: redis.Redis) -> dict[str, float]:
 
 def value(client: redis.Redis, name: str, labels: Mapping[str, str]) -> float:
     raw = client.hget(keys.METRIC_COUNTERS, series(name, labels))
-    return float(raw) if raw is not None else 0.0  # type: ignore[arg-type]
+    return float(raw) if raw is not None else 0.0

@@ -9,7 +9,7 @@ from runnerguard.store import keys
 
 def checkpoint(client: redis.Redis) -> float | None:
     raw = client.get(keys.RECOVERY_CHECKPOINT)
-    return float(raw) if raw else None  # type: ignore[arg-type]
+    return float(raw) if raw else None
 
 
 def set_checkpoint(client: redis.Redis, value: float) -> None:
@@ -18,7 +18,7 @@ def set_checkpoint(client: redis.Redis, value: float) -> None:
 
 def asked_at(client: redis.Redis, guid: str) -> float | None:
     raw = client.get(keys.recovery_asked(guid))
-    return float(raw) if raw is not None else None  # type: ignore[arg-type]
+    return float(raw) if raw is not None else None
 
 
 def mark_asked(client: redis.Redis, guid: str, at: float, *, ttl: int) -> None:

@@ -17,7 +17,7 @@ QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancell
 
 def next_number(client: redis.Redis) -> int:
     """A fresh number per replay of one delivery (its RQ job ids must differ from the first run's)."""
-    return int(client.incr(keys.REPLAY_COUNTER))  # type: ignore[arg-type]
+    return int(client.incr(keys.REPLAY_COUNTER))
 
 
 def create(client: redis.Redis, filter_json: str, *, now: float) -> str:

@@ -54,7 +54,7 @@ def load(client: redis.Redis, pool: str, repo: str) -> RollbackState:
     raw = client.get(keys.rollback(pool, repo))
     if not raw:
         return RollbackState(pool=pool, repo=repo)
-    data = json.loads(raw)  # type: ignore[arg-type]
+    data = json.loads(raw)
     return RollbackState(**data)
 
 
@@ -75,7 +75,7 @@ def save(client: redis.Redis, new: RollbackState, *, event: str, now: float | No
 
 
 def history(client: redis.Redis, pool: str, repo: str) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in client.lrange(keys.rollback_history(pool, repo), 0, -1)]  # type: ignore[union-attr]
+    return [json.loads(x) for x in client.lrange(keys.rollback_history(pool, repo), 0, -1)]
 
 
 def list_states(client: redis.Redis) -> list[RollbackState]:
@@ -85,7 +85,8 @@ def list_states(client: redis.Redis) -> list[RollbackState]:
 
 def lock(client: redis.Redis, pool: str, repo: str, *, timeout: float, blocking_timeout: float) -> Lock:
     """One worker at a time acts on a pool's rollback in a repository."""
-    return client.lock(keys.rollback_lock(pool, repo), timeout=timeout, blocking_timeout=blocking_timeout)
+    lock: Lock = client.lock(keys.rollback_lock(pool, repo), timeout=timeout, blocking_timeout=blocking_timeout)
+    return lock
 
 
 PENDING_TTL = 14 * 86400  # as long as RQ keeps a failed task that could be requeued
@@ -97,4 +98,4 @@ def save_pending(client: redis.Redis, pool: str, repo: str, decision: Mapping[st
 
 def load_pending(client: redis.Redis, pool: str, repo: str) -> dict[str, Any] | None:
     raw = client.get(keys.rollback_pending(pool, repo))
-    return json.loads(raw) if raw else None  # type: ignore[arg-type]
+    return json.loads(raw) if raw else None

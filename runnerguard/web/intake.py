@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import redis
 from redis.client import Pipeline
+from werkzeug.datastructures import Headers
 
 from config import Policy, Settings
 from runnerguard import APP_NAME, __version__
@@ -18,8 +19,7 @@ from runnerguard.domain.freshness import body_digest, canonical_delivery_id, is_
 from runnerguard.domain.signatures import verify
 from runnerguard.queue.dispatch import Dispatcher
 from runnerguard.queue.routing import Router
-from runnerguard.store import deliveries, keys, metrics
-from runnerguard.store.atomic import DUPLICATE, REFUSED, ConditionalExecutor, new_batch
+from runnerguard.store import deliveries, metrics
 from runnerguard.store.deliveries import Delivery
 from runnerguard.store.memory_budget import MemoryGauge
 
@@ -64,7 +64,7 @@ class Intake:
         self.redis = client
         self.router = router or Router()
         self.clock = clock
-        self._executor = ConditionalExecutor(client)
+        self._recorder = deliveries.Recorder(client)
         self.memory = MemoryGauge(client, budget_bytes=settings.redis_budget_bytes)
         self.dispatcher = Dispatcher(client, self.router, policy)
         # Per event label, built once: the counter field of accepted deliveries, and the whole write of a duplicate.
@@ -79,14 +79,14 @@ class Intake:
 
     def _duplicate_batch(self, label: str) -> Pipeline:
         if label not in self._on_duplicate:
-            batch = new_batch(self.redis)  # only ever read, never executed: safe to share between threads
+            batch = self._recorder.batch()  # only ever read, never executed: safe to share between threads
             metrics.incr_on(batch, DELIVERIES_TOTAL, {"event": label, "outcome": "duplicate"})
             self._on_duplicate[label] = batch
         return self._on_duplicate[label]
 
     def _stale_batch(self, label: str) -> Pipeline:
         if label not in self._on_stale:
-            batch = new_batch(self.redis)  # only ever read, never executed: safe to share between threads
+            batch = self._recorder.batch()  # only ever read, never executed: safe to share between threads
             metrics.incr_on(batch, DELIVERIES_TOTAL, {"event": label, "outcome": "stale"})
             self._on_stale[label] = batch
         return self._on_stale[label]
@@ -99,7 +99,7 @@ class Intake:
         except redis.RedisError:
             pass
 
-    def accept(self, headers: Mapping[str, str], body: bytes) -> IntakeResult:
+    def accept(self, headers: Mapping[str, str] | Headers, body: bytes) -> IntakeResult:
         event = headers.get("X-GitHub-Event")
         if not verify(self.settings.webhook_secrets, body, headers.get("X-Hub-Signature-256")):
             self.count_rejection(event, "bad_signature")
@@ -127,7 +127,7 @@ class Intake:
         return self._record_and_enqueue(guid, event, headers, body, payload)
 
     def _record_and_enqueue(
-        self, guid: str, event: str, headers: Mapping[str, str], body: bytes, payload: dict[str, Any]
+        self, guid: str, event: str, headers: Mapping[str, str] | Headers, body: bytes, payload: dict[str, Any]
     ) -> IntakeResult:
         action = payload.get("action") if isinstance(payload.get("action"), str) else None
         plan = self.dispatcher.plan(guid, event, action, payload)
@@ -144,22 +144,21 @@ class Intake:
             installation_id=_installation_id(payload), repo=_repo(payload), tasks=tuple(task_names),
         )
         label = event_label(event)
-        main = new_batch(self.redis)
+        main = self._recorder.batch()
         deliveries.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
         # The signature covers the body, not the delivery id: the same signed bytes under a new id are a replay.
-        main.set(keys.delivery_body(body_digest(body)), 1, ex=self.settings.body_dedupe_seconds)
+        digest = body_digest(body)
+        deliveries.remember_body(main, digest, ttl_seconds=self.settings.body_dedupe_seconds)
         plan.enqueue_on(main)
         if not shedding:
             metrics.incr_field_on(main, self._accepted(label))
         # A stale body is let through only when the recovery task asked GitHub to redeliver this very id.
         stale = is_stale(event, payload, now=now, max_age_seconds=self.settings.max_delivery_age_seconds)
-        outcome = self._executor.execute_if_new(
-            [keys.delivery(guid), keys.delivery_body(body_digest(body))], main, self._duplicate_batch(label),
-            permit_key=keys.recovery_asked(guid) if stale else None, on_refused=self._stale_batch(label),
-        )
-        if outcome == DUPLICATE:
+        outcome = self._recorder.record_if_unseen(guid, digest, main, self._duplicate_batch(label), stale=stale,
+                                                  on_stale=self._stale_batch(label))
+        if outcome == deliveries.DUPLICATE:
             return IntakeResult(200, {"status": "duplicate", "delivery": guid}, delivery_id=guid, event=event)
-        if outcome == REFUSED:
+        if outcome == deliveries.STALE:
             return IntakeResult(200, {"status": "ignored", "reason": "stale", "delivery": guid},
                                 delivery_id=guid, event=event)
         if event == "ping":

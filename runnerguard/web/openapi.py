@@ -38,6 +38,8 @@ JOB = {"type": "object", "properties": {
     "pools": {"type": "array", "items": {"type": "string"}}, "runner_name": NULLABLE_STR, "status": {"type": "string"},
     "conclusion": NULLABLE_STR, "created_at": NULLABLE_STR, "started_at": NULLABLE_STR, "completed_at": NULLABLE_STR,
     "queue_seconds": NULLABLE_NUM, "run_seconds": NULLABLE_NUM,
+    # true when no delivery carried created_at (older GHES): created_at is then the best time known
+    "created_at_approximate": {"type": "boolean", "nullable": True},
 }, "required": ["repo", "job_id", "labels", "pools", "status"]}
 DELIVERY = {"type": "object", "properties": {
     "guid": {"type": "string"}, "event": {"type": "string"}, "action": NULLABLE_STR, "repo": NULLABLE_STR,

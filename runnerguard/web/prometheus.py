@@ -114,7 +114,10 @@ def _histogram(name: str, text: str, rows: Mapping[str, dict[Labels, float]]) ->
     return lines
 
 
-def _stored(counters: Mapping[str, float]) -> tuple[dict[str, dict[Labels, float]], dict[str, dict[str, dict]]]:
+Parts = dict[str, dict[str, dict[Labels, float]]]
+
+
+def _stored(counters: Mapping[str, float]) -> tuple[dict[str, dict[Labels, float]], Parts]:
     """Split the counters hash into plain series and histogram parts, skipping anything malformed."""
     plain: dict[str, dict[Labels, float]] = {}
     histograms: dict[str, dict[str, dict[Labels, float]]] = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 from flask import Blueprint, abort, current_app, render_template, request, session
 from werkzeug.wrappers import Response
 
-from runnerguard.github import app_manifest
+from runnerguard.services import app_setup as app_manifest
 from runnerguard.store import setup_state
 from runnerguard.web.session_auth import login_required
 from runnerguard.web.state import state

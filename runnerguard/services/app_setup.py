@@ -1,8 +1,8 @@
-"""GitHub's App manifest flow: build the manifest, convert the returned code, store the App's secrets safely.
+"""The GitHub App manifest flow behind /setup: build the manifest, convert the code GitHub sends back, store the App.
 
-The conversion is the one GitHub call made outside runnerguard/github/: it needs no authentication (the one-time
-code is the credential) and runs once, while an admin sets the App up, so it does not need the client's JWTs,
-retries or rate-limit handling.
+The conversion is the one GitHub call made outside runnerguard/github/, and the web tier's only one: it needs no
+authentication (the one-time code is the credential) and runs once, while an admin sets the App up, so it does not
+need the client's JWTs, retries or rate-limit handling.
 """
 
 from __future__ import annotations
