@@ -193,3 +193,11 @@ def dashboard_summary(pool: str, step: int, bucket_start: int, rule: str) -> str
     so a dashboard render folds only the open buckets. `rule` is the counting rule's digest: a policy change
     starts fresh summaries."""
     return f"{PREFIX}:dash:summary:v1:{pool}:{step}:{bucket_start}:{rule}"
+
+
+NOTICES = f"{PREFIX}:notices"  # stream of Notice JSON (runnerguard/store/notices.py)
+
+
+def watchdog(repo_id: int, job_id: int) -> str:
+    """Hash: what the watchdog did to the job (cancelled_at, forced_at, rerun_at, reason)."""
+    return f"{PREFIX}:watchdog:{repo_id}:{job_id}"
