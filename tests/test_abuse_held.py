@@ -123,10 +123,14 @@ def test_every_input_pattern_takes_under_10_ms_on_100k_characters() -> None:
     for name, pattern in patterns:
         for text in HOSTILE_TEXTS:
             for method in (pattern.fullmatch, pattern.match):
-                started = time.perf_counter()
-                method(text)
-                elapsed = time.perf_counter() - started
-                assert elapsed < 0.010, (name, method.__name__, text[:10], elapsed)
+                # The best of three: a loaded machine (the suite runs on two workers) can pause one call for a few
+                # ms, while backtracking on 100 k characters takes seconds every time.
+                timings = []
+                for _ in range(3):
+                    started = time.perf_counter()
+                    method(text)
+                    timings.append(time.perf_counter() - started)
+                assert min(timings) < 0.010, (name, method.__name__, text[:10], timings)
 
 
 @pytest.mark.parametrize("where", ["query", "form", "cookie", "x-header", "basic"])
