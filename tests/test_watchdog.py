@@ -25,12 +25,14 @@ from devtools.github_simulator.repos import SimJob
 from runnerguard.domain.events import WorkflowJobEvent
 from runnerguard.domain.pools import pools_for
 from runnerguard.github import GitHubApp
+from runnerguard.queue import tasks
 from runnerguard.services.watchdog import Watchdog
 from runnerguard.store import jobstore, metrics, notices, rollback_state
 from runnerguard.store import watchdog as store
 from runnerguard.web import dashboard_data
 from tests.github_fixtures import REPO, FakeClock
 from tests.helpers import admin_headers
+from tests.test_dashboard import login
 
 LAPTOP = ["self-hosted", "laptop"]
 HOUR = 3600
@@ -552,5 +554,51 @@ def test_api_dashboard_and_metrics_show_what_the_watchdog_did(
     assert row["watchdog"]["reason"].startswith("in progress 2 h") and row["watchdog"]["cancelled_at"] > 0
     (latest,) = dashboard_data.latest_jobs(redis_client)
     assert latest["watchdog"].startswith("watchdog: cancelled ") and "max_run of 90 min" in latest["watchdog"]
+    login(web)
+    page = web.get("/").get_data(as_text=True)
+    assert '<small class="muted watchdog">watchdog: cancelled ' in page
     scrape = web.get("/metrics").get_data(as_text=True)
     assert 'runnerguard_watchdog_total{action="cancel",pool="laptop"} 1' in scrape
+
+
+def test_the_running_and_open_indexes_follow_the_record_in_any_delivery_order(
+        github_sim: SimulatorServer, sim_repo: tuple[str, int], redis_client: redis.Redis,
+        fake_clock: FakeClock) -> None:
+    p = policy()
+    job = hung(github_sim, fake_clock)
+    payloads = {a: github_sim.workflow_job_payload(REPO, job.id, a) for a in ("queued", "in_progress")}
+    github_sim.finish_job(REPO, job.id, "failure")
+    payloads["completed"] = github_sim.workflow_job_payload(REPO, job.id, "completed")
+    member = f"{github_sim.repo(REPO).id}:{job.id}"
+
+    def index() -> tuple[bool, bool]:
+        return (member in jobstore.running_before(redis_client, "laptop", fake_clock()),
+                member in jobstore.open_before(redis_client, fake_clock()))
+
+    def deliver(action: str) -> None:
+        event = WorkflowJobEvent.parse(payloads[action])
+        jobstore.upsert(redis_client, event.snapshot(), seen_at=fake_clock(), pools=["laptop"],
+                        rule=p.rollback.failure_rate.counting, retention_seconds=RETENTION, now=fake_clock())
+
+    deliver("queued")
+    assert index() == (False, True)
+    deliver("in_progress")
+    assert index() == (True, True)
+    deliver("completed")
+    assert index() == (False, False)
+    redis_client.flushall()
+    for action in ("completed", "queued", "in_progress", "queued"):  # out of order, repeated
+        deliver(action)
+        assert index() == (False, False)
+
+
+def test_the_scheduled_tasks_run_the_watchdog_through_the_worker(
+        github_sim: SimulatorServer, sim_repo: tuple[str, int], github_app: GitHubApp, redis_client: redis.Redis,
+        fake_clock: FakeClock, drain: Any) -> None:
+    p = policy()
+    job = hung(github_sim, fake_clock)
+    seen(redis_client, github_sim, job, "in_progress", p, fake_clock() - 2 * HOUR)
+    for spec in (tasks.WATCHDOG_TIMEOUTS, tasks.WATCHDOG_STRANDED, tasks.WATCHDOG_RERUN):
+        tasks.enqueue(spec, connection=redis_client)
+    drain(("github",), policy=p, github=github_app)
+    assert [(c.kind, c.target, c.status) for c in github_sim.calls()] == [("cancel", job.run_id, 202)]
