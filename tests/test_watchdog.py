@@ -602,3 +602,16 @@ def test_the_scheduled_tasks_run_the_watchdog_through_the_worker(
         tasks.enqueue(spec, connection=redis_client)
     drain(("github",), policy=p, github=github_app)
     assert [(c.kind, c.target, c.status) for c in github_sim.calls()] == [("cancel", job.run_id, 202)]
+
+
+def test_retention_trims_the_running_and_open_indexes(
+        github_sim: SimulatorServer, sim_repo: tuple[str, int], redis_client: redis.Redis,
+        fake_clock: FakeClock) -> None:
+    p = policy()
+    job = hung(github_sim, fake_clock)
+    seen(redis_client, github_sim, job, "in_progress", p, fake_clock())
+    later = fake_clock() + RETENTION + 3 * HOUR
+    assert jobstore.running_before(redis_client, "laptop", later) != []
+    jobstore.trim_indexes(redis_client, retention_seconds=RETENTION, now=later)
+    assert jobstore.running_before(redis_client, "laptop", later) == []
+    assert jobstore.open_before(redis_client, later) == []

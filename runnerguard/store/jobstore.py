@@ -113,7 +113,7 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
     if completed is not None:
         _set_membership(pipe, keys.repo_finished(repo), job, completed if counted else None)
         _set_membership(pipe, keys.repo_failed(repo), job, completed if failed else None)
-    for index in (keys.JOBS_BY_CREATED, keys.JOBS_OPEN, *_repo_time_indexes(repo)):
+    for index in (keys.JOBS_BY_CREATED, *_repo_time_indexes(repo)):
         pipe.zremrangebyscore(index, "-inf", cutoff)
     for pool in record["pools"]:
         pipe.sadd(keys.POOLS_SEEN, pool)
@@ -140,8 +140,7 @@ def _repo_time_indexes(repo: str) -> tuple[str, ...]:
 
 
 def _pool_time_indexes(pool: str) -> tuple[str, ...]:
-    return (keys.pool_created(pool), keys.pool_started(pool), keys.pool_finished(pool), keys.pool_failed(pool),
-            keys.pool_running(pool))
+    return keys.pool_created(pool), keys.pool_started(pool), keys.pool_finished(pool), keys.pool_failed(pool)
 
 
 def _count_finished(pipe: Pipeline, record: dict[str, Any]) -> None:
@@ -269,8 +268,9 @@ def trim_indexes(client: redis.Redis, *, retention_seconds: int, now: float) -> 
     pipe = client.pipeline(transaction=False)
     indexes = [keys.JOBS_BY_CREATED, keys.JOBS_OPEN]
     for pool in (m.decode() for m in client.smembers(keys.POOLS_SEEN)):  # type: ignore[union-attr]
-        # also the two a write does not trim: waiting jobs (left by a lost "started" delivery), repos by last job
-        indexes += [*_pool_time_indexes(pool), keys.pool_waiting(pool), keys.pool_repos(pool)]
+        # also those a write does not trim: waiting jobs (left by a lost "started" delivery), repos by last job,
+        # running jobs (left by a lost "completed" delivery the watchdog could not read back)
+        indexes += [*_pool_time_indexes(pool), keys.pool_waiting(pool), keys.pool_repos(pool), keys.pool_running(pool)]
     for repo in (m.decode() for m in client.smembers(keys.REPOS_SEEN)):  # type: ignore[union-attr]
         indexes += _repo_time_indexes(repo)
     for index in indexes:
