@@ -33,6 +33,7 @@ from runnerguard.web import dashboard_data
 from tests.github_fixtures import REPO, FakeClock
 from tests.helpers import admin_headers
 from tests.test_dashboard import login
+from tests.test_timings import deliver
 
 LAPTOP = ["self-hosted", "laptop"]
 HOUR = 3600
@@ -615,3 +616,33 @@ def test_retention_trims_the_running_and_open_indexes(
     jobstore.trim_indexes(redis_client, retention_seconds=RETENTION, now=later)
     assert jobstore.running_before(redis_client, "laptop", later) == []
     assert jobstore.open_before(redis_client, later) == []
+
+
+def test_a_replay_storm_of_a_runner_lost_jobs_deliveries_makes_no_second_rerun(
+        github_sim: SimulatorServer, sim_repo: tuple[str, int], github_app: GitHubApp, redis_client: redis.Redis,
+        fake_clock: FakeClock, client: Any, drain: Any) -> None:
+    """Through the real intake, worker and replay API: the job's deliveries, replayed one by one and in bulk."""
+    lost = github_sim.add_job(REPO, labels=LAPTOP, status="completed", conclusion="failure", runner_name="laptop-1",
+                              started_at=fake_clock() - 600)
+    github_sim.finish_run(REPO, lost.run_id, "failure")
+    guids = [f"lost-{n}" for n in range(3)]
+    for guid, action in zip(guids, ("queued", "in_progress", "completed"), strict=True):
+        deliver(client, github_sim.workflow_job_payload(REPO, lost.id, action), guid)
+    drain(("events",))
+    dog = make(redis_client, github_app, Policy(), fake_clock, {lost.id: "runner"})  # no policy: pool self-hosted
+    assert dog.rerun_runner_failures().acted == [f"rerun {lost.id}"]
+    for _ in range(5):
+        for guid in guids:
+            assert client.post(f"/api/deliveries/{guid}/replay", headers=admin_headers()).status_code == 202
+    assert client.post("/api/replays", json={"repo": REPO}, headers=admin_headers()).status_code == 202
+    for guid, action in zip(guids, ("queued", "in_progress", "completed"), strict=True):
+        deliver(client, github_sim.workflow_job_payload(REPO, lost.id, action), guid + "-redelivered")
+    drain(("events",))
+    drain(("events",))  # the bulk replay's own tasks
+    shown = client.get(f"/api/deliveries/{guids[2]}", headers=admin_headers()).get_json()
+    assert len(shown["attempts"]) >= 7  # the first run, five replays, the bulk replay: the storm did run
+    for _ in range(3):
+        fake_clock.advance(60)
+        dog.rerun_runner_failures()
+    assert len(github_sim.calls("rerun")) == 1
+    assert record(redis_client, github_sim, lost)["run_attempt"] == 1
