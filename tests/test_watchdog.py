@@ -646,3 +646,19 @@ def test_a_replay_storm_of_a_runner_lost_jobs_deliveries_makes_no_second_rerun(
         dog.rerun_runner_failures()
     assert len(github_sim.calls("rerun")) == 1
     assert record(redis_client, github_sim, lost)["run_attempt"] == 1
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "https://github.com/x y", "http://github.com/o/r", None])
+def test_a_job_url_that_is_not_a_plain_https_link_is_left_out_of_the_notice(
+        github_sim: SimulatorServer, sim_repo: tuple[str, int], github_app: GitHubApp, redis_client: redis.Redis,
+        fake_clock: FakeClock, url: str | None) -> None:
+    p = policy()
+    job = hung(github_sim, fake_clock)
+    payload = github_sim.workflow_job_payload(REPO, job.id, "in_progress")
+    payload["workflow_job"]["html_url"] = url
+    event = WorkflowJobEvent.parse(payload)
+    jobstore.upsert(redis_client, event.snapshot(), seen_at=fake_clock(), pools=["laptop"],
+                    rule=p.rollback.failure_rate.counting, retention_seconds=RETENTION, now=fake_clock())
+    assert make(redis_client, github_app, p, fake_clock).sweep_timeouts().acted == [f"cancel {job.id}"]
+    (notice,) = [n for _, n in notices.since(redis_client)]
+    assert notice.links == {}

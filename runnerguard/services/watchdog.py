@@ -9,47 +9,25 @@ itself is still running, and a completion the webhooks never brought is recorded
 
 from __future__ import annotations
 
-import logging
-import re
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import redis
-
-from config import Policy
 from runnerguard.domain import watchdog as rules
-from runnerguard.domain.names import is_repo
-from runnerguard.domain.notices import WATCHDOG, Notice
 from runnerguard.domain.pools import Pool
-from runnerguard.errors import Permanent
-from runnerguard.github import (
-    Conflict,
-    Forbidden,
-    GitHubApp,
-    GitHubError,
-    InstallationClient,
-    NotFound,
-    NotRerunnable,
-    RateLimited,
-)
-from runnerguard.services import notify
+from runnerguard.github import Conflict, Forbidden, GitHubError, NotRerunnable, RateLimited
 from runnerguard.services.rollback import RollbackService
+from runnerguard.services.watchdog_calls import SweepReport, WatchdogCalls
 from runnerguard.services.watchdog_rest import StrandedReport, find_stranded, record_answer
-from runnerguard.store import jobstore, metrics
+from runnerguard.store import jobstore
 from runnerguard.store import rollback_state as states
 from runnerguard.store import watchdog as store
 
-log = logging.getLogger("runnerguard.watchdog")
-METRIC = "runnerguard_watchdog_total"
-NOT_CONFIGURED = "the GitHub App is not configured (GITHUB_APP_ID and GITHUB_PRIVATE_KEY_PATH)"
 RUNNING_READ = 200  # overdue jobs read per pool and sweep
 RERUN_WINDOW = 6 * 3600  # failed jobs looked at for a re-run: completed this recently
 RERUN_READ = 200
-BLOCKED_RETRY = 30 * 60  # a repository where the App lacks a permission is tried again this often
-SAFE_URL = re.compile(r"^https://[^\s\"'<>]{1,500}$")
 CLAIMS = {rules.CANCEL: "cancelled_at", rules.FORCE_CANCEL: "forced_at", rules.RERUN: "rerun_at"}
+__all__ = ["StrandedReport", "SweepReport", "Watchdog", "failure_cause"]
 
 
 def failure_cause(record: Mapping[str, Any]) -> str | None:
@@ -59,33 +37,9 @@ def failure_cause(record: Mapping[str, Any]) -> str | None:
 
 
 @dataclass
-class SweepReport:
-    acted: list[str] = field(default_factory=list)  # "cancel 123", "force_cancel 123", "rerun 456"
-    recorded: list[int] = field(default_factory=list)  # jobs whose end was read back from GitHub
-    blocked: list[str] = field(default_factory=list)
-    skipped: int = 0
-    errors: int = 0
-
-    def as_dict(self) -> dict[str, object]:
-        return {"acted": self.acted, "recorded": self.recorded, "blocked": self.blocked, "skipped": self.skipped,
-                "errors": self.errors}
-
-
-@dataclass
-class Watchdog:
-    redis: redis.Redis
-    policy: Policy
-    github: GitHubApp | None
-    retention_seconds: int
-    clock: Callable[[], float] = time.time
+class Watchdog(WatchdogCalls):
     # The seam to the attribution's causes; tests before #14 lands pass their own (see tests/test_watchdog.py).
     cause_of: Callable[[Mapping[str, Any]], str | None] = failure_cause
-
-    @property
-    def app(self) -> GitHubApp:
-        if self.github is None:
-            raise Permanent(NOT_CONFIGURED)
-        return self.github
 
     # --- 1. timeouts ----------------------------------------------------------------------------------------------
 
@@ -243,74 +197,3 @@ class Watchdog:
             return
         self._done(record, pool, rules.RERUN, status, now=now, report=report,
                    words={"evidence": str(record.get("failure_evidence") or "runner lost")[:200]})
-
-    # --- shared ---------------------------------------------------------------------------------------------------
-
-    def _client_for(self, record: Mapping[str, Any], pool: Pool, action: str, now: float,
-                    report: SweepReport) -> InstallationClient | None:
-        repo = str(record["repo"])
-        if not is_repo(repo):
-            report.skipped += 1  # a name GitHub would not give: never near a URL
-            return None
-        blocked = store.blocked(self.redis).get(repo.lower())
-        if blocked is not None and now - float(blocked.get("at", 0)) < BLOCKED_RETRY:
-            report.skipped += 1
-            return None
-        try:
-            return self.app.for_repo(repo)
-        except NotFound:
-            report.skipped += 1  # not installed there (any more)
-            return None
-        except GitHubError as exc:
-            self._failed(record, action, exc, report)
-            return None
-
-    def _done(self, record: Mapping[str, Any], pool: Pool, action: str, status: int, *, now: float,
-              report: SweepReport, words: Mapping[str, str]) -> None:
-        repo_id, job_id = record["repo_id"], record["job_id"]
-        store.note(self.redis, repo_id, job_id, {"pool": pool.name, f"{action}_status": status})
-        metrics.incr(self.redis, METRIC, {"pool": pool.name, "action": action})
-        store.remember(self.redis, {"at": now, "action": action, "status": status, "pool": pool.name,
-                                    "repo": record["repo"], "job_id": job_id, "run_id": record.get("run_id"),
-                                    "name": record.get("name")})
-        if store.clear_blocked(self.redis, str(record["repo"])):
-            log.info("watchdog unblocked", extra={"repo": record["repo"]})
-        report.acted.append(f"{action} {job_id}")
-        log.info("watchdog acted", extra={"repo": record["repo"], "job_id": job_id, "status": f"{action} {status}"})
-        if status >= 300:
-            return  # the run had already completed: nothing a person needs to hear
-        name = str(record.get("name") or job_id)
-        url = record.get("html_url")
-        notify.emit(self.redis, Notice(
-            event=WATCHDOG, state=rules.NOTICE_STATES[action], at=now, pool=pool.name, repo=str(record["repo"]),
-            summary=rules.SUMMARY[action].format(name=name, repo=record["repo"], pool=pool.name, **words),
-            evidence={"job_id": job_id, "run_id": record.get("run_id"), "run_attempt": record.get("run_attempt"),
-                      "started_at": record.get("started_at"), **words},
-            links={"job": url} if isinstance(url, str) and SAFE_URL.match(url) else {},
-            next_step=rules.NEXT_STEP[action],
-        ))
-
-    def _blocked(self, record: Mapping[str, Any], pool: Pool | None, action: str, exc: Forbidden, *, now: float,
-                 report: SweepReport) -> None:
-        """A 403: recorded by name (the missing permission), shown as blocked until a call succeeds there."""
-        permission = exc.missing_permission or "actions"
-        repo = str(record["repo"])
-        reason = f"the App lacks the `{permission}` permission" if exc.missing_permission else f"GitHub refused: {exc}"
-        entry = {"repo": repo, "pool": pool.name if pool else None, "action": action, "permission": permission,
-                 "reason": reason[:300], "at": now, "job_id": record["job_id"]}
-        first = store.set_blocked(self.redis, repo, entry)
-        report.blocked.append(repo)
-        log.warning("watchdog blocked", extra={"repo": repo, "job_id": record["job_id"], "error": reason[:200]})
-        if first:
-            notify.emit(self.redis, Notice(
-                event=WATCHDOG, state="blocked", at=now, pool=pool.name if pool else None, repo=repo,
-                summary=rules.BLOCKED_SUMMARY.format(action=action.replace("_", "-"), repo=repo,
-                                                     permission=permission),
-                evidence={"job_id": record["job_id"], "permission": permission},
-                next_step=f"Give the App `{permission}: write` (README: permissions).",
-            ))
-
-    def _failed(self, record: Mapping[str, Any], action: str, exc: GitHubError, report: SweepReport) -> None:
-        report.errors += 1
-        log.warning("watchdog call failed", extra={"repo": record["repo"], "job_id": record["job_id"],
-                                                   "status": action, "error": type(exc).__name__})
