@@ -26,6 +26,7 @@ from runnerguard.web import (
     session_auth,
     setup,
     state,
+    watchdog,
     webhooks,
 )
 from runnerguard.web.intake import Intake
@@ -51,7 +52,8 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     intake = Intake(settings=settings, policy=policy, client=client)
     state.init_app(app, state.WebState(settings=settings, policy=policy, redis=client, intake=intake))
-    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp, hosts_api.bp):
+    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp, hosts_api.bp,
+                      watchdog.bp):
         app.register_blueprint(blueprint)
     agent.init_app(app, redis_url=settings.redis_url, limit=settings.agent_long_polls)
     cli.init_app(app)

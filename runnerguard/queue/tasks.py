@@ -70,10 +70,17 @@ RECOVER = TaskSpec("recover", "handlers.recovery.recover_deliveries", GITHUB, ti
 TRIM = TaskSpec("trim", "handlers.maintenance.trim", EVENTS, result_ttl=3600, retry=())
 WARM_DASHBOARD = TaskSpec("warm_dashboard", "handlers.maintenance.warm_dashboard", EVENTS, result_ttl=600, retry=())
 CHECK_HOSTS = TaskSpec("check_hosts", "handlers.hosts.check_hosts", EVENTS, timeout=120, result_ttl=600, retry=())
+# The watchdog (each call it makes is claimed first, so a second worker or the next tick never repeats one).
+WATCHDOG_TIMEOUTS = TaskSpec("watchdog_timeouts", "handlers.watchdog.sweep_timeouts", GITHUB, result_ttl=600,
+                             retry=())
+WATCHDOG_STRANDED = TaskSpec("watchdog_stranded", "handlers.watchdog.find_stranded", GITHUB, result_ttl=600,
+                             retry=())
+WATCHDOG_RERUN = TaskSpec("watchdog_rerun", "handlers.watchdog.rerun_runner_failures", GITHUB, result_ttl=600,
+                          retry=())
 
 TASKS: dict[str, TaskSpec] = {spec.path: spec for spec in (
     TIMINGS, ROLLBACK_CHECK, ROLLBACK_PR, PREWARM, OPEN_ROLLBACK, RESTORE_ROLLBACK, MANUAL_ROLLBACK, BULK_REPLAY,
-    SWEEP, RECOVER, TRIM, WARM_DASHBOARD, CHECK_HOSTS,
+    SWEEP, RECOVER, TRIM, WARM_DASHBOARD, WATCHDOG_TIMEOUTS, WATCHDOG_STRANDED, WATCHDOG_RERUN, CHECK_HOSTS,
 )}
 # Old dotted path -> current one, kept for FAILURE_TTL after a rename (a requeued failed job still runs).
 ALIASES: dict[str, str] = {}

@@ -29,6 +29,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "runnerguard_host_up": ("gauge", "1 while the runner host's agent reports (a report within 2 minutes), else 0."),
     "runnerguard_host_disk_used_ratio": ("gauge", "Used over total of a filesystem the host's agent reports."),
     "runnerguard_host_runner": ("gauge", "1 for the runner listener's current state on the host, else 0."),
+    "runnerguard_watchdog_total": ("counter", "The watchdog's cancels, force-cancels and re-runs, by pool and action."),
 }
 HOST_RUNNER_STATES = ("listening", "busy", "offline", "unknown")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -57,7 +58,7 @@ class Scrape:
 
 def parse_series(series: str) -> tuple[str, Labels]:
     """`name{a="x",b="y"}` as metrics.series() writes it -> (name, sorted labels); ValueError if malformed."""
-    match = SERIES_RE.match(series)
+    match = SERIES_RE.fullmatch(series)
     if not match:
         raise ValueError(f"not a series: {series[:80]!r}")
     name, inner = match.group(1), match.group(2) or ""
@@ -174,7 +175,7 @@ def render(scrape: Scrape) -> str:
     """The whole exposition, families in a stable order, ending with a newline."""
     plain, histograms = _stored(scrape.counters)
     out: list[str] = []
-    for name in ("runnerguard_webhook_deliveries_total", "runnerguard_jobs_total"):
+    for name in ("runnerguard_webhook_deliveries_total", "runnerguard_jobs_total", "runnerguard_watchdog_total"):
         out += _family(name, plain.pop(name, {}))
     for name in ("runnerguard_job_queue_seconds", "runnerguard_job_run_seconds"):
         out += _histogram(name, FAMILIES[name][1], histograms.pop(name, {}))
