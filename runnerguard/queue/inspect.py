@@ -23,7 +23,8 @@ class FailedTask:
     delivery: str | None = None  # the delivery, only for tasks that serve one (open_rollback's first id is a pool)
 
 
-def _delivery(func_name: str, job_id: str, first: str | None) -> str | None:
+def delivery_of(func_name: str, job_id: str, first: str | None) -> str | None:
+    """The delivery a failed task served: its first id, when the task is one of those that take a delivery."""
     spec = tasks.spec_for(func_name)
     if spec is not None:
         return first if spec.takes_delivery else None
@@ -63,7 +64,7 @@ def failed_tasks(client: redis.Redis, configured: tuple[str, ...], *, limit: int
             found.append(FailedTask(
                 queue=name, id=job.id, guid=first,
                 task=func_name.rsplit(".", 1)[-1], ended_at=job.ended_at.timestamp() if job.ended_at else None,
-                error=error[-1][:200] if error else "", delivery=_delivery(func_name, job.id, first),
+                error=error[-1][:200] if error else "", delivery=delivery_of(func_name, job.id, first),
             ))
     found.sort(key=lambda row: row.ended_at or 0.0, reverse=True)
     return found[:limit]
