@@ -120,8 +120,13 @@ def rollbacks(client: redis.Redis, web_bases: tuple[str, ...]) -> list[dict[str,
 
 def latest_jobs(client: redis.Redis, web_bases: tuple[str, ...]) -> list[dict[str, Any]]:
     """The newest jobs, each with its GitHub job page when the payload's `html_url` is one (else no link)."""
-    return [{**jobstore.public(r), "link": safe_link(r.get("html_url"), web_bases)}
+    return [{**jobstore.public(r), "link": safe_link(r.get("html_url"), web_bases),
+             "queued": _duration(r.get("queue_seconds")), "ran": _duration(r.get("run_seconds"))}
             for r in jobstore.find(client, limit=LATEST)]
+
+
+def _duration(seconds: object) -> str:
+    return svg.seconds_fmt(float(seconds)) if isinstance(seconds, int | float) else ""
 
 
 def recent_deliveries(client: redis.Redis) -> list[dict[str, Any]]:
