@@ -77,8 +77,9 @@ def test_github_web_url_is_read_and_checked() -> None:
         "https://ghe.example.com"
     assert load_settings({**ENV, "GITHUB_WEB_URL": "https://ghe.example.com/"}).github_web_url == \
         "https://ghe.example.com"
+    assert load_settings({**ENV, "GITHUB_WEB_URL": "http://127.0.0.1:4567"}).github_web_url == "http://127.0.0.1:4567"
     for bad in ("javascript:alert(1)", "ftp://ghe.example.com", "https://", "https://a@evil.example",
-                "https://ghe.example.com/?q=1"):
+                "https://ghe.example.com/?q=1", "http://ghe.example.com"):
         with pytest.raises(ConfigError) as raised:
             load_settings({**ENV, "GITHUB_WEB_URL": bad})
         assert raised.value.key == "GITHUB_WEB_URL"
