@@ -10,18 +10,21 @@ from markupsafe import Markup
 
 from config import Policy
 from runnerguard.domain import charts, rules, scorecard
-from runnerguard.domain.links import safe_link
+from runnerguard.domain import watchdog as watchdog_rules
+from runnerguard.domain.links import GITHUB_WEB, safe_link
 from runnerguard.domain.pool_status import PoolStatus, status_for
 from runnerguard.domain.timeline import format_time
 from runnerguard.queue import inspect
 from runnerguard.services import reports as report_data
 from runnerguard.store import delivery_query, job_windows, jobstore, prewarm_stats, rollback_state
+from runnerguard.store import watchdog as watchdog_store
 from runnerguard.web import svg
 
 DAY = 86400
 FAILURE_STEP = 3 * 3600  # a rolling-24h point every 3 hours: 56 points a week, 112 ZCOUNTs
 LATEST = 15
 FAILED_SHOWN = 15
+GITHUB_ONLY = (GITHUB_WEB,)  # links to github.com only, when the caller names no GitHub host
 
 
 @dataclass
@@ -109,7 +112,7 @@ def cache_rows(client: redis.Redis) -> list[dict[str, Any]]:
     return rows
 
 
-def rollbacks(client: redis.Redis, web_bases: tuple[str, ...]) -> list[dict[str, Any]]:
+def rollbacks(client: redis.Redis, web_bases: tuple[str, ...] = GITHUB_ONLY) -> list[dict[str, Any]]:
     rows = []
     for s in rollback_state.list_states(client):
         row = {**s.public(), "updated": format_time(s.updated_at)}
@@ -118,11 +121,14 @@ def rollbacks(client: redis.Redis, web_bases: tuple[str, ...]) -> list[dict[str,
     return rows
 
 
-def latest_jobs(client: redis.Redis, web_bases: tuple[str, ...]) -> list[dict[str, Any]]:
+def latest_jobs(client: redis.Redis, web_bases: tuple[str, ...] = GITHUB_ONLY) -> list[dict[str, Any]]:
     """The newest jobs, each with its GitHub job page when the payload's `html_url` is one (else no link)."""
-    return [{**jobstore.public(r), "link": safe_link(r.get("html_url"), web_bases),
+    records = jobstore.find(client, limit=LATEST)
+    marks = watchdog_store.load_many(client, [(r["repo_id"], r["job_id"]) for r in records])
+    return [{**jobstore.public(r), "watchdog": watchdog_rules.line(mark),
+             "link": safe_link(r.get("html_url"), web_bases),
              "queued": _duration(r.get("queue_seconds")), "ran": _duration(r.get("run_seconds"))}
-            for r in jobstore.find(client, limit=LATEST)]
+            for r, mark in zip(records, marks, strict=True)]
 
 
 def _duration(seconds: object) -> str:
