@@ -30,6 +30,7 @@ from devtools.redis_server import free_port, start_redis
 from runnerguard.store import host_tokens, work
 
 WAIT = 30
+SETTLE = 3.0
 
 
 def start_deployed_gunicorn(env: dict[str, str], log: Path) -> Gunicorn:
@@ -146,9 +147,9 @@ def main() -> None:
             for condition in order:
                 if condition == "polled":
                     active.set()
-                    time.sleep(1.5)  # every agent's poll is in and held
-                else:
-                    time.sleep(1.5)
+                # the same pause before either: the agents' first polls (and reconnects: gunicorn closes a
+                # connection idle for 5 s) are in and held before anything is measured
+                time.sleep(SETTLE)
                 lat = [x[1] for x in paced(web.port, 100, args.seconds, f"{condition}{segment}")]
                 samples[condition] += lat
                 per_segment[condition].append(percentile(lat, 99))
