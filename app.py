@@ -8,9 +8,11 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from config import ConfigError, Settings, load_policy, load_settings
+from config.notify_env import load_notify
 from runnerguard import logs
 from runnerguard.cli import deliveries as cli
 from runnerguard.cli import errors as cli_errors
+from runnerguard.cli import notify as cli_notify
 from runnerguard.cli import report as cli_report
 from runnerguard.errors import RunnerguardError, Unavailable
 from runnerguard.web import (
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
             raise cli_errors.config_error(exc) from None
         raise
     policy = load_policy(settings.policy_path)
+    load_notify(policy.notifiers)  # a notifier's missing or bad secret stops start-up, as a bad policy does
     logs.configure(settings.log_level)
     client = redis_client or redis.Redis.from_url(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
@@ -55,6 +58,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     for blueprint in (metrics.bp, dashboard.bp, setup.bp):
         app.register_blueprint(blueprint)
     cli_report.init_app(app)
+    cli_notify.init_app(app)
     cli_errors.init_app(app)  # after every command is registered
 
     @app.errorhandler(HTTPException)

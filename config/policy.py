@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from config.errors import ConfigError
+from config.notify_policy import NotifierSpec, parse_notifiers
 from runnerguard.domain.pools import DEFAULT_FALLBACK, DEFAULT_POOL, Pool
 from runnerguard.domain.rules import CountingRule
 from runnerguard.prewarm import CacheSpec, CommandSpec, SpecError, check_unique
@@ -61,6 +62,7 @@ class Policy:
     rollback: RollbackPolicy = RollbackPolicy()
     caches: tuple[CacheSpec, ...] = field(default=())
     commands: tuple[CommandSpec, ...] = field(default=())
+    notifiers: tuple[NotifierSpec, ...] = field(default=())  # `[[notify]]`: config/notify_policy.py
 
     def pool(self, name: str) -> Pool | None:
         """A pool the policy declares by name (None for the implicit default pool; see `find_pool`)."""
@@ -174,7 +176,7 @@ def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
 
 def parse_policy(data: Mapping[str, Any]) -> Policy:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
-    _check_keys(data, {"pool", "rollback", "cache", "command"}, "policy")
+    _check_keys(data, {"pool", "rollback", "cache", "command", "notify"}, "policy")
     rollback_table = _table(data.get("rollback", {}), "rollback")
     _check_keys(rollback_table, {"dry_run", "cooldown", "failure_rate", "stuck_queue"}, "rollback")
     dry_run = rollback_table.get("dry_run", False)
@@ -217,6 +219,7 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
                                 stuck_queue=stuck),
         caches=caches,
         commands=commands,
+        notifiers=parse_notifiers(data.get("notify", [])),
     )
 
 
