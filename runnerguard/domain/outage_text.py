@@ -48,9 +48,11 @@ COMMENT = """\
 CLOSING = """\
 **The pool {pool} is healthy again**: runnerguard closes this outage.
 
-| lasted | from | to | jobs failed during it | jobs finished during it |
+| lasted | from | to | jobs failed | jobs finished |
 | --- | --- | --- | --- | --- |
 | {duration} | {start} | {end} | {failed} | {finished} |
+
+Jobs are counted from the start of the window whose failures opened this outage.
 
 ### What runnerguard did
 {actions}

@@ -140,8 +140,10 @@ def _close(redis_client: redis.Redis, client: InstallationClient, *, name: str, 
            current: OutageIssue | None, notice: Notice, now: float) -> str:
     if current is None:
         return "nothing (no outage issue is open)"
-    finished, failed = jobstore.window_counts(redis_client, pool, current.opened_at)
-    failed += int(current.evidence.get("failed") or 0)  # the failures that opened the outage count too
+    # From the start of the window whose failures opened the outage, so those count too, to now.
+    window = current.evidence.get("window_seconds")
+    since = current.opened_at - (float(window) if isinstance(window, int | float) else 0.0)
+    finished, failed = jobstore.window_counts(redis_client, pool, since)
     summary = outage_text.closing(pool, started=current.opened_at, ended=now, failed=failed, finished=finished,
                                   actions=[*current.actions, outage_text.action_line(notice)])
     client.create_issue_comment(current.repo, current.number, summary)

@@ -1,0 +1,199 @@
+"""Notifiers end to end: real deliveries open a rollback, its notice reaches a loopback Slack receiver, a webhook
+receiver that verifies the signature and an outage issue in the GitHub simulator; cooldown, resolved, one issue."""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from config import Policy, parse_policy
+from devtools.github_simulator import SimulatorServer
+from runnerguard.domain.notices import Notice
+from runnerguard.github import GitHubApp
+from runnerguard.services import notify
+from runnerguard.store import jobstore, notify_state, rollback_state
+from tests.github_fixtures import REPO
+from tests.notify_receivers import WEBHOOK_SECRET, Receiver, other_host, ops_receiver, slack_receiver  # noqa: F401
+from tests.test_rollback import FILES, feed
+
+OPS = "octo-org/ops"
+POOL = "self-hosted"
+
+
+@pytest.fixture()
+def notify_env(monkeypatch: pytest.MonkeyPatch, slack_receiver: Receiver, ops_receiver: Receiver) -> None:
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", slack_receiver.url)
+    monkeypatch.setenv("OPS_WEBHOOK_URL", ops_receiver.url)
+    monkeypatch.setenv("OPS_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    monkeypatch.setenv("RUNNERGUARD_DASHBOARD_URL", "https://runnerguard.example.com")
+
+
+def notify_policy(extra: str = "") -> Policy:
+    return parse_policy(tomllib.loads(f"""
+[[notify]]
+kind = "slack"
+name = "slack"
+url_env = "SLACK_WEBHOOK_URL"
+
+[[notify]]
+kind = "webhook"
+name = "ops"
+url_env = "OPS_WEBHOOK_URL"
+secret_env = "OPS_WEBHOOK_SECRET"
+
+[[notify]]
+kind = "github-issue"
+name = "issues"
+repo = "{OPS}"
+{extra}
+"""))
+
+
+@pytest.fixture()
+def sims(github_sim: SimulatorServer) -> int:
+    """The workflow repo and the ops repo, both with the App installed (one installation)."""
+    github_sim.add_repo(REPO, FILES)
+    github_sim.add_repo(OPS, {"README.md": "ops\n"})
+    return github_sim.install([REPO, OPS])
+
+
+@pytest.fixture()
+def run_all(drain: Callable[..., int], github_app: GitHubApp, notify_env: None) -> Callable[..., int]:
+    def run(policy: Policy | None = None) -> int:
+        return drain(("events", "github"), policy or notify_policy(), github=github_app, one_queue_at_a_time=True)
+
+    return run
+
+
+def rollback_notice(client: redis.Redis, *, now: float | None = None) -> Notice:
+    """The notice the rollback service emits when it opened the PR (attrib's emit, not on main yet: built here from
+    the recorded rollback state, with the evidence the trigger counted)."""
+    state = rollback_state.load(client, POOL, REPO)
+    finished, failed = jobstore.window_counts(client, POOL, time.time() - 86400)
+    return Notice(event="rollback", state=state.state, pool=POOL, repo=REPO, at=now or time.time(),
+                  summary=f"runnerguard opened a rollback pull request because {state.reason or 'it was asked'}.",
+                  evidence={"rate": failed / finished if finished else 0.0, "failed": failed, "finished": finished,
+                            "window_seconds": 86400, "threshold": 0.5, "trigger": state.trigger,
+                            "reason": state.reason},
+                  links={"pr": state.pr_url or ""})
+
+
+def healthy_notice() -> Notice:
+    return Notice(event="healthy", state="healthy", pool=POOL, repo=REPO, at=time.time(), resolved=True,
+                  summary="2 of 20 jobs failed in the last 24h, below the 50% threshold.",
+                  evidence={"rate": 0.1, "failed": 2, "finished": 20})
+
+
+def outage_issues(github_sim: SimulatorServer) -> list[Any]:
+    return [i for i in github_sim.issues(OPS) if "runnerguard:outage" in github_sim.labels(OPS, i.number)]
+
+
+def test_a_crossing_notifies_each_notifier_once_then_cooldown_then_resolved_closes_the_issue(  # type: ignore[no-untyped-def]
+        client: FlaskClient, github_sim, sims, run_all, redis_client, slack_receiver, ops_receiver) -> None:
+    feed(client, failures=13, total=21)
+    run_all()
+    state = rollback_state.load(redis_client, POOL, REPO)
+    assert state.state == "pr_open" and state.pr_url  # real deliveries opened the rollback PR
+    started = time.monotonic()
+    assert notify.emit(redis_client, rollback_notice(redis_client))
+    run_all()
+    took = time.monotonic() - started
+    assert took < 60
+    assert len(slack_receiver.received) == 1 and len(ops_receiver.received) == 1
+    slack = slack_receiver.bodies()[0]
+    assert "Pool self-hosted is failing" in slack["text"] and "blocks" in slack
+    rendered = str(slack["blocks"])
+    assert "62%" in rendered and state.pr_url in rendered and "https://runnerguard.example.com/#pool-self-hosted" \
+        in rendered and "Next step" in rendered
+    hook = ops_receiver.bodies()[0]
+    assert hook["schema"] == "runnerguard.notice/1"
+    assert (hook["event"], hook["state"], hook["pool"], hook["repo"], hook["resolved"]) == \
+        ("rollback", "pr_open", POOL, REPO, False)
+    assert hook["evidence"]["failed"] == 13 and hook["links"]["pr"] == state.pr_url and hook["at"].endswith("Z")
+    assert ops_receiver.received[0]["headers"]["X-Runnerguard-Delivery"] == hook["delivery_id"]
+    assert ops_receiver.refused == []
+    issues = outage_issues(github_sim)
+    assert len(issues) == 1 and issues[0].state == "open"
+    assert issues[0].title.startswith("runnerguard: pool self-hosted is down")
+    assert issues[0].user.endswith("[bot]")
+
+    # A second crossing within the cooldown: nothing new anywhere (the issue notes it for its summary).
+    feed(client, failures=6, total=6, start=3000)
+    run_all()
+    notify.emit(redis_client, rollback_notice(redis_client))
+    run_all()
+    assert len(slack_receiver.received) == 1 and len(ops_receiver.received) == 1
+    assert len(outage_issues(github_sim)) == 1 and github_sim.comments(OPS, issues[0].number) == []
+    assert notify_state.status(redis_client, "slack")["last_result"] == "suppressed"
+
+    # The pool is healthy again: a resolved message to each, and the issue closes with a summary.
+    notify.emit(redis_client, healthy_notice())
+    notify.emit(redis_client, healthy_notice())  # emitted twice (a retried producer): still one message
+    run_all()
+    assert len(slack_receiver.received) == 2 and len(ops_receiver.received) == 2
+    assert slack_receiver.bodies()[1]["text"] == "Resolved: Pool self-hosted is healthy again"
+    assert (ops_receiver.bodies()[1]["event"], ops_receiver.bodies()[1]["resolved"]) == ("healthy", True)
+    [closed] = outage_issues(github_sim)
+    assert closed.number == issues[0].number and closed.state == "closed"
+    [summary] = github_sim.comments(OPS, closed.number)
+    assert "healthy again" in summary and "What runnerguard did" in summary and "lasted" in summary
+    assert "| 19 |" in summary  # 13 failed at the opening, 6 more while it lasted
+    assert summary.count("Pool `self-hosted` is failing") == 0  # payload strings are prose-escaped, not code
+    # After the resolution, a new outage is news at once (the cooldown was cleared): a new message, a new issue.
+    notify.emit(redis_client, rollback_notice(redis_client))
+    run_all()
+    assert len(slack_receiver.received) == 3
+    assert [i.state for i in outage_issues(github_sim)] == ["closed", "open"]
+
+
+def test_metrics_and_dashboard_show_each_notifiers_result_and_last_error(  # type: ignore[no-untyped-def]
+        client: FlaskClient, app, github_sim, sims, run_all, redis_client, slack_receiver, ops_receiver) -> None:
+    slack_receiver.statuses = [404]  # Slack's answer for a revoked webhook: permanent, recorded, not retried
+    notify.emit(redis_client, rollback_notice(redis_client))
+    run_all()
+    assert len(ops_receiver.received) == 1  # one failing notifier delays no other
+    status = notify_state.status(redis_client, "slack")
+    assert status["last_result"] == "error" and "HTTP 404" in status["last_error"]
+    assert "secretpart" not in status["last_error"]  # the webhook URL is the secret: never recorded
+    scrape = client.get("/metrics").get_data(as_text=True)
+    assert 'runnerguard_notify_total{notifier="slack",result="error"} 1' in scrape
+    assert 'runnerguard_notify_total{notifier="ops",result="sent"} 1' in scrape
+    assert "# TYPE runnerguard_notify_total counter" in scrape
+
+
+def test_a_failing_notifier_never_blocks_the_rollback(  # type: ignore[no-untyped-def]
+        client: FlaskClient, github_sim, sims, run_all, redis_client, slack_receiver, ops_receiver) -> None:
+    slack_receiver.statuses = [500] * 10
+    ops_receiver.statuses = [503] * 10
+    feed(client, failures=13, total=21)
+    run_all()
+    notify.emit(redis_client, rollback_notice(redis_client))
+    run_all()
+    assert rollback_state.load(redis_client, POOL, REPO).state == "pr_open"
+    assert len(github_sim.pulls(REPO)) == 1
+    # 5xx: the delivery waits for its retry (scheduled with backoff), recorded as an error meanwhile
+    assert notify_state.status(redis_client, "ops")["last_result"] == "error"
+    assert "HTTP 503" in notify_state.status(redis_client, "ops")["last_error"]
+
+
+def test_emit_with_redis_refusing_the_queue_still_returns(redis_client: redis.Redis) -> None:
+    """A notice must never fail its producer: a closed connection gives "" instead of an exception."""
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    assert notify.emit(dead, healthy_notice()) == ""
+
+
+def test_a_redirect_is_never_followed(  # type: ignore[no-untyped-def]
+        client: FlaskClient, github_sim, sims, run_all, redis_client, slack_receiver, ops_receiver,
+        other_host) -> None:
+    ops_receiver.statuses = [307]
+    ops_receiver.location = other_host.url
+    notify.emit(redis_client, rollback_notice(redis_client))
+    run_all()
+    assert other_host.received == [] and ops_receiver.received == []
+    assert "redirect" in notify_state.status(redis_client, "ops")["last_error"]
