@@ -15,7 +15,7 @@ from config import Policy
 from config.notify_env import NotifyConfig, NotifyTarget
 from config.notify_policy import GITHUB_ISSUE
 from runnerguard.domain import notify_bodies as bodies
-from runnerguard.domain.notices import BLOCKED, HOST, ROLLBACK, Notice
+from runnerguard.domain.notices import BLOCKED, HEALTHY, HOST, ROLLBACK, Notice
 from runnerguard.errors import Permanent, Unavailable
 from runnerguard.github import GitHubApp
 from runnerguard.queue import tasks
@@ -72,8 +72,10 @@ def deliver(client: redis.Redis, config: NotifyConfig, github: GitHubApp | None,
         return "nothing to send (the notifier left the policy, or the notice expired)"
     notice = _with_dashboard(notice, config.dashboard_url)
     outage = notice.event in OUTAGES and not notice.resolved
-    if not notify_state.claim(client, name, entry_id, event=notice.event, subject=subject_key(notice),
-                              resolved=notice.resolved, outage=outage, cooldown=target.spec.cooldown_seconds):
+    claimed = notify_state.claim(client, name, entry_id, event=notice.event, subject=subject_key(notice),
+                                 resolved=notice.resolved, outage=outage, cooldown=target.spec.cooldown_seconds)
+    # An outage issue is closed whatever Redis remembers: after a lost Redis it is found on GitHub and closed.
+    if not claimed and not (target.kind == GITHUB_ISSUE and notice.event == HEALTHY):
         notify_state.record(client, name, notify_state.SUPPRESSED, at=now, event=notice.event)
         if target.kind == GITHUB_ISSUE:
             outage_issues.note(client, target, notice)

@@ -96,8 +96,11 @@ def _handle_locked(redis_client: redis.Redis, github: GitHubApp | None, name: st
         found = find_open(client, github, repo, pool)
         if found is not None:
             opened = found.created_at.timestamp() if found.created_at else now
+            # Its last activity stands for the last comment: found again, it still gets at most one an hour.
+            touched = found.updated_at.timestamp() if found.updated_at else opened
             current = OutageIssue(repo=repo, number=found.number, url=found.html_url, opened_at=opened,
-                                  last_comment_at=now if notice.event in OPENS else opened)
+                                  last_comment_at=touched,
+                                  evidence=dict(notice.evidence) if notice.event in OPENS else {})
             notify_state.save_issue(redis_client, name, pool, current)
             log.info("outage issue found again", extra={"pool": pool, "repo": repo, "status": found.number})
     if notice.event == HEALTHY:
