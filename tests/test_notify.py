@@ -19,7 +19,7 @@ from runnerguard.github import GitHubApp
 from runnerguard.services import notify
 from runnerguard.store import jobstore, notify_state, rollback_state
 from tests.github_fixtures import REPO
-from tests.notify_receivers import WEBHOOK_SECRET, Receiver, other_host, ops_receiver, slack_receiver  # noqa: F401
+from tests.notify_receivers import WEBHOOK_SECRET, Receiver
 from tests.test_rollback import FILES, feed
 
 OPS = "octo-org/ops"
