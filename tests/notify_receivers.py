@@ -28,9 +28,11 @@ class Receiver:
     secret: str = ""
     statuses: list[int] = field(default_factory=list)
     location: str = ""
+    answer: str = "nope"  # the body of a refusal
     received: list[dict[str, Any]] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # why a POST was refused (bad signature, repeat)
     deliveries: list[str] = field(default_factory=list)
+    attempts: list[str] = field(default_factory=list)  # the delivery id of every POST, answered or not
     url: str = ""
 
     def bodies(self) -> list[dict[str, Any]]:
@@ -44,6 +46,7 @@ class Receiver:
             body = request.get_data()
             entry = {"path": rest, "headers": dict(request.headers), "body": body, "json": json.loads(body)}
             status = self.statuses.pop(0) if self.statuses else 200
+            self.attempts.append(request.headers.get("X-Runnerguard-Delivery", ""))
             if self.secret:
                 expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
                 given = request.headers.get("X-Runnerguard-Signature-256", "")
@@ -58,7 +61,7 @@ class Receiver:
                 self.deliveries.append(delivery)
                 self.received.append(entry)
             headers = {"Location": self.location} if self.location and 300 <= status < 400 else {}
-            return Response("ok" if status < 300 else "nope", status=status, headers=headers)
+            return Response("ok" if status < 300 else self.answer, status=status, headers=headers)
 
         return app
 

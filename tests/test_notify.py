@@ -10,16 +10,20 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 from flask.testing import FlaskClient
 
+from app import create_app
 from config import Policy, parse_policy
+from config.notify_env import load_notify
 from devtools.github_simulator import SimulatorServer
 from runnerguard.domain.notices import Notice
 from runnerguard.github import GitHubApp
-from runnerguard.services import notify
-from runnerguard.store import jobstore, notify_state, rollback_state
+from runnerguard.services import notify, notify_delivery
+from runnerguard.store import jobstore, notices, notify_state, rollback_state
 from tests.github_fixtures import REPO
 from tests.notify_receivers import WEBHOOK_SECRET, Receiver
+from tests.test_dashboard import login
 from tests.test_rollback import FILES, feed
 
 OPS = "octo-org/ops"
@@ -34,8 +38,7 @@ def notify_env(monkeypatch: pytest.MonkeyPatch, slack_receiver: Receiver, ops_re
     monkeypatch.setenv("RUNNERGUARD_DASHBOARD_URL", "https://runnerguard.example.com")
 
 
-def notify_policy(extra: str = "") -> Policy:
-    return parse_policy(tomllib.loads(f"""
+NOTIFIERS = f"""
 [[notify]]
 kind = "slack"
 name = "slack"
@@ -51,8 +54,11 @@ secret_env = "OPS_WEBHOOK_SECRET"
 kind = "github-issue"
 name = "issues"
 repo = "{OPS}"
-{extra}
-"""))
+"""
+
+
+def notify_policy() -> Policy:
+    return parse_policy(tomllib.loads(NOTIFIERS))
 
 
 @pytest.fixture()
@@ -167,6 +173,25 @@ def test_metrics_and_dashboard_show_each_notifiers_result_and_last_error(  # typ
     assert "# TYPE runnerguard_notify_total counter" in scrape
 
 
+def test_the_dashboard_shows_each_notifiers_last_error_escaped(  # type: ignore[no-untyped-def]
+        settings, tmp_path, github_sim, sims, run_all, redis_client, slack_receiver, ops_receiver) -> None:
+    slack_receiver.statuses = [400]
+    slack_receiver.answer = "<script>alert(1)</script> invalid_payload"
+    notify.emit(redis_client, rollback_notice(redis_client))
+    run_all()
+    policy = tmp_path / "policy.toml"
+    policy.write_text(NOTIFIERS)
+    client = create_app(settings.with_overrides(policy_path=policy)).test_client()
+    login(client)
+    page = client.get("/").get_data(as_text=True)
+    section = page[page.index('<section id="notifiers">'):]
+    section = section[:section.index("</section>")]
+    assert 'data-name="slack"' in section and 'data-name="ops"' in section and 'data-name="issues"' in section
+    assert "HTTP 400: &lt;script&gt;alert(1)&lt;/script&gt; invalid_payload" in section
+    assert "<script>" not in section
+    assert ">sent<" in section and ">error<" in section
+
+
 def test_a_failing_notifier_never_blocks_the_rollback(  # type: ignore[no-untyped-def]
         client: FlaskClient, github_sim, sims, run_all, redis_client, slack_receiver, ops_receiver) -> None:
     slack_receiver.statuses = [500] * 10
@@ -197,3 +222,38 @@ def test_a_redirect_is_never_followed(  # type: ignore[no-untyped-def]
     run_all()
     assert other_host.received == [] and ops_receiver.received == []
     assert "redirect" in notify_state.status(redis_client, "ops")["last_error"]
+
+
+def test_a_retry_carries_the_same_delivery_id_and_a_forged_body_is_refused(  # type: ignore[no-untyped-def]
+        github_sim, sims, notify_env, redis_client, slack_receiver, ops_receiver) -> None:
+    config = load_notify(notify_policy().notifiers)
+    ops_receiver.statuses = [502]
+    entry = notices.append(redis_client, rollback_notice(redis_client))
+    with pytest.raises(notify_delivery.NotifierAway, match="HTTP 502"):
+        notify_delivery.deliver(redis_client, config, None, entry, "ops", now=time.time())
+    assert notify_delivery.deliver(redis_client, config, None, entry, "ops", now=time.time()) == "HTTP 200: ok"
+    assert len(ops_receiver.attempts) == 2 and len(set(ops_receiver.attempts)) == 1
+    assert ops_receiver.refused == []
+    # Someone who knows the URL but not the secret: the receiver's check refuses what they send.
+    sent = ops_receiver.received[0]
+    forged = sent["body"].replace(b'"rollback"', b'"healthy"')
+    answer = requests.post(ops_receiver.url, data=forged, timeout=5, headers={
+        "X-Runnerguard-Signature-256": sent["headers"]["X-Runnerguard-Signature-256"],
+        "X-Runnerguard-Delivery": "another"})
+    assert answer.status_code == 401 and ops_receiver.refused == ["bad signature"]
+
+
+def test_host_down_and_up_reach_slack_once_each(  # type: ignore[no-untyped-def]
+        github_sim, sims, run_all, redis_client, slack_receiver, ops_receiver) -> None:
+    down = Notice(event="host", state="down", host="box-1", pool=POOL, at=time.time(),
+                  summary="box-1 has not reported for 12 minutes.", evidence={"last_seen": time.time() - 720})
+    notify.emit(redis_client, down)
+    notify.emit(redis_client, down)  # the periodic check saw it again: held back
+    run_all()
+    assert [b["text"] for b in slack_receiver.bodies()] == ["Runner host box-1 is down"]
+    assert outage_issues(github_sim) == []  # a host alone opens no pool outage issue
+    notify.emit(redis_client, Notice(event="host", state="up", host="box-1", pool=POOL, at=time.time(),
+                                     resolved=True, summary="box-1 reports again."))
+    run_all()
+    assert [b["text"] for b in slack_receiver.bodies()][1:] == ["Resolved: Runner host box-1 is back up"]
+    assert [b["state"] for b in ops_receiver.bodies()] == ["down", "up"]
