@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -10,9 +9,9 @@ from urllib.parse import urlsplit
 
 from config.errors import ConfigError
 from config.notify_policy import NotifierSpec
+from runnerguard.domain.url_policy import is_loopback_host
 
 DASHBOARD_URL_ENV = "RUNNERGUARD_DASHBOARD_URL"
-LOOPBACK_NAMES = ("localhost",)
 
 
 @dataclass(frozen=True)
@@ -32,15 +31,6 @@ class NotifyTarget:
         return self.spec.kind
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_url(url: str, key: str) -> str:
     """https:// only (plain http for loopback relays and tests); no credentials, spaces or fragments."""
     try:
@@ -51,7 +41,7 @@ def check_url(url: str, key: str) -> str:
     host = parts.hostname or ""
     if any(c.isspace() or ord(c) < 32 for c in url) or not host or "@" in parts.netloc or parts.fragment:
         raise ConfigError(key, "must be a plain https:// URL (no credentials, spaces or fragment)")
-    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host)):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(host)):
         return url
     # The message never repeats the URL: a Slack webhook URL is itself the secret.
     raise ConfigError(key, "must be an https:// URL (plain http only to a loopback address)")
