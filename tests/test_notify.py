@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import tomllib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -257,3 +258,21 @@ def test_host_down_and_up_reach_slack_once_each(  # type: ignore[no-untyped-def]
     run_all()
     assert [b["text"] for b in slack_receiver.bodies()][1:] == ["Resolved: Runner host box-1 is back up"]
     assert [b["state"] for b in ops_receiver.bodies()] == ["down", "up"]
+
+
+def test_events_filter_what_a_notifier_hears_but_not_the_end_of_what_it_heard(  # type: ignore[no-untyped-def]
+        github_sim, sims, drain, github_app, notify_env, redis_client, slack_receiver, ops_receiver) -> None:
+    policy = parse_policy(tomllib.loads(NOTIFIERS.replace('url_env = "SLACK_WEBHOOK_URL"',
+                                                          'url_env = "SLACK_WEBHOOK_URL"\nevents = ["rollback"]')))
+    assert policy.notifiers[0].events == ("rollback",)
+    run = lambda: drain(("github",), policy, github=github_app)  # noqa: E731
+    notify.emit(redis_client, Notice(event="cleanup", state="done", host="box-1", pool=POOL, at=time.time(),
+                                     summary="freed 12 GB", evidence={"freed_bytes": 12e9}))
+    run()
+    assert slack_receiver.received == [] and [b["event"] for b in ops_receiver.bodies()] == ["cleanup"]
+    notify.emit(redis_client, replace(rollback_notice(redis_client), state="pr_open"))
+    notify.emit(redis_client, healthy_notice())
+    run()
+    assert [b["text"] for b in slack_receiver.bodies()] == [
+        "Pool self-hosted is failing: runnerguard opened a rollback pull request in octo-org/hello-world",
+        "Resolved: Pool self-hosted is healthy again"]

@@ -150,7 +150,7 @@ def test_the_web_service_and_the_worker_refuse_to_start_without_a_notifiers_secr
         create_app(configured)
     assert caught.value.key == "RG_TEST_SLACK_URL"
     with pytest.raises(ConfigError):
-        Deps.from_settings(configured)
+        Deps.from_settings(configured).notify()
     monkeypatch.setenv("RG_TEST_SLACK_URL", "https://hooks.slack.com/services/T/B/X")
     create_app(configured)
     assert Deps.from_settings(configured).notify().targets[0].url.startswith("https://hooks.slack.com/")

@@ -48,12 +48,10 @@ class Deps:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, client: Redis | None = None) -> Deps:
-        policy = load_policy(settings.policy_path)
         return cls(
             settings=settings,
-            policy=policy,
+            policy=load_policy(settings.policy_path),
             redis=client or Redis.from_url(settings.redis_url, health_check_interval=30),
-            notify_config=load_notify(policy.notifiers),  # now: a missing secret stops the worker at start
         )
 
     def kwargs_for(self, func: Callable[..., Any]) -> dict[str, Any]:
