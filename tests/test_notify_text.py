@@ -110,3 +110,21 @@ def test_every_event_has_words_and_a_next_step() -> None:
     assert ("last report", "1970-01-01T00:00:00Z") in notify_text.evidence_lines(down.evidence)
     up = Notice(event="host", state="up", host="box-1", summary="", at=0, resolved=True)
     assert notify_text.headline(up) == "Resolved: Runner host box-1 is back up"
+
+
+def test_the_producers_notices_read_well() -> None:
+    """The shapes the rollback, host and watchdog producers emit (their branches, issue #14, #13, #15)."""
+    opened = Notice(event="rollback", state="pr_open", pool="gpu", repo="o/r", at=0,
+                    summary="gpu: rollback PR opened in o/r: 62% of 21 jobs failed in 24h",
+                    links={"pr": "https://github.com/o/r/pull/4"})
+    assert outage_text.title(opened) == "runnerguard: pool gpu is down (gpu: rollback PR opened in o/r: 62% of 21 " \
+        "jobs failed in 24h)"
+    merged = Notice(event="rollback", state="rolled_back", pool="gpu", repo="o/r", at=0, summary="")
+    assert notify_text.headline(merged).startswith("The rollback of pool gpu in o/r was merged")
+    cleanup = Notice(event="cleanup", state="cleaned", host="box-1", pool="gpu", at=0, summary="freed 512 MiB",
+                     evidence={"freed_bytes": 2**29, "removed": ["/a", "/b"], "dry_run": False, "at": 0})
+    assert notify_text.headline(cleanup) == "Runner host box-1 cleaned up its disk"
+    assert ("freed", "0.5 GB") in notify_text.evidence_lines(cleanup.evidence)
+    blocked = Notice(event="watchdog", state="blocked", pool="gpu", repo="o/r", at=0, summary="")
+    assert notify_text.headline(blocked) == "runnerguard's watchdog may not act on jobs of pool gpu in o/r"
+    assert ("at", "1970-01-01T00:00:00Z") in notify_text.evidence_lines(cleanup.evidence)

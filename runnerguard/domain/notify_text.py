@@ -15,12 +15,17 @@ from runnerguard.domain.timeline import format_time
 HEADLINES: dict[tuple[str, str], str] = {
     (ROLLBACK, "pr_open"): "Pool {pool} is failing: runnerguard opened a rollback pull request in {repo}",
     (ROLLBACK, "dry_run"): "Pool {pool} is failing: runnerguard would roll back {repo} (dry run)",
+    (ROLLBACK, "rolled_back"): "The rollback of pool {pool} in {repo} was merged: its jobs run on the fallback now",
     (BLOCKED, "blocked"): "Pool {pool} is failing, and runnerguard could not roll back {repo}",
     (HOST, "down"): "Runner host {host} is down",
     (HOST, "up"): "Runner host {host} is back up",
     (WATCHDOG, "cancelled"): "runnerguard's watchdog cancelled a stuck job of pool {pool} in {repo}",
     (WATCHDOG, "force_cancelled"): "runnerguard's watchdog force-cancelled a stuck job of pool {pool} in {repo}",
     (WATCHDOG, "rerun"): "runnerguard re-ran a job of pool {pool} in {repo} that failed because of its runner",
+    (WATCHDOG, "blocked"): "runnerguard's watchdog may not act on jobs of pool {pool} in {repo}",
+    (CLEANUP, "cleaned"): "Runner host {host} cleaned up its disk",
+    (CLEANUP, "dry_run"): "Runner host {host} would clean up its disk (dry run)",
+    (HOST, "stale"): "Runner host {host} has stopped reporting",
     (RESTORE, "restoring"): "Pool {pool} looks healthy: runnerguard opened a restore pull request in {repo}",
     (HEALTHY, "healthy"): "Pool {pool} is healthy again",
 }
@@ -85,7 +90,8 @@ def _value(key: str, value: Any) -> str:
         return f"{value:.0%}"
     if key == "window_seconds" and isinstance(value, int | float) and value > 0:
         return human_duration(int(value))
-    if key == "last_seen" and isinstance(value, int | float):
+    if (key in ("last_seen", "at") or key.endswith("_at")) and isinstance(value, int | float) \
+            and not isinstance(value, bool):
         return format_time(float(value)) or "-"
     if key == "freed_bytes" and isinstance(value, int | float):
         return f"{value / 1e9:.1f} GB"

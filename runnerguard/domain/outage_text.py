@@ -60,8 +60,8 @@ Jobs are counted from the start of the window whose failures opened this outage.
 
 
 def cause(notice: Notice) -> str:
-    """A short cause for the title: the trigger's reason, else the event's state."""
-    reason = notice.evidence.get("reason") or notice.evidence.get("trigger") or notice.state
+    """A short cause for the title: the trigger's reason, else the notice's summary, else its state."""
+    reason = notice.evidence.get("reason") or notice.summary or notice.state
     return text.clip(reason, 80).replace("`", "'").replace("@", "@" + text.ZWSP)
 
 
