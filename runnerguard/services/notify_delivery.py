@@ -16,7 +16,7 @@ from config.notify_env import NotifyConfig, NotifyTarget
 from config.notify_policy import GITHUB_ISSUE
 from runnerguard.domain import notify_bodies as bodies
 from runnerguard.domain.notices import BLOCKED, HEALTHY, HOST, ROLLBACK, Notice
-from runnerguard.errors import Permanent, Unavailable
+from runnerguard.errors import Permanent, RunnerguardError, Unavailable
 from runnerguard.github import GitHubApp
 from runnerguard.queue import tasks
 from runnerguard.services import notify_http, outage_issues
@@ -83,7 +83,8 @@ def deliver(client: redis.Redis, config: NotifyConfig, github: GitHubApp | None,
     try:
         result = _send(client, target, github, notice, entry_id, now=now)
     except Exception as exc:
-        error = str(exc) if isinstance(exc, NotifierRefused | NotifierAway | Permanent) else type(exc).__name__
+        # Our own errors and GitHub's carry no secret; anything else (a bug) is shown by its type only.
+        error = str(exc) if isinstance(exc, RunnerguardError) else type(exc).__name__
         notify_state.record(client, name, notify_state.ERROR, at=now, event=notice.event, error=error)
         log.warning("notification failed", extra={"status": name, "error": error[:200]})
         raise
