@@ -6,7 +6,10 @@ import time
 
 import redis
 
-from runnerguard.store import notify_state
+from config import parse_policy
+from runnerguard.domain.notices import Notice
+from runnerguard.services import notify_delivery
+from runnerguard.store import notices, notify_state
 
 
 def claim(client: redis.Redis, notice_id: str, *, event: str = "rollback", subject: str = "pool:gpu",
@@ -51,3 +54,10 @@ def test_results_are_counted_and_the_last_error_kept(redis_client: redis.Redis) 
     assert (status["last_result"], status["last_sent_at"], status["last_error"], status["last_error_at"]) == \
         ("sent", 20.0, "HTTP 500: x", 10.0)
     assert notify_state.status(redis_client, "nobody") == {}
+
+
+def test_a_notifier_name_with_a_dot_makes_a_valid_job_id(redis_client: redis.Redis) -> None:
+    policy = parse_policy({"notify": [{"kind": "slack", "name": "ops.team", "url_env": "U"}]})
+    entry = notices.append(redis_client, Notice(event="healthy", state="healthy", summary="", at=0))
+    assert notify_delivery.fan_out(redis_client, policy, entry) == ["ops.team"]
+    assert "." not in notify_delivery.send_job_id(entry, "ops.team")

@@ -35,7 +35,8 @@ class NotifierAway(Unavailable):
 
 
 def send_job_id(entry_id: str, notifier: str) -> str:
-    return tasks.job_id_for(entry_id, "notify", f"_{notifier}")
+    # RQ job ids take letters, digits, "_" and "-": a notifier named "ops.team" must not fail the fan-out.
+    return tasks.job_id_for(entry_id, "notify", "_" + "".join(c if c.isalnum() or c in "_-" else "-" for c in notifier))
 
 
 def subject_key(notice: Notice) -> str:
