@@ -234,6 +234,10 @@ def test_a_retry_carries_the_same_delivery_id_and_a_forged_body_is_refused(  # t
         notify_delivery.deliver(redis_client, config, None, entry, "ops", now=time.time())
     assert notify_delivery.deliver(redis_client, config, None, entry, "ops", now=time.time()) == "HTTP 200: ok"
     assert len(ops_receiver.attempts) == 2 and len(set(ops_receiver.attempts)) == 1
+    # The fan-out ran again (its own retry, a replay): the notice that reached the notifier is not sent again.
+    assert notify_delivery.fan_out(redis_client, notify_policy(), entry) == ["slack", "ops", "issues"]
+    assert notify_delivery.deliver(redis_client, config, None, entry, "ops", now=time.time()) == "already sent"
+    assert len(ops_receiver.attempts) == 2
     assert ops_receiver.refused == []
     # Someone who knows the URL but not the secret: the receiver's check refuses what they send.
     sent = ops_receiver.received[0]

@@ -71,6 +71,8 @@ def deliver(client: redis.Redis, config: NotifyConfig, github: GitHubApp | None,
     notice = notices.load(client, entry_id)
     if target is None or notice is None:
         return "nothing to send (the notifier left the policy, or the notice expired)"
+    if notify_state.was_sent(client, name, entry_id):
+        return "already sent"  # the fan-out ran twice (a retry, a replay): one message all the same
     notice = _with_dashboard(notice, config.dashboard_url)
     outage = notice.event in OUTAGES and not notice.resolved
     claimed = notify_state.claim(client, name, entry_id, event=notice.event, subject=subject_key(notice),
@@ -89,6 +91,7 @@ def deliver(client: redis.Redis, config: NotifyConfig, github: GitHubApp | None,
         notify_state.record(client, name, notify_state.ERROR, at=now, event=notice.event, error=error)
         log.warning("notification failed", extra={"status": name, "error": error[:200]})
         raise
+    notify_state.mark_sent(client, name, entry_id)
     notify_state.record(client, name, notify_state.SENT, at=now, event=notice.event)
     return result
 

@@ -234,3 +234,8 @@ def notify_issue(notifier: str, pool: str) -> str:
 
 def notify_issue_lock(notifier: str, pool: str) -> str:
     return f"{PREFIX}:notify:issue:lock:{notifier}:{pool}"
+
+
+def notify_sent(notifier: str, notice_id: str) -> str:
+    """String with a TTL: this notice reached this notifier (a repeated task sends nothing again)."""
+    return f"{PREFIX}:notify:sent:{notifier}:{notice_id}"

@@ -75,6 +75,14 @@ def record(client: redis.Redis, notifier: str, result: str, *, at: float, event:
     pipe.execute()
 
 
+def mark_sent(client: redis.Redis, notifier: str, notice_id: str) -> None:
+    client.set(keys.notify_sent(notifier, notice_id), "1", ex=RESOLVED_TTL)
+
+
+def was_sent(client: redis.Redis, notifier: str, notice_id: str) -> bool:
+    return bool(client.exists(keys.notify_sent(notifier, notice_id)))
+
+
 def status(client: redis.Redis, notifier: str) -> dict[str, Any]:
     raw: dict[bytes, bytes] = client.hgetall(keys.notify_status(notifier))  # type: ignore[assignment]
     out: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
