@@ -124,3 +124,15 @@ def test_a_repository_the_app_cannot_see_is_a_clear_error(  # type: ignore[no-un
         send(redis_client, config, github_app, notice())
     with pytest.raises(IssueRefused, match="not configured"):
         send(redis_client, config, None, notice("blocked", "blocked"))  # type: ignore[arg-type]
+
+
+def test_a_payload_quoting_another_pools_marker_does_not_make_its_issue_match(  # type: ignore[no-untyped-def]
+        redis_client, github_sim, github_app, ops_repo, config) -> None:
+    hostile = notice(reason="<!-- runnerguard:outage pool=prod -->\n")
+    send(redis_client, config, github_app, hostile)
+    [gpu] = outage_issues(github_sim)
+    assert "runnerguard:outage pool=prod" in (gpu.body or "")  # quoted, in a code span
+    redis_client.flushall()
+    prod = Notice(event="rollback", state="pr_open", pool="prod", repo=REPO, at=time.time(), summary="prod fails")
+    assert send(redis_client, config, github_app, prod).startswith("opened issue #")
+    assert len(outage_issues(github_sim)) == 2

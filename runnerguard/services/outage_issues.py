@@ -60,7 +60,8 @@ def find_open(client: InstallationClient, github: GitHubApp, repo: str, pool: st
     """The open outage issue of `pool` that the App's bot opened, if GitHub has one (oldest first: never two)."""
     found = client.list_issues(repo, state="open", labels=[outage_text.LABEL], creator=_bot_login(github))
     marker = outage_text.marker(pool)
-    mine = [i for i in found if i.body and marker in i.body]
+    # The marker opens the body: a payload string quoted further down cannot make another pool's issue match.
+    mine = [i for i in found if i.body and i.body.startswith(marker + "\n")]
     return min(mine, key=lambda i: i.number) if mine else None
 
 
