@@ -26,6 +26,7 @@ from tests.github_fixtures import REPO
 from tests.notify_receivers import WEBHOOK_SECRET, Receiver
 from tests.test_dashboard import login
 from tests.test_rollback import FILES, feed
+from tests.test_watchdog import hung, make, seen
 
 OPS = "octo-org/ops"
 POOL = "self-hosted"
@@ -280,3 +281,21 @@ def test_events_filter_what_a_notifier_hears_but_not_the_end_of_what_it_heard(  
     assert [b["text"] for b in slack_receiver.bodies()] == [
         "Pool self-hosted is failing: runnerguard opened a rollback pull request in octo-org/hello-world",
         "Resolved: Pool self-hosted is healthy again"]
+
+
+def test_a_real_watchdog_cancel_reaches_the_notifiers(  # type: ignore[no-untyped-def]
+        github_sim, sim_repo, github_app, fake_clock, drain, notify_env, redis_client, slack_receiver,
+        ops_receiver) -> None:
+    """The watchdog's own emit (issue #15, on main): a hung job cancelled, and the people hear of it once."""
+    table = tomllib.loads(NOTIFIERS)
+    policy = parse_policy({"pool": [{"name": "laptop", "labels": ["self-hosted", "laptop"], "max_run": "90m"}],
+                           "notify": table["notify"][:2]})
+    job = hung(github_sim, fake_clock)
+    seen(redis_client, github_sim, job, "in_progress", policy, fake_clock() - 7200)
+    assert make(redis_client, github_app, policy, fake_clock).sweep_timeouts().acted == [f"cancel {job.id}"]
+    drain(("github",), policy, github=github_app)
+    [slack] = slack_receiver.bodies()
+    assert slack["text"] == f"runnerguard's watchdog cancelled a stuck job of pool laptop in {REPO}"
+    assert f"/job/{job.id}" in str(slack["blocks"])
+    [hook] = ops_receiver.bodies()
+    assert (hook["event"], hook["state"], hook["evidence"]["job_id"]) == ("watchdog", "cancelled", job.id)
