@@ -35,13 +35,13 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     """Build the app; settings default to the environment (a bad one raises ConfigError before anything starts)."""
     try:
         settings = settings or load_settings()
+        policy = load_policy(settings.policy_path)
+        load_notify(policy.notifiers)  # a notifier's missing or bad secret stops start-up, as a bad policy does
     except ConfigError as exc:
         if click.get_current_context(silent=True) is not None:
             # Under the flask command: one line naming the key, not a traceback from inside the app factory.
             raise cli_errors.config_error(exc) from None
         raise
-    policy = load_policy(settings.policy_path)
-    load_notify(policy.notifiers)  # a notifier's missing or bad secret stops start-up, as a bad policy does
     logs.configure(settings.log_level)
     client = redis_client or redis.Redis.from_url(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30

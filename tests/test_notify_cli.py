@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
+from click.testing import CliRunner, Result
+from flask.cli import FlaskGroup
 
 from app import create_app
 from config import Settings, load_policy
@@ -96,3 +97,14 @@ def test_notify_test_without_a_worker_says_so(cli_settings, redis_client) -> Non
 def test_notify_test_without_notifiers(app) -> None:  # type: ignore[no-untyped-def]
     result = app.test_cli_runner().invoke(args=["notify", "test"])
     assert result.exit_code == 1 and "declares no notifier" in result.output
+
+
+def test_a_missing_notifier_variable_is_one_line_under_the_flask_command(  # type: ignore[no-untyped-def]
+        cli_settings, redis_client, monkeypatch) -> None:
+    monkeypatch.delenv("OPS_WEBHOOK_SECRET")
+    cli = FlaskGroup(create_app=lambda: create_app(cli_settings))
+    result = CliRunner().invoke(cli, ["notify", "test"])
+    assert result.exit_code == 1
+    assert result.output.strip() == ("Error: configuration: OPS_WEBHOOK_SECRET: is required by the ops notifier "
+                                     "(notify secret_env), at least 16 characters (make run writes .env; see "
+                                     ".env.example)")
