@@ -136,3 +136,12 @@ def test_a_payload_quoting_another_pools_marker_does_not_make_its_issue_match(  
     prod = Notice(event="rollback", state="pr_open", pool="prod", repo=REPO, at=time.time(), summary="prod fails")
     assert send(redis_client, config, github_app, prod).startswith("opened issue #")
     assert len(outage_issues(github_sim)) == 2
+
+
+def test_an_issue_a_person_closed_is_not_reused_for_the_next_outage(  # type: ignore[no-untyped-def]
+        redis_client, github_sim, github_app, ops_repo, config) -> None:
+    send(redis_client, config, github_app, notice())
+    [first] = outage_issues(github_sim)
+    github_app.for_repo(OPS).update_issue(OPS, first.number, state="closed")  # by hand, on GitHub
+    assert send(redis_client, config, github_app, notice("blocked", "blocked")) == f"opened issue #{first.number + 1}"
+    assert [i.state for i in outage_issues(github_sim)] == ["closed", "open"]

@@ -104,6 +104,10 @@ def _handle_locked(redis_client: redis.Redis, github: GitHubApp | None, name: st
                                   evidence=dict(notice.evidence) if notice.event in OPENS else {})
             notify_state.save_issue(redis_client, name, pool, current)
             log.info("outage issue found again", extra={"pool": pool, "repo": repo, "status": found.number})
+    elif notice.event in OPENS and client.get_issue(repo, current.number).state == "closed":
+        # A person closed it while runnerguard still counted the outage open: this one is a new outage.
+        notify_state.forget_issue(redis_client, name, pool)
+        current = None
     if notice.event == HEALTHY:
         return _close(redis_client, client, name=name, pool=pool, current=current, notice=notice, now=now)
     if current is None and notice.event in OPENS and not notice.resolved:
