@@ -97,6 +97,8 @@ def test_notify_test_without_a_worker_says_so(cli_settings, redis_client) -> Non
 def test_notify_test_without_notifiers(app) -> None:  # type: ignore[no-untyped-def]
     result = app.test_cli_runner().invoke(args=["notify", "test"])
     assert result.exit_code == 0 and result.output.startswith("nothing to test: the policy declares no notifier")
+    named = app.test_cli_runner().invoke(args=["notify", "test", "slack"])
+    assert named.exit_code == 2 and "the policy has: none" in named.output
 
 
 def test_a_missing_notifier_variable_is_one_line_under_the_flask_command(  # type: ignore[no-untyped-def]

@@ -25,12 +25,12 @@ NO_WORKER = ("no worker answered within {wait} s (a github-issue test runs on a 
 
 def _targets(name: str | None) -> list[NotifyTarget]:
     specs = state().policy.notifiers
-    if not specs:
+    if not specs and name is None:
         return []  # not a failure: nothing is configured to fail
     if name is not None:
         specs = tuple(s for s in specs if s.name == name)
         if not specs:
-            known = ", ".join(s.name for s in state().policy.notifiers)
+            known = ", ".join(s.name for s in state().policy.notifiers) or "none"
             raise click.UsageError(f"no notifier named {name!r} (the policy has: {known})")
     try:
         return list(load_targets(specs))
