@@ -11,6 +11,7 @@ from typing import Any
 
 from config import scorecard_policy
 from config.errors import ConfigError
+from config.notify_policy import NotifierSpec, parse_notifiers
 from runnerguard.domain.hosts import valid_name as valid_host_name
 from runnerguard.domain.pools import DEFAULT_FALLBACK, DEFAULT_POOL, Pool
 from runnerguard.domain.rules import CountingRule
@@ -102,6 +103,7 @@ class Policy:
     def host_pools(self, name: str) -> list[str]:
         """The pools a host serves (a pool's `hosts` names it)."""
         return [p.name for p in self.pools if name in p.hosts]
+    notifiers: tuple[NotifierSpec, ...] = field(default=())  # `[[notify]]`: config/notify_policy.py
     scorecard: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # checked [scorecard]
 
     def pool(self, name: str) -> Pool | None:
@@ -243,7 +245,7 @@ def _watchdog(table: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def parse_policy(data: Mapping[str, Any]) -> Policy:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
-    _check_keys(data, {"pool", "rollback", "cache", "command", "host", "scorecard"}, "policy")
+    _check_keys(data, {"pool", "rollback", "cache", "command", "host", "scorecard", "notify"}, "policy")
     rollback_table = _table(data.get("rollback", {}), "rollback")
     _check_keys(rollback_table, {"dry_run", "cooldown", "failure_rate", "stuck_queue", "host_down"}, "rollback")
     dry_run = rollback_table.get("dry_run", False)
@@ -296,6 +298,7 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
         caches=caches,
         commands=commands,
         hosts=hosts,
+        notifiers=parse_notifiers(data.get("notify", [])),
         scorecard=_scorecard(data.get("scorecard", {}), "scorecard"),
     )
 
