@@ -56,6 +56,9 @@ TIMINGS = TaskSpec("timings", "handlers.timings.record_job", EVENTS, takes_deliv
 ROLLBACK_CHECK = TaskSpec("rollback", "handlers.rollback.evaluate_after_job", EVENTS, takes_delivery=True)
 ROLLBACK_PR = TaskSpec("rollback-pr", "handlers.rollback.follow_pull_request", EVENTS, takes_delivery=True)
 PREWARM = TaskSpec("prewarm", "handlers.prewarm.prewarm", PREWARM_PREFIX, takes_delivery=True)
+# A failed job's cause (annotations and the run come from GitHub, once): longer retries ride out a rate limit.
+ATTRIBUTE = TaskSpec("causes", "handlers.causes.attribute_job", GITHUB, takes_delivery=True,
+                     retry=(10, 60, 600, 3600))
 # GitHub work, queued by the services.
 OPEN_ROLLBACK = TaskSpec("open_rollback", "handlers.rollback.open_rollback", GITHUB, timeout=600, result_ttl=0)
 RESTORE_ROLLBACK = TaskSpec("restore_rollback", "handlers.rollback.restore_rollback", GITHUB, timeout=600,
@@ -70,8 +73,8 @@ TRIM = TaskSpec("trim", "handlers.maintenance.trim", EVENTS, result_ttl=3600, re
 WARM_DASHBOARD = TaskSpec("warm_dashboard", "handlers.maintenance.warm_dashboard", EVENTS, result_ttl=600, retry=())
 
 TASKS: dict[str, TaskSpec] = {spec.path: spec for spec in (
-    TIMINGS, ROLLBACK_CHECK, ROLLBACK_PR, PREWARM, OPEN_ROLLBACK, RESTORE_ROLLBACK, MANUAL_ROLLBACK, BULK_REPLAY,
-    SWEEP, RECOVER, TRIM, WARM_DASHBOARD,
+    TIMINGS, ROLLBACK_CHECK, ROLLBACK_PR, PREWARM, ATTRIBUTE, OPEN_ROLLBACK, RESTORE_ROLLBACK, MANUAL_ROLLBACK,
+    BULK_REPLAY, SWEEP, RECOVER, TRIM, WARM_DASHBOARD,
 )}
 # Old dotted path -> current one, kept for FAILURE_TTL after a rename (a requeued failed job still runs).
 ALIASES: dict[str, str] = {}

@@ -103,6 +103,12 @@ class RollbackService:
             if pool.name in names:
                 self.evaluate(pool, self.failure_rate_decision(pool))
 
+    def after_pools(self, names: set[str]) -> None:
+        """After a cause landed: the failure rate of the pools it moved, evaluated again."""
+        for pool in self.policy.all_pools:
+            if pool.name in names:
+                self.evaluate(pool, self.failure_rate_decision(pool))
+
     def sweep(self) -> dict[str, Any]:
         """Stuck queues, failure rates, and the state of open PRs."""
         triggered: dict[str, list[str]] = {}

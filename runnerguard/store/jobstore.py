@@ -11,6 +11,7 @@ import orjson
 import redis
 from redis.client import Pipeline
 
+from runnerguard.domain import causes as cause_rules
 from runnerguard.domain.rules import CountingRule
 from runnerguard.domain.timeline import JobSnapshot, merge
 from runnerguard.store import keys, metrics
@@ -21,7 +22,11 @@ __all__ = ["CountingRule"]
 PUBLIC_FIELDS = (
     "repo", "job_id", "run_id", "run_attempt", "workflow", "name", "labels", "pools", "runner_name", "status",
     "conclusion", "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds", "created_at_approximate",
+    "failure_cause", "failure_evidence",
 )
+# What a failed job's cause record adds to its job record when it is read (the record itself never holds them).
+CAUSE_FIELDS = {"cause": "failure_cause", "evidence": "failure_evidence", "kind": "failure_kind",
+                "step": "failure_step", "person": "failure_by_person", "fork": "from_fork"}
 
 
 class _RecentValues:
@@ -83,7 +88,9 @@ def upsert(
         encoded = orjson.dumps(record)
         batch = new_batch(client)
         batch.set(key, encoded, ex=retention_seconds)
-        _index(batch, record, rule=rule, cutoff=now - retention_seconds)
+        # Only a finished job needs its cause (one MGET); a cause landing later re-indexes through `reindex`.
+        known = attribution(client, record) if record["completed_ts"] is not None else {}
+        _index(batch, record, rule=rule, cutoff=now - retention_seconds, known=known)
         if record["completed_ts"] is not None and (previous is None or previous.get("completed_ts") is None):
             _count_finished(batch, record)  # once per job, however often its deliveries are replayed
         if also is not None:
@@ -94,14 +101,44 @@ def upsert(
             return record
 
 
-def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff: float) -> None:
-    """Index memberships derive from the merged record alone, so any delivery order ends in the same indexes."""
+def attribution(client: redis.Redis, record: dict[str, Any]) -> dict[str, Any]:
+    """The job's cause record and its run's fork flag ({} when neither is known yet): one MGET."""
+    run_id = record.get("run_id")
+    names = [keys.job_cause(record["repo_id"], record["job_id"])]
+    if isinstance(run_id, int):
+        names.append(keys.run_fork(record["repo_id"], run_id))
+    raws = client.mget(names)
+    known: dict[str, Any] = orjson.loads(raws[0]) if raws[0] else {}
+    if len(raws) > 1 and raws[1] is not None:
+        known["fork"] = raws[1] == b"1"
+    return known
+
+
+def reindex(client: redis.Redis, record: dict[str, Any], *, rule: CountingRule, retention_seconds: int,
+            now: float) -> None:
+    """Bring the indexes in line with a cause (or fork flag) that landed after the job's record was written."""
+    batch = client.pipeline(transaction=True)
+    _index(batch, record, rule=rule, cutoff=now - retention_seconds, known=attribution(client, record))
+    batch.execute()
+
+
+def counts_as(record: dict[str, Any], rule: CountingRule, known: dict[str, Any]) -> tuple[bool, bool]:
+    """(finished, failed) for the failure rate, from the record and what is known of its cause."""
+    if record.get("completed_ts") is None:
+        return False, False
+    return cause_rules.counts(
+        record.get("conclusion"), known.get("cause"), person_cancel=bool(known.get("person")),
+        from_fork=known.get("fork"), failed=rule.failed, ignored=rule.ignored, counted=rule.counted,
+        count_forks=rule.count_forks)
+
+
+def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff: float,
+           known: dict[str, Any] | None = None) -> None:
+    """Index memberships derive from the merged record and its cause alone, so any order ends in the same indexes."""
     job = member(record)
     repo = record["repo"]
     created, started, completed = record["created_ts"], record["started_ts"], record["completed_ts"]
-    conclusion = record.get("conclusion")
-    counted = completed is not None and conclusion not in rule.ignored
-    failed = counted and conclusion in rule.failed
+    counted, failed = counts_as(record, rule, known or {})
     pipe.sadd(keys.REPOS_SEEN, repo)
     if created is not None:
         pipe.zadd(keys.JOBS_BY_CREATED, {job: created})
@@ -140,8 +177,10 @@ def _pool_time_indexes(pool: str) -> tuple[str, ...]:
 def _count_finished(pipe: Pipeline, record: dict[str, Any]) -> None:
     conclusion = record.get("conclusion") or "unknown"
     for pool in record["pools"] or ["none"]:
-        labels = {"pool": pool, "repo": record["repo"], "conclusion": conclusion}
-        metrics.incr_on(pipe, "runnerguard_jobs_total", labels)
+        if conclusion not in cause_rules.FAILING:
+            # A failed job is counted by the cause task, once, with its cause (runnerguard/store/causes.py).
+            labels = {"pool": pool, "repo": record["repo"], "conclusion": conclusion, "cause": "none"}
+            metrics.incr_on(pipe, "runnerguard_jobs_total", labels)
         if record["pools"]:
             if record["queue_seconds"] is not None:
                 metrics.observe_on(pipe, "runnerguard_job_queue_seconds", {"pool": pool}, record["queue_seconds"])
@@ -205,8 +244,21 @@ def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:
     ids = list(members)
     if not ids:
         return []
-    raws = client.mget([keys.job(*map(int, m.split(":"))) for m in ids])
-    return [orjson.loads(raw) for raw in raws if raw]
+    pairs = [tuple(map(int, m.split(":"))) for m in ids]
+    pipe = client.pipeline(transaction=False)
+    pipe.mget([keys.job(*p) for p in pairs])
+    pipe.mget([keys.job_cause(*p) for p in pairs])
+    raws, cause_raws = pipe.execute()
+    records = []
+    for raw, cause_raw in zip(raws, cause_raws, strict=True):
+        if not raw:
+            continue
+        record = orjson.loads(raw)
+        known = orjson.loads(cause_raw) if cause_raw else {}
+        for name, field in CAUSE_FIELDS.items():
+            record[field] = known.get(name)
+        records.append(record)
+    return records
 
 
 def find(
