@@ -36,7 +36,7 @@ PENDING_METRICS = frozenset({
     "runnerguard_watchdog_total",
 })
 # The rollback state being added beside them (a trigger fired and the PR could not be opened); same rule.
-PENDING_ROLLBACK_STATES = frozenset({"blocked"})
+PENDING_ROLLBACK_STATES: frozenset[str] = frozenset()
 SEVERITIES = ("critical", "warning", "info")
 SECTIONS = ["Pools", "Runner hosts", "Caches", "Deliveries", "Tasks"]
 # Grafana's own interval variables, replaced by a typical value so that promtool sees a plain duration.
