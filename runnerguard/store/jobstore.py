@@ -299,6 +299,8 @@ def trim_indexes(client: redis.Redis, *, retention_seconds: int, now: float) -> 
     for pool in (m.decode() for m in client.smembers(keys.POOLS_SEEN)):  # type: ignore[union-attr]
         # also the two a write does not trim: waiting jobs (left by a lost "started" delivery), repos by last job
         indexes += [*_pool_time_indexes(pool), keys.pool_waiting(pool), keys.pool_repos(pool)]
+        # the cause indexes (runnerguard/store/causes.py), trimmed as causes are written, and here for quiet pools
+        indexes += [*(keys.pool_cause(pool, c) for c in cause_rules.CAUSES), keys.pool_failed_steps(pool)]
     for repo in (m.decode() for m in client.smembers(keys.REPOS_SEEN)):  # type: ignore[union-attr]
         indexes += _repo_time_indexes(repo)
     for index in indexes:
