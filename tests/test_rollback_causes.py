@@ -181,8 +181,6 @@ def test_jobs_of_runs_from_forks_do_not_count(client, github_sim, repo_on_sim, r
     row = pool_row(client)
     assert (row["finished_24h"], row["failed_24h"]) == (2, 0)
     assert calls(github_sim, r"/actions/runs/\d+$") == 6  # once per run, not per job
-    counted = run_all(parse_policy({"rollback": {"failure_rate": {"count_forks": True}}}))
-    assert counted == 0  # the policy applies as jobs are recorded; nothing was left queued
 
 
 def test_a_workflow_name_can_neither_mention_nor_link_in_the_pr(  # type: ignore[no-untyped-def]
@@ -306,3 +304,12 @@ def test_a_cause_task_before_its_timeline_is_retried_not_guessed(  # type: ignor
     delivery = client.get("/api/deliveries/early-1", headers=admin_headers()).get_json()
     assert "not written yet" in delivery["errors"]["causes"]
     assert causes.load(redis_client, payload["repository"]["id"], job) is None
+
+
+def test_count_forks_true_counts_them(client, github_sim, repo_on_sim, run_all) -> None:  # type: ignore[no-untyped-def]
+    run = github_sim.add_run(REPO, event="pull_request", head_repository="mallory/hello-world")
+    for _ in range(6):
+        send(client, github_sim, pool_job(github_sim, run.id, "failure", SETUP_FAILS))
+    run_all(parse_policy({"rollback": {"failure_rate": {"count_forks": True}}}))
+    assert len(github_sim.pulls(REPO)) == 1
+    assert calls(github_sim, r"/actions/runs/\d+$") == 0  # nothing to ask GitHub when forks count

@@ -18,6 +18,7 @@ import redis
 from config import Policy
 from runnerguard.domain import causes as rules
 from runnerguard.domain.events import WorkflowJobEvent
+from runnerguard.domain.rules import CountingRule
 from runnerguard.errors import Unavailable
 from runnerguard.github import GitHubApp, NotFound
 from runnerguard.store import causes as store
@@ -39,7 +40,7 @@ class Attribution:
     clock: Callable[[], float]
 
     @property
-    def rule(self) -> Any:
+    def rule(self) -> CountingRule:
         return self.policy.rollback.failure_rate.counting
 
     def attribute(self, payload: Mapping[str, Any]) -> set[str]:
