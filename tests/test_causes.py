@@ -168,3 +168,14 @@ def test_count_and_count_forks_are_read_and_checked() -> None:
         parse_policy({"rollback": {"failure_rate": {"count_forks": "no"}}})
     with pytest.raises(ConfigError, match="fleet-wide"):
         parse_policy({"pool": [{"name": "laptop", "labels": ["self-hosted"], "rollback": {"count": ["runner"]}}]})
+
+
+def test_malformed_or_huge_steps_are_data_not_trouble() -> None:
+    assert causes.steps_from_payload("nope") == () and causes.steps_from_payload(None) == ()
+    assert causes.steps_from_payload([1, None, {"name": 5}, {"status": "completed"}]) == ()
+    mixed = causes.steps_from_payload([{"name": "Run tests", "status": 3, "conclusion": ["failure"]}])
+    assert mixed == (StepFact("Run tests", None, None),)
+    huge = causes.steps_from_payload([{"name": "x" * 10_000, "status": "completed", "conclusion": "failure"}] * 5000)
+    assert len(huge) == causes.MAX_STEPS and len(huge[0].name) == causes.MAX_NAME
+    found = classify(facts(steps=huge))
+    assert found.cause == "unknown" and len(found.evidence) < 200

@@ -107,16 +107,20 @@ def failed_step(steps: Sequence[StepFact]) -> StepFact | None:
     return next((s for s in steps if s.conclusion == "failure"), None)
 
 
+MAX_STEPS, MAX_NAME = 300, 200  # what is kept of a payload's steps (they are stored with the cause)
+
+
 def steps_from_payload(raw: object) -> tuple[StepFact, ...]:
-    """`workflow_job.steps` of a webhook payload (or the REST job's): anything malformed is no step."""
+    """`workflow_job.steps` of a webhook payload (or the REST job's): anything malformed is no step, and a payload
+    cannot make the stored inputs grow without bound."""
     if not isinstance(raw, list):
         return ()
     out = []
-    for item in raw:
+    for item in raw[:MAX_STEPS]:
         if isinstance(item, Mapping) and isinstance(item.get("name"), str):
             status, conclusion = item.get("status"), item.get("conclusion")
-            out.append(StepFact(item["name"], status if isinstance(status, str) else None,
-                                conclusion if isinstance(conclusion, str) else None))
+            out.append(StepFact(item["name"][:MAX_NAME], status[:40] if isinstance(status, str) else None,
+                                conclusion[:40] if isinstance(conclusion, str) else None))
     return tuple(out)
 
 
