@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 import redis
 
@@ -13,6 +14,7 @@ from runnerguard import logs
 from runnerguard.queue import cron, tasks
 from runnerguard.queue.deps import Deps
 from runnerguard.queue.worker import build_worker, survive_outages
+from runnerguard.services import retention
 
 SWEEP_EVERY = 300
 RECOVER_EVERY = 300
@@ -36,9 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runnerguard worker: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
+
+    def trim() -> None:
+        # Index trims only (deletes, which a full Redis still takes): run here, as no RQ job can start meanwhile.
+        retention.trim(deps.redis, settings, now=time.time())
+
     if args.scheduler:
         return survive_outages(settings.redis_url, lambda: run_scheduler(
-            settings.redis_url, github_configured=bool(settings.github_app_id), level=settings.log_level))
+            settings.redis_url, github_configured=bool(settings.github_app_id), level=settings.log_level),
+            while_waiting=trim)
     names = [tasks.PREWARM_PREFIX + settings.host] if args.prewarm else (args.queues or list(settings.queues))
     if args.burst:
         build_worker(deps.redis, names, deps).work(burst=True, logging_level=settings.log_level)
@@ -49,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         worker.work(with_scheduler=True, logging_level=settings.log_level)
         return worker.stop_was_requested  # a stop we were asked for (SIGTERM, SIGINT), not an outage
 
-    return survive_outages(settings.redis_url, work)
+    return survive_outages(settings.redis_url, work, while_waiting=None if args.prewarm else trim)
 
 
 def run_scheduler(redis_url: str, *, github_configured: bool, level: str) -> bool:

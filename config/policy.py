@@ -102,7 +102,7 @@ def parse_duration(value: object, key: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     if isinstance(value, str):
-        match = DURATION_RE.match(value.strip())
+        match = DURATION_RE.fullmatch(value.strip())
         if match and int(match.group(1)) > 0:
             return int(match.group(1)) * DURATION_UNITS[match.group(2)]
     raise ConfigError(key, f"must be a duration such as '90s', '30m', '24h' or '7d', got {value!r}")
@@ -121,7 +121,7 @@ def _table(value: object, key: str) -> dict[str, Any]:
 
 
 def _name(value: object, key: str) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ConfigError(key, f"must be 1-64 characters of letters, digits, '.', '_' or '-', got {value!r}")
     return value
 
@@ -129,7 +129,7 @@ def _name(value: object, key: str) -> str:
 def _str_list(
     value: object, key: str, *, pattern: re.Pattern[str] = LABEL_RE, allow_empty: bool = False
 ) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and pattern.match(v) for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and pattern.fullmatch(v) for v in value):
         raise ConfigError(key, f"must be a list of strings without spaces or commas, got {value!r}")
     if not value and not allow_empty:
         raise ConfigError(key, "must not be empty")
@@ -183,7 +183,7 @@ def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
     labels = _str_list(table["labels"], f"{where}.labels")
     hosts = _str_list(table.get("hosts", []), f"{where}.hosts", pattern=NAME_RE, allow_empty=True)
     fallback = table.get("fallback", DEFAULT_FALLBACK)
-    if not isinstance(fallback, str) or not LABEL_RE.match(fallback):
+    if not isinstance(fallback, str) or not LABEL_RE.fullmatch(fallback):
         raise ConfigError(f"{where}.fallback", f"must be one runner label such as 'ubuntu-latest', got {fallback!r}")
     overrides = _table(table.get("rollback", {}), f"{where}.rollback")
     _failure_rate(dict(overrides), f"{where}.rollback", defaults)  # validate now, apply on use

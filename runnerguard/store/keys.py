@@ -20,6 +20,12 @@ def delivery_attempts(guid: str) -> str:
 DELIVERIES_BY_TIME = f"{PREFIX}:deliveries"  # zset guid -> received_at (epoch seconds)
 
 
+def delivery_body(digest: str) -> str:
+    """String with a TTL: a body with this digest (runnerguard/domain/freshness.py) was accepted; the same signed bytes
+    under another delivery id are a replay."""
+    return f"{PREFIX}:body:{digest}"
+
+
 def replay(replay_id: str) -> str:
     """Hash: a bulk replay's filter, state and progress."""
     return f"{PREFIX}:replay:{replay_id}"
@@ -32,6 +38,23 @@ RECOVERY_CHECKPOINT = f"{PREFIX}:recovery:checkpoint"  # epoch of the newest Git
 def recovery_asked(guid: str) -> str:
     """String with a TTL: a redelivery of this GUID was asked for lately; do not ask again until it expires."""
     return f"{PREFIX}:recovery:asked:{guid}"  # a number per replay, so replayed RQ jobs get fresh ids
+
+
+WRITE_PROBE = f"{PREFIX}:probe:write"  # string with a short TTL: readiness and outage waits check Redis takes writes
+
+# --- web authentication ---------------------------------------------------------------------------------------------
+
+
+def auth_failures(scope: str, client: str) -> str:
+    """String counter with a TTL (the throttle window): failed logins or bearer tokens of one client ("*": all)."""
+    return f"{PREFIX}:auth:fail:{scope}:{client}"
+
+
+def web_session(digest: str) -> str:
+    """String with a TTL: an open dashboard session, by an HMAC of its id under a key bound to the admin token."""
+    return f"{PREFIX}:session:{digest}"
+
+SETUP_CREATED = f"{PREFIX}:setup:created"  # string: id of the App /setup created last (setup is off until a restart)
 
 # --- job timeline ---------------------------------------------------------------------------------------------------
 

@@ -78,7 +78,7 @@ def list_caches() -> Response:
     """One row per cache and host: state, hits, misses, errors, bytes, hit rate."""
     web = state()
     host = request.args.get("host") or None
-    if host is not None and not NAME_RE.match(host):
+    if host is not None and not NAME_RE.fullmatch(host):
         raise InvalidInput("host must be a runner host name")
     expected = [(c.name, h) for c in web.policy.caches for p in web.policy.pools if p.name in c.pools
                 for h in p.hosts]

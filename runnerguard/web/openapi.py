@@ -18,11 +18,12 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "bad request", 401: "no token", 403: "wrong token, or the admin API is off", 404: "not found",
-            409: "not possible in the current state"}
+            409: "not possible in the current state",
+            429: "too many failed tokens from this address or in all; see Retry-After"}
     return {str(code): _json(ERROR, text[code]) for code in codes}
 
 
-AUTH = (401, 403)
+AUTH = (401, 403, 429)
 FILTERS = [
     {"name": name, "in": "query", "required": False, "schema": {"type": "string", "maxLength": 200}}
     for name in ("since", "until", "event", "action", "repo", "state", "cursor")

@@ -51,7 +51,7 @@ class Scrape:
 
 def parse_series(series: str) -> tuple[str, Labels]:
     """`name{a="x",b="y"}` as metrics.series() writes it -> (name, sorted labels); ValueError if malformed."""
-    match = SERIES_RE.match(series)
+    match = SERIES_RE.fullmatch(series)
     if not match:
         raise ValueError(f"not a series: {series[:80]!r}")
     name, inner = match.group(1), match.group(2) or ""
