@@ -98,6 +98,10 @@ def upsert(
         applied, raw = cas.execute_if_unchanged(key, raw, batch)
         if applied:
             _last_written.put(key, encoded)
+            if record["completed_ts"] is not None and attribution(client, record) != known:
+                # A cause landed between our read and our write: its task's reindex may have run before our
+                # write, so bring the indexes in line again (a cause written after this read reindexes itself).
+                reindex(client, record, rule=rule, retention_seconds=retention_seconds, now=now)
             return record
 
 
