@@ -179,3 +179,13 @@ def test_malformed_or_huge_steps_are_data_not_trouble() -> None:
     assert len(huge) == causes.MAX_STEPS and len(huge[0].name) == causes.MAX_NAME
     found = classify(facts(steps=huge))
     assert found.cause == "unknown" and len(found.evidence) < 200
+
+
+def test_long_names_and_urls_cost_no_more_than_short_ones() -> None:
+    import time  # noqa: PLC0415 - only this timing test needs it
+
+    for text in (" " * 100_000 + "x", "(" * 100_000, "test " + "(a)" * 30_000):
+        started = time.perf_counter()
+        causes.twin_key_name(text)
+        rollback_text.jobs_table([{"name": text, "html_url": "https://" + "a" * 100_000, "repo": "o/r"}])
+        assert time.perf_counter() - started < 0.05, text[:10]

@@ -10,8 +10,8 @@ import redis
 from runnerguard.domain.events import parse_workflow_job
 from runnerguard.domain.rules import CountingRule
 from runnerguard.store import causes, jobstore, keys
-from tests.test_timings import RUNNER, iso
 from tests.test_timeline import job_payload
+from tests.test_timings import RUNNER, iso
 
 RULE = CountingRule()
 POOL = "self-hosted"

@@ -108,6 +108,7 @@ def failed_step(steps: Sequence[StepFact]) -> StepFact | None:
 
 
 MAX_STEPS, MAX_NAME = 300, 200  # what is kept of a payload's steps (they are stored with the cause)
+MAX_MESSAGE = 4000  # GitHub's own texts sit at the start of an annotation; a 64 KB one is not scanned whole
 
 
 def steps_from_payload(raw: object) -> tuple[StepFact, ...]:
@@ -138,7 +139,7 @@ def classify(facts: Facts) -> Cause:
         return Cause(TIMEOUT, f"cancelled by runnerguard's watchdog after {why}", "watchdog")
     for message in facts.messages:
         for pattern in PATTERNS:
-            if pattern.regex.search(message):
+            if pattern.regex.search(message[:MAX_MESSAGE]):
                 text = {
                     "lost communication": f"runner {runner} lost communication with the server",
                     "shutdown signal": f"runner {runner} received a shutdown signal",
@@ -238,6 +239,13 @@ def summarize(jobs: Sequence[Mapping[str, Any]]) -> Summary:
 
 def twin_key_name(name: str | None) -> str:
     """A job's name without its matrix values ("test (ubuntu-latest, 3.12)" -> "test"), so matrix legs on hosted
-    and self-hosted runners are the same job."""
-    text = name or ""
-    return re.sub(r"\s*\([^()]*\)\s*$", "", text) or text
+    and self-hosted runners are the same job. String methods, not a regex: a regex anchored at the end after
+    optional spaces is quadratic on a long run of spaces, and names come from workflow files."""
+    text = (name or "")[:MAX_NAME]
+    stripped = text.rstrip()
+    if stripped.endswith(")"):
+        start = stripped.rfind("(")
+        base = stripped[:start].rstrip() if start > 0 else ""
+        if base and ")" not in stripped[start + 1:-1]:
+            return base
+    return text

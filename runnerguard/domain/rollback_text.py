@@ -21,7 +21,8 @@ MAX_JOBS_LISTED = 20
 # A word joiner after "@" and inside "://": GitHub then neither mentions the name nor links the address, and the
 # text still reads the same (issue #14: a workflow named "CI @octocat https://evil.example/2").
 JOINER = "\u2060"
-JOB_URL = re.compile(r"^https://[A-Za-z0-9.-]+(?::\d+)?/([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/actions/runs/\d+/job/\d+$")
+JOB_URL = re.compile(r"^https://[A-Za-z0-9.-]{1,253}(?::\d{1,5})?/([A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100})"
+                     r"/actions/runs/\d{1,20}/job/\d{1,20}$")
 NEEDS_A_PERSON = "### Needs a person\nThese `runs-on` values could not be resolved statically and were left alone:"
 
 BODY = """\
