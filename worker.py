@@ -19,6 +19,8 @@ from runnerguard.services import retention
 SWEEP_EVERY = 300
 RECOVER_EVERY = 300
 TRIM_EVERY = 3600
+WATCHDOG_EVERY = 60  # a hung job is cancelled within a minute or two of passing its pool's max_run
+STRANDED_EVERY = 300  # each job is asked about at most every 30 minutes; this only bounds the delay
 DASHBOARD_EVERY = 600  # stored dashboard summaries live a day; refolding every 10 minutes keeps renders warm
 log = logging.getLogger("runnerguard.worker")
 
@@ -28,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("queues", nargs="*", help="queues in priority order (default: RUNNERGUARD_QUEUES)")
     parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     parser.add_argument("--scheduler", action="store_true",
-                        help="run the periodic tasks (rollback sweep, delivery recovery, retention) instead")
+                        help="run the periodic tasks (rollback sweep, delivery recovery, retention, watchdog) instead")
     parser.add_argument("--prewarm", action="store_true", help="serve this host's pre-warm queue (RUNNERGUARD_HOST)")
     args = parser.parse_args(argv)
     try:
@@ -65,7 +67,8 @@ def run_scheduler(redis_url: str, *, github_configured: bool, level: str) -> boo
     connection = redis.Redis.from_url(redis_url, health_check_interval=30)
     periodic = [(tasks.SWEEP, SWEEP_EVERY), (tasks.TRIM, TRIM_EVERY), (tasks.WARM_DASHBOARD, DASHBOARD_EVERY)]
     if github_configured:
-        periodic.append((tasks.RECOVER, RECOVER_EVERY))
+        periodic += [(tasks.RECOVER, RECOVER_EVERY), (tasks.WATCHDOG_TIMEOUTS, WATCHDOG_EVERY),
+                     (tasks.WATCHDOG_STRANDED, STRANDED_EVERY), (tasks.WATCHDOG_RERUN, WATCHDOG_EVERY)]
     cron.scheduler(connection, periodic, level=level).start()
     return True  # start() returns only when asked to stop
 

@@ -22,6 +22,7 @@ DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DEFAULT_FAILED_CONCLUSIONS = ("failure", "timed_out")
 FAILURE_CAUSES = ("runner", "code", "timeout", "unknown")
 DEFAULT_COUNTED_CAUSES = ("runner", "timeout", "unknown")
+WATCHDOG_KEYS = ("max_run", "force_after", "retry_runner_failures")
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def _failure_rate(table: dict[str, Any], where: str, base: FailureRateRule) -> F
 
 def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
     where = f"pool[{index}]"
-    _check_keys(table, {"name", "labels", "hosts", "fallback", "rollback"}, where)
+    _check_keys(table, {"name", "labels", "hosts", "fallback", "rollback", *WATCHDOG_KEYS}, where)
     if "name" not in table:
         raise ConfigError(f"{where}.name", "is required")
     name = _name(table["name"], f"{where}.name")
@@ -190,7 +191,19 @@ def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
     for fleet_wide in ("count", "count_forks"):
         if fleet_wide in overrides:
             raise ConfigError(f"{where}.rollback.{fleet_wide}", "is fleet-wide: set it in [rollback.failure_rate]")
-    return Pool(name=name, labels=labels, hosts=hosts, fallback=fallback, rollback=dict(overrides))
+    return Pool(name=name, labels=labels, hosts=hosts, fallback=fallback, rollback=dict(overrides),
+                **_watchdog(table, where))
+
+
+def _watchdog(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The pool's watchdog keys: `max_run` (none by default), `force_after` ("5m"), `retry_runner_failures` (1)."""
+    max_run = parse_duration(table["max_run"], f"{where}.max_run") if "max_run" in table else None
+    force_after = parse_duration(table.get("force_after", "5m"), f"{where}.force_after")
+    retry = table.get("retry_runner_failures", 1)
+    if isinstance(retry, bool) or retry not in (0, 1):
+        # one more try at most: a second rerun of a runner-lost job would only hide a broken runner
+        raise ConfigError(f"{where}.retry_runner_failures", f"must be 0 (off) or 1, got {retry!r}")
+    return {"max_run_seconds": max_run, "force_after_seconds": force_after, "retry_runner_failures": retry}
 
 
 def parse_policy(data: Mapping[str, Any]) -> Policy:

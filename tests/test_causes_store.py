@@ -9,7 +9,7 @@ import redis
 
 from runnerguard.domain.events import parse_workflow_job
 from runnerguard.domain.rules import CountingRule
-from runnerguard.store import causes, jobstore, keys
+from runnerguard.store import causes, jobstore, keys, metrics
 from tests.test_timeline import job_payload
 from tests.test_timings import RUNNER, iso
 
@@ -77,3 +77,16 @@ def test_the_cause_indexes_are_trimmed_with_the_rest(redis_client: redis.Redis) 
     jobstore.trim_indexes(redis_client, retention_seconds=86400, now=now)
     assert redis_client.zcard(keys.pool_cause(POOL, "runner")) == 0
     assert redis_client.zcard(keys.pool_failed_steps(POOL)) == 0
+
+
+def test_a_failed_job_is_counted_once_whichever_writer_counts_it(redis_client: redis.Redis) -> None:
+    now = time.time()
+    labels = {"pool": POOL, "repo": "octo/app", "conclusion": "failure"}
+    rest = upsert(redis_client, completed(8, "failure", now - 60), now)  # read back from GitHub: counted at once
+    assert metrics.value(redis_client, "runnerguard_jobs_total", {**labels, "cause": "unknown"}) == 1
+    assert not causes.meter_once(redis_client, rest, "runner")  # its cause task then counts nothing
+    hook = jobstore.upsert(redis_client, parse_workflow_job(completed(9, "failure", now - 60)), seen_at=now,
+                           pools=[POOL], rule=RULE, retention_seconds=86400, now=now, failed_counted_later=True)
+    assert metrics.value(redis_client, "runnerguard_jobs_total", {**labels, "cause": "runner"}) == 0
+    assert causes.meter_once(redis_client, hook, "runner") and not causes.meter_once(redis_client, hook, "code")
+    assert metrics.value(redis_client, "runnerguard_jobs_total", {**labels, "cause": "runner"}) == 1

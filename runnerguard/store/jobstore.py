@@ -22,7 +22,7 @@ __all__ = ["CountingRule"]
 PUBLIC_FIELDS = (
     "repo", "job_id", "run_id", "run_attempt", "workflow", "name", "labels", "pools", "runner_name", "status",
     "conclusion", "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds", "created_at_approximate",
-    "failure_cause", "failure_evidence",
+    "failure_cause", "failure_evidence", "source",
 )
 # What a failed job's cause record adds to its job record when it is read (the record itself never holds them).
 CAUSE_FIELDS = {"cause": "failure_cause", "evidence": "failure_evidence", "kind": "failure_kind",
@@ -70,8 +70,12 @@ def upsert(
     retention_seconds: int,
     now: float,
     also: Callable[[Pipeline], None] | None = None,
+    failed_counted_later: bool = False,
 ) -> dict[str, Any]:
     """Merge a snapshot into the job's record and bring every index in line with the merged result.
+
+    `failed_counted_later`: the caller's route queues the job's cause task, which counts a failed job in
+    runnerguard_jobs_total with its cause; other writers (a job read back from GitHub's API) count it here.
 
     Merge in Python with what the record most likely holds (what this process last wrote, else nothing), then write
     only if the record does hold it (compare-and-set in one script); otherwise the script answers what it holds, and
@@ -92,7 +96,8 @@ def upsert(
         known = attribution(client, record) if record["completed_ts"] is not None else {}
         _index(batch, record, rule=rule, cutoff=now - retention_seconds, known=known)
         if record["completed_ts"] is not None and (previous is None or previous.get("completed_ts") is None):
-            _count_finished(batch, record)  # once per job, however often its deliveries are replayed
+            # once per job, however often its deliveries are replayed
+            _count_finished(batch, record, known, failed_later=failed_counted_later)
         if also is not None:
             also(batch)
         applied, raw = cas.execute_if_unchanged(key, raw, batch)
@@ -147,6 +152,9 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
     if created is not None:
         pipe.zadd(keys.JOBS_BY_CREATED, {job: created})
         pipe.zadd(keys.repo_created(repo), {job: created})
+    # Not completed: the watchdog's stranded-job check looks here (score: the last sign of progress).
+    _set_membership(pipe, keys.JOBS_OPEN, job, (started if started is not None else created)
+                    if completed is None else None)
     if completed is not None:
         _set_membership(pipe, keys.repo_finished(repo), job, completed if counted else None)
         _set_membership(pipe, keys.repo_failed(repo), job, completed if failed else None)
@@ -160,6 +168,8 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
         _set_membership(pipe, keys.pool_waiting(pool), job, created if waiting else None)
         if started is not None:
             pipe.zadd(keys.pool_started(pool), {job: started})
+        # Running: the watchdog's timeout sweep reads the oldest of these, O(log n + hung jobs) a minute.
+        _set_membership(pipe, keys.pool_running(pool), job, started if completed is None else None)
         if completed is not None:
             _set_membership(pipe, keys.pool_finished(pool), job, completed if counted else None)
             _set_membership(pipe, keys.pool_failed(pool), job, completed if failed else None)
@@ -178,12 +188,16 @@ def _pool_time_indexes(pool: str) -> tuple[str, ...]:
     return keys.pool_created(pool), keys.pool_started(pool), keys.pool_finished(pool), keys.pool_failed(pool)
 
 
-def _count_finished(pipe: Pipeline, record: dict[str, Any]) -> None:
+def _count_finished(pipe: Pipeline, record: dict[str, Any], known: dict[str, Any], *, failed_later: bool) -> None:
     conclusion = record.get("conclusion") or "unknown"
+    failing = conclusion in cause_rules.FAILING
+    if failing and not failed_later:
+        # counted here, so the cause task (runnerguard/store/causes.py meter_once) does not count it again
+        pipe.set(keys.cause_metered(record["repo_id"], record["job_id"]), "1", ex=31 * 86400)
     for pool in record["pools"] or ["none"]:
-        if conclusion not in cause_rules.FAILING:
-            # A failed job is counted by the cause task, once, with its cause (runnerguard/store/causes.py).
-            labels = {"pool": pool, "repo": record["repo"], "conclusion": conclusion, "cause": "none"}
+        if not failing or not failed_later:
+            cause = (known.get("cause") or "unknown") if failing else "none"
+            labels = {"pool": pool, "repo": record["repo"], "conclusion": conclusion, "cause": cause}
             metrics.incr_on(pipe, "runnerguard_jobs_total", labels)
         if record["pools"]:
             if record["queue_seconds"] is not None:
@@ -289,6 +303,23 @@ def find(
     return records[:limit]
 
 
+def running_before(client: redis.Redis, pool: str, before: float, limit: int = 200) -> list[str]:
+    """Members of the pool's jobs started at or before `before` and not completed, longest running first."""
+    members = client.zrangebyscore(keys.pool_running(pool), "-inf", before, start=0, num=limit)
+    return [m.decode() for m in members]  # type: ignore[union-attr]
+
+
+def open_before(client: redis.Redis, before: float, limit: int = 500) -> list[str]:
+    """Members of jobs not completed whose last sign of progress (start, else creation) is at or before `before`."""
+    members = client.zrangebyscore(keys.JOBS_OPEN, "-inf", before, start=0, num=limit)
+    return [m.decode() for m in members]  # type: ignore[union-attr]
+
+
+def forget_open(client: redis.Redis, record: dict[str, Any]) -> None:
+    """GitHub no longer knows the job (404): stop asking about it. A later delivery of the job indexes it again."""
+    client.zrem(keys.JOBS_OPEN, member(record))
+
+
 def failed_jobs(client: redis.Redis, pool: str, since: float, limit: int = 50) -> list[dict[str, Any]]:
     """The most recent failed jobs of a pool in the window (the evidence in a rollback PR)."""
     members = client.zrevrangebyscore(keys.pool_failed(pool), "+inf", since, start=0, num=limit)
@@ -299,10 +330,11 @@ def trim_indexes(client: redis.Redis, *, retention_seconds: int, now: float) -> 
     """Retention for pools and repos that stopped getting jobs (active ones are trimmed as they are written)."""
     cutoff = now - retention_seconds
     pipe = client.pipeline(transaction=False)
-    indexes = [keys.JOBS_BY_CREATED]
+    indexes = [keys.JOBS_BY_CREATED, keys.JOBS_OPEN]
     for pool in (m.decode() for m in client.smembers(keys.POOLS_SEEN)):  # type: ignore[union-attr]
-        # also the two a write does not trim: waiting jobs (left by a lost "started" delivery), repos by last job
-        indexes += [*_pool_time_indexes(pool), keys.pool_waiting(pool), keys.pool_repos(pool)]
+        # also those a write does not trim: waiting jobs (left by a lost "started" delivery), repos by last job,
+        # running jobs (left by a lost "completed" delivery the watchdog could not read back)
+        indexes += [*_pool_time_indexes(pool), keys.pool_waiting(pool), keys.pool_repos(pool), keys.pool_running(pool)]
         # the cause indexes (runnerguard/store/causes.py), trimmed as causes are written, and here for quiet pools
         indexes += [*(keys.pool_cause(pool, c) for c in cause_rules.CAUSES), keys.pool_failed_steps(pool)]
     for repo in (m.decode() for m in client.smembers(keys.REPOS_SEEN)):  # type: ignore[union-attr]

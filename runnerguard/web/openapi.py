@@ -44,6 +44,10 @@ JOB = {"type": "object", "properties": {
     # why a failed job failed (null until its cause task ran, and for jobs that did not fail)
     "failure_cause": {"type": "string", "nullable": True, "enum": [*CAUSE_NAMES, None]},
     "failure_evidence": NULLABLE_STR,
+    # "rest" when the job's latest state was read back from GitHub's API by the watchdog
+    "source": {"type": "string", "nullable": True},
+    # what the watchdog did to the job: cancelled_at, forced_at, rerun_at (epoch seconds), reason
+    "watchdog": {"type": "object", "nullable": True},
 }, "required": ["repo", "job_id", "labels", "pools", "status"]}
 DELIVERY = {"type": "object", "properties": {
     "guid": {"type": "string"}, "event": {"type": "string"}, "action": NULLABLE_STR, "repo": NULLABLE_STR,
@@ -164,6 +168,20 @@ OPENAPI: dict[str, Any] = {
                     "target": {"type": "string"}, "actual": NULLABLE_NUM, "actual_text": {"type": "string"},
                     "status": {"type": "string"}}, "required": ["pool", "metric", "target", "status"]}}},
                 "required": ["rows"]}), **_errors(*AUTH)},
+        }},
+        "/api/watchdog": {"get": {
+            "summary": "The watchdog per pool (max_run, force_after, retries; blocked without a permission)",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "pools": {"type": "array", "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "max_run_seconds": NULLABLE_INT,
+                    "force_after_seconds": {"type": "integer"}, "retry_runner_failures": {"type": "integer"},
+                    "state": {"type": "string", "enum": ["watching", "off", "blocked"]}, "reason": NULLABLE_STR},
+                    "required": ["name", "state"]}},
+                "blocked": {"type": "array", "items": {"type": "object", "properties": {
+                    "repo": {"type": "string"}, "permission": {"type": "string"}, "reason": {"type": "string"},
+                    "at": {"type": "number"}}, "required": ["repo", "permission", "reason", "at"]}},
+                "recent": {"type": "array", "items": {"type": "object"}}},
+                "required": ["pools", "blocked", "recent"]}), **_errors(*AUTH)},
         }},
         "/api/caches": {"get": {
             "summary": "Pre-warmed caches per host",
