@@ -92,10 +92,13 @@ def upsert(
         encoded = orjson.dumps(record)
         batch = new_batch(client)
         batch.set(key, encoded, ex=retention_seconds)
-        # Only a finished job needs its cause (one MGET); a cause landing later re-indexes through `reindex`.
-        known = attribution(client, record) if record["completed_ts"] is not None else {}
+        completed = record["completed_ts"] is not None
+        first_completion = completed and (previous is None or previous.get("completed_ts") is None)
+        # A cause needs a completed record first (its task waits for one), so only a later write of a finished
+        # job (a replay, a duplicate) reads it before writing; the run's fork flag is caught by the check below.
+        known = attribution(client, record) if completed and not first_completion else {}
         _index(batch, record, rule=rule, cutoff=now - retention_seconds, known=known)
-        if record["completed_ts"] is not None and (previous is None or previous.get("completed_ts") is None):
+        if first_completion:
             # once per job, however often its deliveries are replayed
             _count_finished(batch, record, known, failed_later=failed_counted_later)
         if also is not None:
@@ -103,9 +106,9 @@ def upsert(
         applied, raw = cas.execute_if_unchanged(key, raw, batch)
         if applied:
             _last_written.put(key, encoded)
-            if record["completed_ts"] is not None and attribution(client, record) != known:
-                # A cause landed between our read and our write: its task's reindex may have run before our
-                # write, so bring the indexes in line again (a cause written after this read reindexes itself).
+            if completed and counts_as(record, rule, attribution(client, record)) != counts_as(record, rule, known):
+                # A cause or fork flag we did not index with (landed meanwhile, or not read): its task's reindex
+                # may have run before our write, so index again (one written after this read reindexes itself).
                 reindex(client, record, rule=rule, retention_seconds=retention_seconds, now=now)
             return record
 
