@@ -11,6 +11,7 @@ from typing import Any
 
 from config import scorecard_policy
 from config.errors import ConfigError
+from config.notify_policy import NotifierSpec, parse_notifiers
 from runnerguard.domain.pools import DEFAULT_FALLBACK, DEFAULT_POOL, Pool
 from runnerguard.domain.rules import CountingRule
 from runnerguard.domain.scorecard import Targets
@@ -72,6 +73,7 @@ class Policy:
     rollback: RollbackPolicy = RollbackPolicy()
     caches: tuple[CacheSpec, ...] = field(default=())
     commands: tuple[CommandSpec, ...] = field(default=())
+    notifiers: tuple[NotifierSpec, ...] = field(default=())  # `[[notify]]`: config/notify_policy.py
     scorecard: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # checked [scorecard]
 
     def pool(self, name: str) -> Pool | None:
@@ -226,7 +228,7 @@ def _watchdog(table: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def parse_policy(data: Mapping[str, Any]) -> Policy:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
-    _check_keys(data, {"pool", "rollback", "cache", "command", "scorecard"}, "policy")
+    _check_keys(data, {"pool", "rollback", "cache", "command", "scorecard", "notify"}, "policy")
     rollback_table = _table(data.get("rollback", {}), "rollback")
     _check_keys(rollback_table, {"dry_run", "cooldown", "failure_rate", "stuck_queue"}, "rollback")
     dry_run = rollback_table.get("dry_run", False)
@@ -269,6 +271,7 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
                                 stuck_queue=stuck),
         caches=caches,
         commands=commands,
+        notifiers=parse_notifiers(data.get("notify", [])),
         scorecard=_scorecard(data.get("scorecard", {}), "scorecard"),
     )
 

@@ -108,10 +108,12 @@ class Rollbacks:
                 next_step="open /setup" if why == NO_APP else ""))
         return saved
 
-    def _notify(self, event: str, state: RollbackState, summary: str, *, resolved: bool = False) -> None:
+    def _notify(self, event: str, state: RollbackState, summary: str, *, resolved: bool = False,
+                evidence: Mapping[str, Any] | None = None) -> None:
         links = {k: v for k, v in (("pr", state.pr_url), ("restore_pr", state.restore_pr_url)) if v}
         emit(self.redis, Notice(event=event, state=state.state, at=state.updated_at or self.clock(), pool=state.pool,
-                                repo=state.repo, summary=summary, links=links, resolved=resolved))
+                                repo=state.repo, summary=summary, links=links, resolved=resolved,
+                                evidence=dict(evidence or {})))
 
     def _failing_jobs(self, pool: Pool, decision: Decision, now: float) -> list[dict[str, Any]]:
         since = now - (decision.window_seconds or 86400)
@@ -164,7 +166,11 @@ class Rollbacks:
                     reason=decision.reason),
             event="pr_opened", now=now,
         )
-        self._notify(notices.ROLLBACK, opened, f"{pool.name}: rollback PR opened in {repo}: {decision.reason}")
+        self._notify(notices.ROLLBACK, opened,
+                     f"runnerguard opened a rollback pull request because {rollback_text.plain(decision.reason)}.",
+                     evidence={"rate": decision.rate or 0.0, "failed": decision.failed, "finished": decision.finished,
+                               "window_seconds": decision.window_seconds, "threshold": decision.threshold,
+                               "trigger": decision.trigger, "reason": decision.reason})
         return opened
 
     def _rewrite(self, client: InstallationClient, repo: str, sha: str, pool: Pool

@@ -11,7 +11,7 @@ from runnerguard.domain.links import web_bases
 from runnerguard.errors import NotFound
 from runnerguard.services import replay
 from runnerguard.services import reports as report_data
-from runnerguard.web import dashboard_data
+from runnerguard.web import dashboard_data, notify_view
 from runnerguard.web.auth import require_admin
 from runnerguard.web.session_auth import login_required
 from runnerguard.web.state import state
@@ -44,6 +44,7 @@ def index() -> str:
         jobs=dashboard_data.latest_jobs(web.redis, bases),
         deliveries=dashboard_data.recent_deliveries(web.redis),
         failed=dashboard_data.failed_tasks(web.redis, web.settings.queues),
+        notifiers=notify_view.rows(web.redis, web.policy),
     )
 
 
