@@ -22,7 +22,10 @@ NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 LABEL_RE = re.compile(r"^[^\s,\[\]{}]{1,100}$")
 DURATION_RE = re.compile(r"^(\d+)\s*([smhd])$")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-DEFAULT_FAILED_CONCLUSIONS = ("failure", "timed_out", "startup_failure")
+# startup_failure is a run's conclusion, never a job's (issue #14): listing it matched nothing.
+DEFAULT_FAILED_CONCLUSIONS = ("failure", "timed_out")
+FAILURE_CAUSES = ("runner", "code", "timeout", "unknown")
+DEFAULT_COUNTED_CAUSES = ("runner", "timeout", "unknown")
 WATCHDOG_KEYS = ("max_run", "force_after", "retry_runner_failures")
 
 
@@ -36,10 +39,15 @@ class FailureRateRule:
     failed_conclusions: tuple[str, ...] = DEFAULT_FAILED_CONCLUSIONS
     # cancelled and skipped jobs count neither as failed nor as finished unless listed here.
     ignored_conclusions: tuple[str, ...] = ("cancelled", "skipped")
+    # Which failure causes count as failed (a failure proven to be the code's never moves a pool), and whether jobs
+    # of runs from forks count at all. Fleet-wide only: the pool indexes are kept with one rule.
+    counted_causes: tuple[str, ...] = DEFAULT_COUNTED_CAUSES
+    count_forks: bool = False
 
     @property
     def counting(self) -> CountingRule:
-        return CountingRule(failed=frozenset(self.failed_conclusions), ignored=frozenset(self.ignored_conclusions))
+        return CountingRule(failed=frozenset(self.failed_conclusions), ignored=frozenset(self.ignored_conclusions),
+                            counted=frozenset(self.counted_causes), count_forks=self.count_forks)
 
 
 @dataclass(frozen=True)
@@ -192,8 +200,18 @@ def _positive_int(value: object, key: str) -> int:
 
 
 def _failure_rate(table: dict[str, Any], where: str, base: FailureRateRule) -> FailureRateRule:
-    _check_keys(table, {"window", "threshold", "min_jobs", "failed", "ignored"}, where)
+    _check_keys(table, {"window", "threshold", "min_jobs", "failed", "ignored", "count", "count_forks"}, where)
+    counted = base.counted_causes
+    if "count" in table:
+        counted = _str_list(table["count"], f"{where}.count", allow_empty=True)
+        wrong = sorted(set(counted) - set(FAILURE_CAUSES))
+        if wrong:
+            raise ConfigError(f"{where}.count", f"unknown cause {wrong[0]!r} (one of {', '.join(FAILURE_CAUSES)})")
+    count_forks = table.get("count_forks", base.count_forks)
+    if not isinstance(count_forks, bool):
+        raise ConfigError(f"{where}.count_forks", f"must be true or false, got {count_forks!r}")
     return FailureRateRule(
+        counted_causes=counted, count_forks=count_forks,
         window_seconds=parse_duration(table["window"], f"{where}.window") if "window" in table else base.window_seconds,
         threshold=_fraction(table["threshold"], f"{where}.threshold") if "threshold" in table else base.threshold,
         min_jobs=_positive_int(table["min_jobs"], f"{where}.min_jobs") if "min_jobs" in table else base.min_jobs,
@@ -221,6 +239,9 @@ def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
         raise ConfigError(f"{where}.fallback", f"must be one runner label such as 'ubuntu-latest', got {fallback!r}")
     overrides = _table(table.get("rollback", {}), f"{where}.rollback")
     _failure_rate(dict(overrides), f"{where}.rollback", defaults)  # validate now, apply on use
+    for fleet_wide in ("count", "count_forks"):
+        if fleet_wide in overrides:
+            raise ConfigError(f"{where}.rollback.{fleet_wide}", "is fleet-wide: set it in [rollback.failure_rate]")
     runners = _positive_int(table["runners"], f"{where}.runners") if "runners" in table else None
     targets = _scorecard(table.get("scorecard", {}), f"{where}.scorecard")
     return Pool(name=name, labels=labels, hosts=hosts, fallback=fallback, rollback=dict(overrides), runners=runners,

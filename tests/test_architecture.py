@@ -130,6 +130,7 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
         "handlers.rollback.manual_rollback_task": ("self-hosted", None, "a note"),
         "handlers.rollback.sweep": (),
         "handlers.prewarm.prewarm": (guid,),
+        "handlers.causes.attribute_job": (guid,),
         "handlers.replay.run_bulk_replay": ("nope",),
         "handlers.recovery.recover_deliveries": (None,),
         "handlers.maintenance.trim": (),
@@ -158,6 +159,7 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
     # the ones that fail, fail for a reason of their own: no App configured, no such replay, not a PR payload
     assert finished >= {"handlers.timings.record_job", "handlers.rollback.evaluate_after_job",
                         "handlers.rollback.manual_rollback_task", "handlers.rollback.sweep", "handlers.prewarm.prewarm",
+                        "handlers.causes.attribute_job",
                         "handlers.maintenance.trim", "handlers.maintenance.warm_dashboard",
                         "handlers.watchdog.sweep_timeouts", "handlers.watchdog.rerun_runner_failures",
                         "handlers.hosts.check_hosts",

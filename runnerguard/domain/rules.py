@@ -17,10 +17,13 @@ def human_duration(seconds: int) -> str:
 
 @dataclass(frozen=True)
 class CountingRule:
-    """Which conclusions count as failed, and which count neither way, for a pool's failure rate."""
+    """Which conclusions count as failed, which count neither way, and which failure causes count (issue #14)."""
 
-    failed: frozenset[str] = frozenset({"failure", "timed_out", "startup_failure"})
+    # startup_failure is a run's conclusion, never a job's: it is not listed.
+    failed: frozenset[str] = frozenset({"failure", "timed_out"})
     ignored: frozenset[str] = frozenset({"cancelled", "skipped"})
+    counted: frozenset[str] = frozenset({"runner", "timeout", "unknown"})
+    count_forks: bool = False
 
 
 @dataclass(frozen=True)

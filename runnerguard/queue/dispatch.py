@@ -85,7 +85,7 @@ class Dispatcher:
         job: WorkflowJobEvent | None = None,
     ) -> Plan:
         routes = self.router.routes_for(event, action)
-        if job is None and any(route.queues is not None for route in routes):
+        if job is None and any(route.needs_event for route in routes):
             job = job_event(event, payload)
         task_names: list[str] = []
         jobs: list[PlannedJob] = []

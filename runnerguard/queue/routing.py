@@ -21,12 +21,20 @@ class Route:
     action: str | None
     spec: tasks.TaskSpec
     queues: QueueChooser | None = None
+    # A route that applies to some deliveries only (its task keeps its plain name, on its own queue).
+    when: Callable[[WorkflowJobEvent | None, Policy], bool] | None = None
+
+    @property
+    def needs_event(self) -> bool:
+        return self.queues is not None or self.when is not None
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def queues_for(self, job: WorkflowJobEvent | None, policy: Policy) -> list[str]:
+        if self.when is not None and not self.when(job, policy):
+            return []
         if self.queues is None:
             return [self.spec.queue]
         return list(self.queues(job, policy))
@@ -44,9 +52,20 @@ def prewarm_queues(job: WorkflowJobEvent | None, policy: Policy) -> list[str]:
     return []
 
 
+def needs_cause(job: WorkflowJobEvent | None, policy: Policy) -> bool:
+    """A failed job gets a cause (in a pool or not: a hosted job may be another's twin); with `count_forks = false`
+    a pool's other finished jobs are checked for a fork's run too."""
+    if job is None:
+        return False
+    if job.conclusion in ("failure", "timed_out", "cancelled"):
+        return True
+    return not policy.rollback.failure_rate.counting.count_forks and bool(pools_for(job.labels, policy.pools))
+
+
 ROUTES: tuple[Route, ...] = (
     Route("workflow_job", None, tasks.TIMINGS),
     Route("workflow_job", "completed", tasks.ROLLBACK_CHECK),
+    Route("workflow_job", "completed", tasks.ATTRIBUTE, when=needs_cause),
     Route("pull_request", "closed", tasks.ROLLBACK_PR),
     # On the central worker's `events` queue: it makes work items; the runner hosts fetch them over HTTP.
     Route("workflow_job", "queued", tasks.PREWARM, queues=prewarm_queues),

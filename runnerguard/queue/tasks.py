@@ -57,6 +57,9 @@ ROLLBACK_CHECK = TaskSpec("rollback", "handlers.rollback.evaluate_after_job", EV
 ROLLBACK_PR = TaskSpec("rollback-pr", "handlers.rollback.follow_pull_request", EVENTS, takes_delivery=True)
 # Makes the runner hosts' work items (runnerguard/store/work.py); the agents fetch them over HTTP.
 PREWARM = TaskSpec("prewarm", "handlers.prewarm.prewarm", EVENTS, takes_delivery=True)
+# A failed job's cause (annotations and the run come from GitHub, once): longer retries ride out a rate limit.
+ATTRIBUTE = TaskSpec("causes", "handlers.causes.attribute_job", GITHUB, takes_delivery=True,
+                     retry=(10, 60, 600, 3600))
 # GitHub work, queued by the services.
 OPEN_ROLLBACK = TaskSpec("open_rollback", "handlers.rollback.open_rollback", GITHUB, timeout=600, result_ttl=0)
 RESTORE_ROLLBACK = TaskSpec("restore_rollback", "handlers.rollback.restore_rollback", GITHUB, timeout=600,
@@ -83,9 +86,9 @@ WATCHDOG_RERUN = TaskSpec("watchdog_rerun", "handlers.watchdog.rerun_runner_fail
                           retry=())
 
 TASKS: dict[str, TaskSpec] = {spec.path: spec for spec in (
-    TIMINGS, ROLLBACK_CHECK, ROLLBACK_PR, PREWARM, OPEN_ROLLBACK, RESTORE_ROLLBACK, MANUAL_ROLLBACK, BULK_REPLAY,
-    SWEEP, RECOVER, TRIM, WARM_DASHBOARD, WATCHDOG_TIMEOUTS, WATCHDOG_STRANDED, WATCHDOG_RERUN, NOTIFY_FAN_OUT,
-    NOTIFY_SEND, NOTIFY_TEST, CHECK_HOSTS,
+    TIMINGS, ROLLBACK_CHECK, ROLLBACK_PR, PREWARM, ATTRIBUTE, OPEN_ROLLBACK, RESTORE_ROLLBACK, MANUAL_ROLLBACK,
+    BULK_REPLAY, SWEEP, RECOVER, TRIM, WARM_DASHBOARD, WATCHDOG_TIMEOUTS, WATCHDOG_STRANDED, WATCHDOG_RERUN,
+    NOTIFY_FAN_OUT, NOTIFY_SEND, NOTIFY_TEST, CHECK_HOSTS,
 )}
 # Old dotted path -> current one, kept for FAILURE_TTL after a rename (a requeued failed job still runs).
 ALIASES: dict[str, str] = {}

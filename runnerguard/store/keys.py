@@ -315,3 +315,46 @@ def notify_issue_lock(notifier: str, pool: str) -> str:
 def notify_sent(notifier: str, notice_id: str) -> str:
     """String with a TTL: this notice reached this notifier (a repeated task sends nothing again)."""
     return f"{PREFIX}:notify:sent:{notifier}:{notice_id}"
+
+
+# --- failure causes (runnerguard/store/causes.py) -------------------------------------------------------------------
+
+
+def job_cause(repo_id: int, job_id: int) -> str:
+    """String (JSON): a failed job's cause and evidence, kept apart from the record its deliveries rebuild."""
+    return f"{PREFIX}:cause:{repo_id}:{job_id}"
+
+
+def job_annotations(repo_id: int, job_id: int) -> str:
+    """String (JSON list): the messages of the job's check-run annotations, fetched once."""
+    return f"{PREFIX}:cause:annotations:{repo_id}:{job_id}"
+
+
+def job_host_fact(repo_id: int, job_id: int) -> str:
+    """String (JSON): what the host agent said about the job's host, read once when the cause was first computed."""
+    return f"{PREFIX}:cause:host:{repo_id}:{job_id}"
+
+
+def run_fork(repo_id: int, run_id: int) -> str:
+    """String "1" / "0": the run's head repository is another repository (a fork), from GET .../runs/{id}, once."""
+    return f"{PREFIX}:run:fork:{repo_id}:{run_id}"
+
+
+def twins(repo_id: int, digest: str) -> str:
+    """Hash "job_id" -> JSON: failed jobs of one (repository, workflow, job name, head_sha), in or out of a pool."""
+    return f"{PREFIX}:cause:twins:{repo_id}:{digest}"
+
+
+def cause_metered(repo_id: int, job_id: int) -> str:
+    """String: runnerguard_jobs_total already counted this failed job (with its first cause)."""
+    return f"{PREFIX}:cause:metered:{repo_id}:{job_id}"
+
+
+def pool_cause(pool: str, cause: str) -> str:
+    """Zset "repo_id:job_id" -> completed_at: the pool's failed jobs of one cause (failed_by_cause, O(log n))."""
+    return f"{PREFIX}:pool:{pool}:cause:{cause}"
+
+
+def pool_failed_steps(pool: str) -> str:
+    """Zset "repo_id:job_id\\tstep" -> completed_at: the user step each failed job of the pool failed at."""
+    return f"{PREFIX}:pool:{pool}:failed-steps"

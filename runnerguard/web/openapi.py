@@ -32,6 +32,7 @@ LIMIT = {"name": "limit", "in": "query", "required": False, "schema": {"type": "
                                                                        "maximum": 500}}
 GUID = {"name": "guid", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$"}}
 
+CAUSE_NAMES = ("runner", "code", "timeout", "unknown")
 JOB = {"type": "object", "properties": {
     "repo": {"type": "string"}, "job_id": {"type": "integer"}, "run_id": NULLABLE_INT, "run_attempt": NULLABLE_INT,
     "workflow": NULLABLE_STR, "name": NULLABLE_STR, "labels": {"type": "array", "items": {"type": "string"}},
@@ -40,6 +41,9 @@ JOB = {"type": "object", "properties": {
     "queue_seconds": NULLABLE_NUM, "run_seconds": NULLABLE_NUM,
     # true when no delivery carried created_at (older GHES): created_at is then the best time known
     "created_at_approximate": {"type": "boolean", "nullable": True},
+    # why a failed job failed (null until its cause task ran, and for jobs that did not fail)
+    "failure_cause": {"type": "string", "nullable": True, "enum": [*CAUSE_NAMES, None]},
+    "failure_evidence": NULLABLE_STR,
     # "rest" when the job's latest state was read back from GitHub's API by the watchdog
     "source": {"type": "string", "nullable": True},
     # what the watchdog did to the job: cancelled_at, forced_at, rerun_at (epoch seconds), reason
@@ -63,8 +67,10 @@ FILTER_BODY = {"type": "object", "properties": {
 }, "additionalProperties": False}
 ROLLBACK = {"type": "object", "properties": {
     "pool": {"type": "string"}, "repo": {"type": "string"},
-    "state": {"type": "string", "enum": ["healthy", "pr_open", "rolled_back", "restoring"]},
-    "trigger": NULLABLE_STR, "reason": NULLABLE_STR, "pr_url": NULLABLE_STR, "pr_number": NULLABLE_INT,
+    "state": {"type": "string", "enum": ["healthy", "pr_open", "rolled_back", "restoring", "blocked"]},
+    # for "blocked", `reason` says why the PR could not be opened and `trigger_summary` what fired
+    "trigger": NULLABLE_STR, "reason": NULLABLE_STR, "trigger_summary": NULLABLE_STR,
+    "pr_url": NULLABLE_STR, "pr_number": NULLABLE_INT,
     "opened_at": NULLABLE_NUM, "updated_at": NULLABLE_NUM,
 }, "required": ["pool", "repo", "state"]}
 QUEUED = {"type": "object", "properties": {"state": {"type": "string"}}, "required": ["state"]}
@@ -108,7 +114,9 @@ OPENAPI: dict[str, Any] = {
             "responses": {"200": _json({"type": "object", "properties": {"pools": {"type": "array", "items": {
                 "type": "object", "properties": {"name": {"type": "string"}, "finished_24h": {"type": "integer"},
                                                  "failed_24h": {"type": "integer"},
-                                                 "failure_rate_24h": NULLABLE_NUM},
+                                                 "failure_rate_24h": NULLABLE_NUM,
+                                                 "failed_by_cause": {"type": "object", "properties": {
+                                                     c: {"type": "integer"} for c in CAUSE_NAMES}}},
                 "required": ["name", "labels", "finished_24h", "failed_24h", "failure_rate_24h"]}}},
                 "required": ["pools"]}), **_errors(*AUTH)},
         }},
