@@ -14,6 +14,7 @@ from config.errors import ConfigError
 from config.notify_policy import NotifierSpec, parse_notifiers
 from runnerguard.domain.hosts import valid_name as valid_host_name
 from runnerguard.domain.pools import DEFAULT_FALLBACK, DEFAULT_POOL, Pool
+from runnerguard.domain.restore import AUTO, DEFAULT_RESTORE_AFTER, MANUAL, RESTORE_MODES
 from runnerguard.domain.rules import CountingRule
 from runnerguard.domain.scorecard import Targets
 from runnerguard.prewarm import CacheSpec, CommandSpec, SpecError, check_unique
@@ -224,8 +225,8 @@ def _failure_rate(table: dict[str, Any], where: str, base: FailureRateRule) -> F
 
 def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
     where = f"pool[{index}]"
-    _check_keys(table, {"name", "labels", "hosts", "fallback", "rollback", "runners", "scorecard", *WATCHDOG_KEYS},
-                where)
+    _check_keys(table, {"name", "labels", "hosts", "fallback", "rollback", "runners", "scorecard", "restore",
+                        "restore_after", *WATCHDOG_KEYS}, where)
     if "name" not in table:
         raise ConfigError(f"{where}.name", "is required")
     name = _name(table["name"], f"{where}.name")
@@ -244,8 +245,15 @@ def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
             raise ConfigError(f"{where}.rollback.{fleet_wide}", "is fleet-wide: set it in [rollback.failure_rate]")
     runners = _positive_int(table["runners"], f"{where}.runners") if "runners" in table else None
     targets = _scorecard(table.get("scorecard", {}), f"{where}.scorecard")
+    restore = table.get("restore", MANUAL)
+    if restore not in RESTORE_MODES:
+        raise ConfigError(f"{where}.restore", f"must be one of {', '.join(RESTORE_MODES)}, got {str(restore)[:40]!r}")
+    restore_after = (parse_duration(table["restore_after"], f"{where}.restore_after") if "restore_after" in table
+                     else DEFAULT_RESTORE_AFTER)
+    if restore == AUTO and not hosts:
+        raise ConfigError(f"{where}.restore", "\"auto\" needs the pool's hosts: their reports say when it is well")
     return Pool(name=name, labels=labels, hosts=hosts, fallback=fallback, rollback=dict(overrides), runners=runners,
-                scorecard=targets, **_watchdog(table, where))
+                scorecard=targets, restore=restore, restore_after_seconds=restore_after, **_watchdog(table, where))
 
 
 def _scorecard(value: object, where: str) -> dict[str, Any]:

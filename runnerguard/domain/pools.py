@@ -28,6 +28,10 @@ class Pool:
     max_run_seconds: int | None = None
     force_after_seconds: int = 300
     retry_runner_failures: int = 1
+    # After a rollback PR merged: "manual" (a person runs `rollback restore`) or "auto" (the restore PR opens itself
+    # once every host of the pool has been well for restore_after; runnerguard/domain/restore.py).
+    restore: str = "manual"
+    restore_after_seconds: int = 6 * 3600
 
     @property
     def runner_count(self) -> int:

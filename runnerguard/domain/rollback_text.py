@@ -61,7 +61,12 @@ runnerguard puts back the `runs-on` values that the rollback in {rollback} chang
 run on its self-hosted runners again.
 
 {files}
-{not_reverted}
+{not_reverted}{evidence}"""
+RESTORE_EVIDENCE = """
+### Why now
+The pool's `restore = "auto"`: its hosts report they have been well long enough.
+
+{lines}
 """
 
 
@@ -157,11 +162,13 @@ def evidence_comment(pool: str, decision: Decision, jobs: Sequence[Mapping[str, 
 
 
 def restore_body(pool: str, rollback_url: str | None, files: Mapping[str, int],
-                 not_reverted: Sequence[Mapping[str, Any]]) -> str:
+                 not_reverted: Sequence[Mapping[str, Any]], evidence: Sequence[str] = ()) -> str:
     file_lines = "\n".join(f"- `{path}`: {count} value(s)" for path, count in sorted(files.items()))
     skipped = ""
     if not_reverted:
         skipped = "### Left as they are\n" + "\n".join(
             f"- `{n['path']}` job `{_md(str(n['job']))}`: {_md(str(n['reason']))}" for n in not_reverted)
+    # Our own words about policy-named hosts and paths: no markdown escaping, but never a mention or a link.
+    why = RESTORE_EVIDENCE.format(lines="\n".join(f"- {plain(line)}" for line in evidence)) if evidence else ""
     return RESTORE_BODY.format(rollback=rollback_url or "the rollback", pool=pool, files=file_lines,
-                               not_reverted=skipped)
+                               not_reverted=skipped, evidence=why)

@@ -18,18 +18,23 @@ from config import Policy
 from runnerguard.domain import rules
 from runnerguard.domain.events import PullRequestEvent
 from runnerguard.domain.pools import Pool, pools_for
+from runnerguard.domain.restore import AUTO, auto_restore_check
 from runnerguard.domain.rules import Decision
 from runnerguard.errors import NotFound
 from runnerguard.github import GitHubApp
 from runnerguard.queue import tasks
 from runnerguard.services.rollback_prs import Rollbacks
+from runnerguard.store import causes, jobstore
 from runnerguard.store import hosts as host_store
-from runnerguard.store import jobstore
 from runnerguard.store import rollback_state as states
 
 log = logging.getLogger("runnerguard.rollback")
 ROLLBACK_PREFIXES = ("runnerguard/rollback/", "runnerguard/restore/")
 QUEUED_STATES = ("queued", "started", "scheduled", "deferred")
+
+
+def restore_job_id(pool: str, repo: str) -> str:
+    return "restore_" + "".join(c if c.isalnum() or c in "_-" else "-" for c in f"{pool}_{repo}")
 
 
 def rollback_job_id(pool: str, repo: str) -> str:
@@ -131,7 +136,35 @@ class RollbackService:
                     triggered.setdefault(pool.name, []).extend(queued)
         changed = self.prs.check_open_pulls() if self.github is not None else []
         changed += self.unblock_recovered()
-        return {"triggered": triggered, "changed": [f"{s.pool}/{s.repo}: {s.state}" for s in changed]}
+        restoring = self.auto_restores()
+        return {"triggered": triggered, "changed": [f"{s.pool}/{s.repo}: {s.state}" for s in changed],
+                "restoring": restoring}
+
+    def auto_restores(self) -> list[str]:
+        """`restore = "auto"` pools rolled back whose hosts have been well for restore_after: queue the restore PR
+        (once; its body shows the host reports). A person's `rollback restore` works as before for any pool."""
+        queued: list[str] = []
+        now = self.clock()
+        for current in states.list_states(self.redis):
+            pool = self.policy.find_pool(current.pool)
+            if pool is None or pool.restore != AUTO or current.state != states.ROLLED_BACK:
+                continue
+            job_id = restore_job_id(pool.name, current.repo)
+            if tasks.is_pending(job_id, connection=self.redis):
+                continue
+            statuses = [host_store.get_status(self.redis, self.policy, name, now=now) for name in pool.hosts]
+            failures = causes.counts_by_cause(self.redis, pool.name, now - pool.restore_after_seconds).get("runner", 0)
+            check = auto_restore_check([s for s in statuses if s is not None], now=now,
+                                       restore_after=pool.restore_after_seconds, runner_failures=failures)
+            if not check.ready or any(s is None for s in statuses):
+                continue
+            states.save(self.redis, replace(current, restore_evidence=list(check.evidence)), event="auto_restore",
+                        now=now, extra={"reason": check.reason})
+            tasks.enqueue(tasks.RESTORE_ROLLBACK, pool.name, current.repo, connection=self.redis, job_id=job_id)
+            log.info("automatic restore queued", extra={"pool": pool.name, "repo": current.repo,
+                                                         "status": check.reason})
+            queued.append(f"{pool.name}/{current.repo}")
+        return queued
 
     def unblock_recovered(self) -> list[states.RollbackState]:
         """A blocked rollback whose trigger no longer fires is healthy again (nothing is left to act on)."""

@@ -329,7 +329,8 @@ class Rollbacks:
                                 message=rollback_text.RESTORE_COMMIT_MESSAGE.format(pool=pool.name))
             pr = self._create_pull(client, repo, title=rollback_text.RESTORE_TITLE.format(pool=pool.name),
                                    head=branch, base=base,
-                                   body=rollback_text.restore_body(pool.name, current.pr_url, counts, not_reverted))
+                                   body=rollback_text.restore_body(pool.name, current.pr_url, counts, not_reverted,
+                                                                  current.restore_evidence))
         client.add_labels(repo, pr.number, [rollback_text.RESTORE_LABEL])
         restoring = states.save(self.redis, replace(current, state=states.RESTORING, restore_pr_url=pr.html_url,
                                                     restore_pr_number=pr.number,

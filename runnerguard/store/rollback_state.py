@@ -42,6 +42,7 @@ class RollbackState:
     error: str | None = None
     changes: list[dict[str, Any]] = field(default_factory=list)  # [{"path", "changes": [Change.as_dict()]}]
     unresolved: list[dict[str, Any]] = field(default_factory=list)
+    restore_evidence: list[str] = field(default_factory=list)  # why an automatic restore opened (host reports)
     pr_author: str | None = None  # the login that opened the PR (the App's bot): only its PR events move the state
     trigger_summary: str | None = None  # "failing, 75% of 8 jobs in 24h": what fired, beside a blocked reason
 
