@@ -10,7 +10,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from runnerguard.store import keys
+from runnerguard.store import jobstore, keys
 from tests.helpers import admin_headers, dumps, signed_headers
 from tests.test_timings import deliver, job_events
 
@@ -36,7 +36,7 @@ def recorded_state(client: redis.Redis) -> dict[str, Any]:
             continue
         kind = client.type(key).decode()
         if kind == "string":
-            record = json.loads(client.get(key))
+            record = jobstore.decode(client, client.get(key))
             record.pop("seen", None)
             state[key] = record
         elif kind == "zset":

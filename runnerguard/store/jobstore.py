@@ -15,6 +15,8 @@ from runnerguard.domain.rules import CountingRule
 from runnerguard.domain.timeline import JobSnapshot, merge
 from runnerguard.store import keys, metrics
 from runnerguard.store.atomic import CompareAndSet, new_batch
+from runnerguard.store.body_codec import frame_dict_id
+from runnerguard.store.deliveries import codec_for
 
 __all__ = ["CountingRule"]
 
@@ -47,6 +49,19 @@ class _RecentValues:
 _last_written = _RecentValues(2048)  # ~2 KB a record: a few MB at most
 
 
+def encode(client: redis.Redis, record: dict[str, Any]) -> bytes:
+    """A record as stored: its JSON as a zstd frame with the body dictionary (~2.5 KB of JSON -> a few hundred
+    bytes: the three snapshots repeat each other, and their strings are the payloads' own)."""
+    return codec_for(client).compress(orjson.dumps(record))[1]
+
+
+def decode(client: redis.Redis, raw: bytes) -> dict[str, Any]:
+    """A stored record of either format: plain JSON (written before compression) or a zstd frame."""
+    if raw[:1] == b"{":
+        return orjson.loads(raw)  # type: ignore[no-any-return]
+    return orjson.loads(codec_for(client).decompress(frame_dict_id(raw), raw))  # type: ignore[no-any-return]
+
+
 def member(record: dict[str, Any]) -> str:
     return f"{record['repo_id']}:{record['job_id']}"
 
@@ -77,10 +92,10 @@ def upsert(
     cas = CompareAndSet(client)
     raw = _last_written.get(key)
     while True:
-        previous = orjson.loads(raw) if raw else None
+        previous = decode(client, raw) if raw else None
         record = merge(previous, snapshot, seen_at)
         record["pools"] = sorted(set(record.get("pools") or ()) | set(pools))
-        encoded = orjson.dumps(record)
+        encoded = encode(client, record)
         batch = new_batch(client)
         batch.set(key, encoded, ex=retention_seconds)
         _index(batch, record, rule=rule, cutoff=now - retention_seconds)
@@ -106,10 +121,9 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
     if created is not None:
         pipe.zadd(keys.JOBS_BY_CREATED, {job: created})
         pipe.zadd(keys.repo_created(repo), {job: created})
-    if completed is not None:
-        _set_membership(pipe, keys.repo_finished(repo), job, completed if counted else None)
-        _set_membership(pipe, keys.repo_failed(repo), job, completed if failed else None)
-    for index in (keys.JOBS_BY_CREATED, *_repo_time_indexes(repo)):
+    # No per-repo finished/failed index any more: nothing read them (~140 bytes a job each). Those written before
+    # age out through trim_indexes.
+    for index in (keys.JOBS_BY_CREATED, keys.repo_created(repo)):
         pipe.zremrangebyscore(index, "-inf", cutoff)
     for pool in record["pools"]:
         pipe.sadd(keys.POOLS_SEEN, pool)
@@ -206,7 +220,7 @@ def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:
     if not ids:
         return []
     raws = client.mget([keys.job(*map(int, m.split(":"))) for m in ids])
-    return [orjson.loads(raw) for raw in raws if raw]
+    return [decode(client, raw) for raw in raws if raw]
 
 
 def find(

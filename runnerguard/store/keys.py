@@ -178,3 +178,7 @@ NOTICES = f"{PREFIX}:notices"  # stream of Notice JSON (runnerguard/store/notice
 def watchdog(repo_id: int, job_id: int) -> str:
     """Hash: what the watchdog did to the job (cancelled_at, forced_at, rerun_at, reason)."""
     return f"{PREFIX}:watchdog:{repo_id}:{job_id}"
+
+
+BODY_DICTIONARIES = f"{PREFIX}:zdicts"  # hash dictionary id -> zstd dictionary trained from the live log (kept forever)
+BODY_DICTIONARY_ACTIVE = f"{PREFIX}:zdict:active"  # string: the id new bodies are compressed with (read at start)

@@ -125,7 +125,7 @@ class Intake:
         )
         label = event_label(event)
         main = self._recorder.batch()
-        deliveries.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
+        self._recorder.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
         plan.enqueue_on(main)
         metrics.incr_field_on(main, self._accepted(label))
         fresh = self._recorder.record_if_new(guid, main, self._duplicate_batch(label))
