@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,7 @@ def _template() -> dict[str, Any]:
 
 
 def _iso(epoch: float, millis: bool = False) -> str:
-    whole = int(epoch)
-    hours, rest = divmod(whole % 86400, 3600)
-    day = 1 + (whole // 86400) % 28
-    text = f"2026-11-{day:02d}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    text = datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return text + (".000Z" if millis else "Z")
 
 
@@ -51,14 +49,14 @@ class PayloadFactory:
         self.base = _template()
         self.repos = [(100_000_000 + i, f"repo-{i:02d}") for i in range(repos)]
 
-    def job(self, job_id: int) -> Iterator[tuple[str, bytes]]:
-        """(action, body) of the queued, in_progress and completed deliveries of one job."""
+    def job(self, job_id: int, created: float | None = None) -> Iterator[tuple[str, bytes]]:
+        """(action, body) of the queued, in_progress and completed deliveries of one job created at `created`."""
         rng = self.rng
         repo_id, repo_name = rng.choice(self.repos)
         full = f"octo-org/{repo_name}"
         run_id = 10_000_000_000 + job_id // 4
         sha = f"{rng.getrandbits(160):040x}"
-        created = 1_764_000_000 + job_id * 7.0
+        created = 1_764_000_000 + (job_id % 1_000_000) * 7.0 if created is None else created
         started = created + rng.randint(1, 120)
         completed = started + rng.randint(30, 1800)
         name, workflow, labels = rng.choice(JOB_NAMES), rng.choice(WORKFLOWS), rng.choice(LABELS)
@@ -79,7 +77,8 @@ class PayloadFactory:
                     done = action == "completed" or number < 3
                     steps.append({"name": step, "status": "completed" if done else "in_progress",
                                   "conclusion": ("success" if done else None), "number": number,
-                                  "started_at": _iso(at, True), "completed_at": _iso(at + took, True) if done else None})
+                                  "started_at": _iso(at, True),
+                                  "completed_at": _iso(at + took, True) if done else None})
                     at += took
             job = payload["workflow_job"]
             job.update(

@@ -12,12 +12,13 @@ dictionary is kept.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
 import zstandard
 
-from runnerguard.errors import RunnerguardError
+from runnerguard.errors import Permanent
 from runnerguard.store import keys
 
 SHIPPED_DIR = Path(__file__).with_name("zdicts")
@@ -27,7 +28,7 @@ ID_BASE = 0x52470000  # "RG": runnerguard's own ids, in the range zstd leaves to
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB: a frame that claims more is refused
 
 
-class BodyError(RunnerguardError):
+class BodyError(Permanent):
     """A stored body cannot be restored: unknown dictionary, or corrupted bytes. Never silently wrong bytes."""
 
 
@@ -53,7 +54,7 @@ class BodyCodec:
         """The id new bodies are compressed with, read once (lazily: a web tier starts while Redis is down)."""
         if self._active is None:
             value = self._client.get(keys.BODY_DICTIONARY_ACTIVE) if self._client is not None else None
-            chosen = int(value) if value else SHIPPED_ID if SHIPPED_ID in self._raw else 0  # type: ignore[arg-type]
+            chosen = int(value) if value else SHIPPED_ID if SHIPPED_ID in self._raw else 0
             if chosen != 0 and self._dictionary_bytes(chosen) is None:
                 raise BodyError(f"the active body dictionary {chosen} is neither shipped nor in Redis")
             self._active = chosen
@@ -108,7 +109,7 @@ class BodyCodec:
             raise BodyError("stored body is corrupted (claims more than 25 MB)")
         decompressor = self._per_thread("d", dict_id)
         try:
-            return decompressor.decompress(frame)  # type: ignore[union-attr, no-any-return]
+            return decompressor.decompress(frame)  # type: ignore[union-attr]
         except zstandard.ZstdError as exc:
             raise BodyError(f"stored body is corrupted ({exc})") from None
 
@@ -121,12 +122,12 @@ def frame_dict_id(frame: bytes) -> int:
         raise BodyError(f"stored value is corrupted (not a zstd frame: {exc})") from None
 
 
-def train(samples: list[bytes], *, dict_id: int, size: int = 16384) -> bytes:
+def train(samples: Sequence[bytes], *, dict_id: int, size: int = 16384) -> bytes:
     """A new dictionary from sample bodies (at least a few hundred for a useful one)."""
     if len(samples) < 20:
         raise BodyError(f"{len(samples)} sample bodies are too few to train a dictionary (need at least 20)")
     try:
-        return bytes(zstandard.train_dictionary(size, samples, dict_id=dict_id, level=19).as_bytes())
+        return bytes(zstandard.train_dictionary(size, list(samples), dict_id=dict_id, level=19).as_bytes())
     except zstandard.ZstdError as exc:
         raise BodyError(f"training failed: {exc}") from None
 

@@ -144,7 +144,7 @@ def _body(client: redis.Redis, guid: str, raw: Mapping[bytes, bytes]) -> bytes |
     dict_id = raw.get(BODY_DICT_FIELD.encode())
     if dict_id is None:
         return None  # only task marks left behind (the delivery itself expired)
-    chunks = []
+    chunks: list[bytes] = []
     prefix = BODY_CHUNK_PREFIX.encode()
     while (chunk := raw.get(prefix + str(len(chunks)).encode())) is not None:
         chunks.append(chunk)

@@ -219,7 +219,7 @@ def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:
     ids = list(members)
     if not ids:
         return []
-    raws = client.mget([keys.job(*map(int, m.split(":"))) for m in ids])
+    raws: list[bytes | None] = client.mget([keys.job(*map(int, m.split(":"))) for m in ids])  # type: ignore[assignment]
     return [decode(client, raw) for raw in raws if raw]
 
 
