@@ -9,6 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from runnerguard.domain.events import WorkflowJobEvent
+from runnerguard.domain.timeline import merge
+
 FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/github/webhooks/workflow_job"
 ACTIONS = ("queued", "in_progress", "completed")
 STEP_NAMES = ("Set up job", "Run actions/checkout@v4", "Run actions/setup-node@v4", "Run actions/cache@v4",
@@ -46,7 +51,7 @@ class PayloadFactory:
 
     def __init__(self, seed: int = 1, repos: int = 20) -> None:
         self.rng = random.Random(seed)
-        self.base = _template()
+        self._base = orjson.dumps(_template())
         self.repos = [(100_000_000 + i, f"repo-{i:02d}") for i in range(repos)]
 
     def job(self, job_id: int, created: float | None = None) -> Iterator[tuple[str, bytes]]:
@@ -63,7 +68,7 @@ class PayloadFactory:
         runner = f"runner-{rng.randint(1, 40):02d}"
         conclusion = rng.choices(("success", "failure", "cancelled"), (90, 8, 2))[0]
         for action in ACTIONS:
-            payload = json.loads(json.dumps(self.base))
+            payload = orjson.loads(self._base)
             payload["action"] = action
             repo = payload["repository"]
             repo.update(id=repo_id, name=repo_name, full_name=full, html_url=f"https://github.com/{full}",
@@ -97,7 +102,7 @@ class PayloadFactory:
                 runner_group_id=1 if action != "queued" else None,
                 runner_group_name="Default" if action != "queued" else None,
             )
-            yield action, json.dumps(payload, separators=(",", ":")).encode()
+            yield action, orjson.dumps(payload)  # compact, as GitHub sends it
 
 
 def training_samples(count: int = 3000, seed: int = 7) -> list[bytes]:
@@ -107,5 +112,20 @@ def training_samples(count: int = 3000, seed: int = 7) -> list[bytes]:
     job_id = 5_000_000_000
     while len(samples) < count:
         samples += [body for _action, body in factory.job(job_id)]
+        job_id += 1
+    return samples
+
+
+def record_samples(count: int = 4500, seed: int = 8) -> list[bytes]:
+    """Job records as the timeline stores them (after each delivery of a job), for the record dictionary."""
+    factory = PayloadFactory(seed=seed)
+    samples: list[bytes] = []
+    job_id = 6_000_000_000
+    while len(samples) < count:
+        record = None
+        for _action, body in factory.job(job_id, 1_764_000_000.0 + job_id % 100_000):
+            record = merge(record, WorkflowJobEvent.parse(orjson.loads(body)).snapshot(), 1_764_000_000.0)
+            record["pools"] = ["linux"]
+            samples.append(orjson.dumps(record))
         job_id += 1
     return samples

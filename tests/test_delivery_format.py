@@ -189,7 +189,7 @@ def test_train_dictionary_from_the_live_log_keeps_old_deliveries_readable(
     runner = app.test_cli_runner()
     result = runner.invoke(args=["deliveries", "train-dictionary", "--samples", "100", "--size", "4096"])
     assert result.exit_code == 0, result.output
-    new_id = body_codec.ID_BASE + 2
+    new_id = body_codec.RECORD_ID + 1  # above every shipped id
     assert f"dictionary {new_id}" in result.output
     assert int(redis_client.get(keys.BODY_DICTIONARY_ACTIVE)) == new_id
     deliveries._codecs.clear()  # a restarted web process
