@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -50,7 +51,8 @@ labels = ["self-hosted", "linux", "gpu"]
 name = "mac"
 labels = ["self-hosted", "macOS", "ARM64"]
 """
-FAMILIES = (("rg:delivery:", "deliveries"), ("rg:deliveries", "delivery index"), ("rg:job:", "job records"),
+FAMILIES = (("rg:delivery:", "deliveries"), ("rg:body:", "body dedupe keys"),
+            ("rg:deliveries", "delivery index"), ("rg:job:", "job records"),
             ("rg:pool:", "pool indexes"), ("rg:repo:", "repo indexes"), ("rg:jobs:", "job index"),
             ("rq:", "RQ (after expiry)"))
 
@@ -87,7 +89,12 @@ def run_directly(client: redis.Redis, deps: Deps) -> None:
             client.delete(f"rq:job:{job_id}")
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # so `finally` stops this run's redis-server
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop)
     server = start_redis()
     policy = Path(tempfile.mkdtemp()) / "policy.toml"
     policy.write_text(POLICY)
