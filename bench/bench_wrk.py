@@ -85,10 +85,11 @@ def lua_script(path: Path, bodies: list[tuple[bytes, str]]) -> None:
 
 def start(target: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    path = os.pathsep.join(filter(None, (str(ROOT), str(ROOT / "bench"), env.get("PYTHONPATH"))))
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "-c", str(ROOT / "deploy/gunicorn.conf.py"), target,
          "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"},
+        cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": path},
         stdout=log.open("ab"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
