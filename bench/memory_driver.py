@@ -128,7 +128,9 @@ def main() -> None:
         worker_seconds = time.perf_counter() - started - intake_seconds
         # RQ keeps each finished job (RESULT_TTL, 60 s) and its registry entry until the worker's maintenance
         # (every 20 s) cleans it: wait out the TTL as the issue measures it, then clean as that maintenance does.
-        time.sleep(max(0.0, last_delivery + WAIT - time.time()))
+        # Live, a task runs within milliseconds of its delivery; here the worker starts once every delivery is in,
+        # so the wait counts from its last task (the last delivery's, had they run as they came).
+        time.sleep(max(0.0, max(last_delivery, time.time()) + WAIT - time.time()))
         clean_registries(Queue("events", connection=client))
         after = used(client)
         sizes = breakdown(client) if JOBS <= 20_000 else {}
