@@ -64,13 +64,19 @@ def paced(port: int, requests: Sequence[bytes], rate: float) -> tuple[list[float
         due = start + sent / rate
         now = time.perf_counter()
         if sent < len(requests) and now >= due:
-            if idle:
-                conn = idle.pop()
-            else:
+            conn = idle.pop() if idle else None
+            try:
+                if conn is None:
+                    raise ConnectionResetError
+                conn.sock.sendall(requests[sent])
+            except OSError:  # never used, or closed by the server while idle (keep-alive timeout): a fresh one
+                if conn is not None:
+                    selector.unregister(conn.sock)
+                    conn.sock.close()
                 conn = _Conn(port)
                 selector.register(conn.sock, selectors.EVENT_READ, conn)
+                conn.sock.sendall(requests[sent])
             conn.sent_for = due
-            conn.sock.sendall(requests[sent])
             sent += 1
             in_flight += 1
             continue
@@ -81,6 +87,8 @@ def paced(port: int, requests: Sequence[bytes], rate: float) -> tuple[list[float
             if not chunk:
                 selector.unregister(conn.sock)
                 conn.sock.close()
+                if conn in idle:
+                    idle.remove(conn)
                 if conn.sent_for is not None:
                     bad += 1
                     in_flight -= 1
