@@ -206,3 +206,17 @@ def test_train_dictionary_from_the_live_log_keeps_old_deliveries_readable(
 def test_train_dictionary_with_too_few_deliveries_says_so(app: Flask) -> None:
     result = app.test_cli_runner().invoke(args=["deliveries", "train-dictionary"])
     assert result.exit_code == 1 and "at least 20 are needed" in result.output
+
+
+def test_a_task_on_an_unreadable_body_fails_at_once_with_the_reason_on_the_delivery(
+        client: FlaskClient, redis_client: redis.Redis, drain) -> None:  # type: ignore[no-untyped-def]
+    body = next(iter(PayloadFactory(seed=4).job(61, time.time())))[1]
+    assert post(client, body, "rot-1") == 202
+    key = keys.delivery("rot-1")
+    chunk = redis_client.hget(key, "zb2")
+    redis_client.hset(key, "zb2", bytes([chunk[0] ^ 0xFF]) + chunk[1:])
+    drain()
+    delivery_state = redis_client.hget(key, "task:timings").decode()
+    assert delivery_state.startswith("failed: delivery rot-1: stored body is corrupted"), delivery_state
+    assert [a["state"] for a in deliveries.attempts(redis_client, "rot-1")] == ["failed"]  # once: no retry
+    assert redis_client.zcard("rq:scheduled:events") == 0
