@@ -177,7 +177,7 @@ def test_many_deliveries_none_lost_and_duplicates_still_refused(client: FlaskCli
 
 
 def test_train_dictionary_from_the_live_log_keeps_old_deliveries_readable(
-        settings, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+        settings, redis_client: redis.Redis, tmp_path) -> None:  # type: ignore[no-untyped-def]
     app = create_app(settings)
     client = app.test_client()
     factory = PayloadFactory(seed=21)
@@ -187,11 +187,15 @@ def test_train_dictionary_from_the_live_log_keeps_old_deliveries_readable(
             before[f"pre-{i}-{action.replace('_', '-')}"] = body
             assert post(client, body, f"pre-{i}-{action.replace('_', '-')}") == 202
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["deliveries", "train-dictionary", "--samples", "100", "--size", "4096"])
+    out = tmp_path / "trained.zdict"
+    result = runner.invoke(args=["deliveries", "train-dictionary", "--samples", "100", "--size", "4096",
+                                 "--out", str(out)])
     assert result.exit_code == 0, result.output
     new_id = body_codec.RECORD_ID + 1  # above every shipped id
     assert f"dictionary {new_id}" in result.output
     assert int(redis_client.get(keys.BODY_DICTIONARY_ACTIVE)) == new_id
+    assert out.read_bytes() == redis_client.hget(keys.BODY_DICTIONARIES, str(new_id))
+    assert zstandard.ZstdCompressionDict(out.read_bytes()).dict_id() == new_id
     deliveries._codecs.clear()  # a restarted web process
     restarted = create_app(settings).test_client()
     body = next(iter(factory.job(9999, time.time())))[1]
@@ -220,3 +224,15 @@ def test_a_task_on_an_unreadable_body_fails_at_once_with_the_reason_on_the_deliv
     assert delivery_state.startswith("failed: delivery rot-1: stored body is corrupted"), delivery_state
     assert [a["state"] for a in deliveries.attempts(redis_client, "rot-1")] == ["failed"]  # once: no retry
     assert redis_client.zcard("rq:scheduled:events") == 0
+
+
+def test_an_active_dictionary_missing_from_redis_falls_back_to_the_shipped_one(
+        settings, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    redis_client.set(keys.BODY_DICTIONARY_ACTIVE, str(body_codec.ID_BASE + 77))
+    deliveries._codecs.clear()
+    client = create_app(settings).test_client()
+    body = next(iter(PayloadFactory(seed=6).job(62, time.time())))[1]
+    assert post(client, body, "fallback-1") == 202
+    assert int(redis_client.hget(keys.delivery("fallback-1"), "zd")) == body_codec.SHIPPED_ID
+    assert deliveries.load(redis_client, "fallback-1").body == body  # type: ignore[union-attr]
+    deliveries._codecs.clear()

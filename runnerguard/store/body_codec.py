@@ -11,6 +11,7 @@ dictionary is kept.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ import zstandard
 from runnerguard.errors import Permanent
 from runnerguard.store import keys
 
+log = logging.getLogger("runnerguard.store")
 SHIPPED_DIR = Path(__file__).with_name("zdicts")
 SHIPPED_ID = 1380384769  # 0x52470001, trained by devtools/train_dictionary.py on ../shared fixtures + generated
 RECORD_ID = 1380385025  # 0x52470101: job records (store/jobstore.py), ~2.2 KB of JSON -> ~130 bytes
@@ -57,7 +59,10 @@ class BodyCodec:
             value = self._client.get(keys.BODY_DICTIONARY_ACTIVE) if self._client is not None else None
             chosen = int(value) if value else SHIPPED_ID if SHIPPED_ID in self._raw else 0
             if chosen != 0 and self._dictionary_bytes(chosen) is None:
-                raise BodyError(f"the active body dictionary {chosen} is neither shipped nor in Redis")
+                # Refusing every delivery over it would lose more than compressing with the shipped dictionary.
+                log.error("the active body dictionary %s is neither shipped nor in Redis; using %s", chosen,
+                          SHIPPED_ID)
+                chosen = SHIPPED_ID
             self._active = chosen
         return self._active
 
