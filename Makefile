@@ -55,6 +55,8 @@ reliability: $(DEV_DEPS)
 ## bench: the benchmarks under bench/, each printing a table against its baseline
 bench: $(DEV_DEPS)
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_wrk.py
+	$(BIN)/python bench/bench_memory.py --full-wait
 	$(BIN)/python bench/bench_rollback.py
 	$(BIN)/python bench/bench_prewarm.py
 	$(BIN)/python bench/bench_dashboard.py

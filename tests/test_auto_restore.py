@@ -10,16 +10,30 @@ import pytest
 import redis
 
 from config import ConfigError, parse_policy
+from runnerguard.github import GitHubApp
 from runnerguard.services.rollback import RollbackService
 from runnerguard.store import hosts, keys, rollback_state
 from tests.github_fixtures import REPO
-from tests.test_rollback import feed, repo_on_sim, run_all  # noqa: F401 - fixtures
+from tests.test_rollback import FILES, feed
 
 POLICY = {
     "pool": [{"name": "laptop", "labels": ["self-hosted", "Linux", "X64"], "hosts": ["laptop-extra"],
               "restore": "auto", "restore_after": "6h"}],
     "host": [{"name": "laptop-extra", "runner_dir": "/home/runner/actions-runner", "cleanup_at": 0.8}],
 }
+
+
+@pytest.fixture()
+def laptop_repo(github_sim) -> str:  # type: ignore[no-untyped-def]
+    github_sim.add_repo(REPO, FILES)
+    github_sim.install([REPO])
+    return REPO
+
+
+@pytest.fixture()
+def run_all(drain, github_app: GitHubApp):  # type: ignore[no-untyped-def]
+    """Drain events, then github, with a GitHub App that talks to the simulator."""
+    return lambda policy: drain(("events", "github"), policy, github=github_app, one_queue_at_a_time=True)
 
 
 def report(runner: str = "listening", used: int = 40) -> dict[str, Any]:
@@ -47,7 +61,7 @@ def rolled_back(client, github_sim, run_all, policy) -> None:  # type: ignore[no
 
 
 def test_an_auto_pool_restores_itself_once_its_host_is_well_for_restore_after(  # type: ignore[no-untyped-def]
-        client, github_sim, repo_on_sim, run_all, redis_client, drain, github_app) -> None:
+        client, github_sim, laptop_repo, run_all, redis_client, drain, github_app) -> None:
     policy = parse_policy(POLICY)
     rolled_back(client, github_sim, run_all, policy)
     # The failures that caused the rollback (2 h ago) are runner failures: while they are inside the last
@@ -80,7 +94,7 @@ def test_an_auto_pool_restores_itself_once_its_host_is_well_for_restore_after(  
 
 
 def test_a_break_in_the_hosts_health_restarts_the_wait(  # type: ignore[no-untyped-def]
-        client, github_sim, repo_on_sim, run_all, redis_client, github_app) -> None:
+        client, github_sim, laptop_repo, run_all, redis_client, github_app) -> None:
     policy = parse_policy(POLICY)
     rolled_back(client, github_sim, run_all, policy)
     now = time.time() + 5 * 3600

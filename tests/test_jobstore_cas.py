@@ -7,7 +7,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import orjson
 import redis
 
 from runnerguard.domain.events import parse_workflow_job
@@ -53,7 +52,7 @@ def test_a_record_another_process_changed_is_merged_not_overwritten(redis_client
     subprocess.run([sys.executable, "-c", other], cwd=ROOT, check=True, timeout=60)
     _upsert(redis_client, *in_progress)
     _upsert(redis_client, *waiting)
-    stored = orjson.loads(redis_client.get(keys.job(3, 11)))  # type: ignore[arg-type]
+    stored = jobstore.decode(redis_client, redis_client.get(keys.job(3, 11)))  # type: ignore[arg-type]
     expected = fold([queued, completed, in_progress, waiting])
     assert {k: stored[k] for k in expected} == expected
     assert stored["conclusion"] == "success" and stored["run_seconds"] is not None

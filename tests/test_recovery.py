@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from app import create_app
 from config import Settings
 from devtools.redis_server import free_port
 from runnerguard.services.recovery import checkpoint, recover
-from runnerguard.store import deliveries, keys
+from runnerguard.store import deliveries, jobstore, keys
 from tests.github_fixtures import REPO
 from tests.helpers import SECRET, signed_headers
 
@@ -66,7 +65,7 @@ def emit_outage(github_sim, jobs: int) -> list[Any]:  # type: ignore[no-untyped-
 def job_records(client: redis.Redis) -> dict[str, Any]:
     records = {}
     for key in client.scan_iter("rg:job:*"):
-        record = json.loads(client.get(key))
+        record = jobstore.decode(client, client.get(key))
         record.pop("seen")
         records[key.decode()] = record
     return records

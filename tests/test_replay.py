@@ -10,7 +10,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from runnerguard.store import keys
+from runnerguard.store import jobstore, keys
 from tests.helpers import admin_headers, dumps, signed_headers
 from tests.test_timings import deliver, job_events
 
@@ -36,8 +36,10 @@ def recorded_state(client: redis.Redis) -> dict[str, Any]:
             continue
         kind = client.type(key).decode()
         if kind == "string":
-            record = json.loads(client.get(key))
-            if isinstance(record, dict):  # a job record; the cause store also keeps flags ("1")
+            raw = client.get(key)
+            # a job record (plain JSON or a zstd frame), a cause (JSON), or one of the cause store's flags ("1")
+            record = jobstore.decode(client, raw) if raw[:1] == b"{" or raw[:4] == b"\x28\xb5\x2f\xfd" else raw
+            if isinstance(record, dict):
                 record.pop("seen", None)
             state[key] = record
         elif kind == "zset":

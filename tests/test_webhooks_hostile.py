@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runnerguard.domain.signatures import sign
-from runnerguard.store import keys
+from runnerguard.store import jobstore, keys
 from tests.helpers import SECRET, signed_headers
 from tests.test_timeline import job_payload
 
@@ -85,5 +85,5 @@ def test_payload_strings_that_look_like_paths_or_shell_are_only_data(app: Flask,
     assert app.test_client().post("/webhooks/github", data=body,
                                   headers=signed_headers(body, "workflow_job", guid="evil")).status_code == 202
     drain()
-    record = json.loads(redis_client.get(keys.job(3, 11)))
+    record = jobstore.decode(redis_client, redis_client.get(keys.job(3, 11)))
     assert record["name"] == "$(rm -rf /); `id`" and record["workflow"] == "{{ config.SECRET_KEY }}<script>"

@@ -15,8 +15,9 @@ from runnerguard.cli.send_test import send_test_command
 from runnerguard.domain.timeline import format_time
 from runnerguard.errors import NotFound
 from runnerguard.queue import tasks
-from runnerguard.services import replay
+from runnerguard.services import dictionary, replay
 from runnerguard.store import deliveries
+from runnerguard.store.body_codec import BodyError
 from runnerguard.store.delivery_query import DeliveryFilter, QueryError, page, scan
 from runnerguard.web.state import state
 
@@ -124,3 +125,26 @@ def init_app(app: Flask) -> None:
     deliveries_cli.add_command(send_test_command)
     app.cli.add_command(deliveries_cli)
     app.cli.add_command(rollback_cli)
+
+
+@deliveries_cli.command("train-dictionary")
+@click.option("--samples", default=3000, show_default=True, type=click.IntRange(20, dictionary.MAX_SAMPLES),
+              help="newest workflow_job deliveries to train on")
+@click.option("--size", default=16384, show_default=True, type=click.IntRange(1024, 1 << 20),
+              help="dictionary size in bytes")
+@click.option("--activate/--no-activate", default=True, show_default=True,
+              help="compress new deliveries with it (web processes pick it up when restarted)")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="also write the dictionary to this file (to ship it in runnerguard/store/zdicts)")
+def train_dictionary_command(samples: int, size: int, activate: bool, out: str | None) -> None:
+    """Train a zstd dictionary for delivery bodies from the live log (old deliveries stay readable)."""
+    try:
+        trained, data = dictionary.train_from_log(state().redis, samples=samples, size=size, activate=activate)
+    except BodyError as exc:
+        raise click.ClickException(str(exc)) from None
+    if out:
+        with open(out, "wb") as handle:
+            handle.write(data)
+    click.echo(f"dictionary {trained.dict_id}: {trained.size} bytes from {trained.samples} deliveries; "
+               f"bodies {trained.average_before:,.0f} -> {trained.average_after:,.0f} bytes on average"
+               + ("; active for new deliveries once the web processes restart" if trained.activated else ""))

@@ -39,8 +39,15 @@ def run_delivery_task(spec: tasks.TaskSpec, body: Callable[..., bool | None], gu
 
     A body returns True when it recorded its own "done" (in the same write as its work), else None.
     """
-    delivery = deliveries.load(deps.redis, guid)
     extra: dict[str, Any] = {"delivery_id": guid, "task": spec.name}
+    try:
+        delivery = deliveries.load(deps.redis, guid)
+    except deliveries.BodyError as exc:
+        # Its dictionary is missing or its bytes are damaged: no retry brings the body back; say so on the delivery.
+        deliveries.mark_task(deps.redis, guid, spec.name, deliveries.FAILED, error=str(exc), now=deps.clock())
+        log.error("delivery body unreadable", extra={**extra, "error": str(exc)[:200]})
+        _no_retry()
+        raise
     if delivery is None:
         # Past retention, or never recorded: nothing to do, and retrying will not bring it back.
         log.warning("delivery not found", extra=extra)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,13 +15,23 @@ from redis.client import Pipeline
 
 from runnerguard.store import atomic, keys
 from runnerguard.store.atomic import ConditionalExecutor, new_batch
+from runnerguard.store.body_codec import BodyCodec, BodyError
+
+__all__ = ["BodyError", "Delivery", "Recorder"]
 
 # Per-task states a delivery's tasks move through; the delivery's own state is derived from them.
 QUEUED, RUNNING, DONE, FAILED, IGNORED = "queued", "running", "done", "failed", "ignored"
 NEW, DUPLICATE, STALE = "new", "duplicate", "stale"  # what Recorder.record_if_unseen did
 MAX_ATTEMPTS_KEPT = 50
 MAX_ERROR_CHARS = 500
-ATTEMPTS_TTL = 30 * 86400  # outlives any delivery retention; refreshed on every attempt
+ATTEMPTS_TTL = 30 * 86400  # of the legacy attempts list (read, no longer written)
+# Stored format (v1): the compressed body in chunks small enough that Redis keeps the whole hash as one listpack
+# (hash-max-listpack-value, 64 bytes by default). One value over it turns the hash into a hashtable that costs
+# ~55 bytes per field more; a separate key for the body would cost ~180 bytes more per delivery.
+CHUNK = 64
+BODY_DICT_FIELD = "zd"  # the dictionary id the body was compressed with (also in the zstd frame header)
+BODY_CHUNK_PREFIX = "zb"  # zb0, zb1, ...: the zstd frame, in order
+ATTEMPT_PREFIX = "attempt:"  # attempt:<repr(at)>:<task> -> state, or "failed\t<error>": no list key per delivery
 
 
 @dataclass(frozen=True)
@@ -78,14 +89,35 @@ class Delivery:
         }
 
 
-def record(pipe: Pipeline, delivery: Delivery, *, retention_seconds: int) -> None:
+_codecs: weakref.WeakKeyDictionary[redis.ConnectionPool, BodyCodec] = weakref.WeakKeyDictionary()
+
+
+def codec_for(client: redis.Redis) -> BodyCodec:
+    """One codec per Redis (its active dictionary is read once, when the process first writes or reads a body)."""
+    pool = client.connection_pool
+    codec = _codecs.get(pool)
+    if codec is None:
+        # A client of its own on the same pool: `client` may be a pipeline, which would only queue the GET.
+        codec = _codecs[pool] = BodyCodec(redis.Redis(connection_pool=pool))
+    return codec
+
+
+def body_fields(codec: BodyCodec, body: bytes) -> dict[str, str | bytes | int]:
+    dict_id, frame = codec.compress(body)
+    fields: dict[str, str | bytes | int] = {BODY_DICT_FIELD: dict_id}
+    for n, start in enumerate(range(0, len(frame), CHUNK)):
+        fields[f"{BODY_CHUNK_PREFIX}{n}"] = frame[start:start + CHUNK]
+    return fields
+
+
+def record(pipe: Pipeline, delivery: Delivery, *, retention_seconds: int, codec: BodyCodec | None = None) -> None:
     """Queue the commands that store a delivery (for `ConditionalExecutor.execute_if_absent`)."""
     key = keys.delivery(delivery.guid)
     mapping: dict[str, str | bytes | float | int] = {
         "event": delivery.event,
-        "body": delivery.body,
         "received_at": delivery.received_at,
         "tasks": json.dumps(list(delivery.tasks)),
+        **body_fields(codec or codec_for(pipe), delivery.body),
     }
     optional = {
         "action": delivery.action,
@@ -106,9 +138,30 @@ def _text(raw: Mapping[bytes, bytes], name: str) -> str | None:
     return value.decode() if value is not None else None
 
 
+def _body(client: redis.Redis, guid: str, raw: Mapping[bytes, bytes]) -> bytes | None:
+    """The raw body of either format: v0 kept it as is in `body`, v1 compressed in chunks."""
+    if b"body" in raw:
+        return raw[b"body"]
+    dict_id = raw.get(BODY_DICT_FIELD.encode())
+    if dict_id is None:
+        return None  # only task marks left behind (the delivery itself expired)
+    chunks: list[bytes] = []
+    prefix = BODY_CHUNK_PREFIX.encode()
+    while (chunk := raw.get(prefix + str(len(chunks)).encode())) is not None:
+        chunks.append(chunk)
+    try:
+        return codec_for(client).decompress(int(dict_id), b"".join(chunks))
+    except BodyError as exc:
+        raise BodyError(f"delivery {guid}: {exc}") from None
+
+
 def load(client: redis.Redis, guid: str) -> Delivery | None:
+    """The delivery as received, or None; BodyError if its stored body cannot be restored byte for byte."""
     raw: dict[bytes, bytes] = client.hgetall(keys.delivery(guid))  # type: ignore[assignment]
-    if not raw or b"body" not in raw:
+    if not raw:
+        return None
+    body = _body(client, guid, raw)
+    if body is None:
         return None
     installation = _text(raw, "installation_id")
     task_states = {
@@ -117,7 +170,7 @@ def load(client: redis.Redis, guid: str) -> Delivery | None:
     return Delivery(
         guid=guid,
         event=_text(raw, "event") or "",
-        body=raw[b"body"],
+        body=body,
         received_at=float(raw[b"received_at"]),
         action=_text(raw, "action"),
         hook_id=_text(raw, "hook_id"),
@@ -149,15 +202,28 @@ def mark_task_on(
     """The commands of `mark_task`, for a caller that writes them together with its own (one round trip)."""
     now = time.time() if now is None else now
     value = f"{FAILED}: {error[:MAX_ERROR_CHARS]}" if state == FAILED and error else state
-    attempt = json.dumps({"task": task, "state": state, "at": now, "error": (error or "")[:MAX_ERROR_CHARS] or None})
-    pipe.hset(keys.delivery(guid), f"task:{task}", value)
-    pipe.rpush(keys.delivery_attempts(guid), attempt)
-    pipe.ltrim(keys.delivery_attempts(guid), -MAX_ATTEMPTS_KEPT, -1)
-    pipe.expire(keys.delivery_attempts(guid), ATTEMPTS_TTL)
+    short_error = (error or "")[:MAX_ERROR_CHARS]
+    attempt = f"{state}\t{short_error}" if short_error else state
+    # The attempt is a field of the delivery itself (it expires with it); repr(now) gives the float back exactly.
+    pipe.hset(keys.delivery(guid), mapping={f"task:{task}": value, f"{ATTEMPT_PREFIX}{now!r}:{task}": attempt})
 
 
 def attempts(client: redis.Redis, guid: str) -> list[dict[str, Any]]:
-    return [json.loads(a) for a in client.lrange(keys.delivery_attempts(guid), 0, -1)]
+    """Processing attempts, oldest first (the last MAX_ATTEMPTS_KEPT): legacy list entries, then v1 fields."""
+    pipe = client.pipeline(transaction=False)
+    pipe.lrange(keys.delivery_attempts(guid), 0, -1)
+    pipe.hgetall(keys.delivery(guid))
+    legacy, raw = pipe.execute()
+    found: list[dict[str, Any]] = [json.loads(a) for a in legacy]
+    prefix = ATTEMPT_PREFIX.encode()
+    for name, value in raw.items():
+        if not name.startswith(prefix):
+            continue
+        at, task = name[len(prefix):].decode().split(":", 1)
+        state, _, error = value.decode().partition("\t")
+        found.append({"task": task, "state": state, "at": float(at), "error": error or None})
+    found.sort(key=lambda a: a["at"])
+    return found[-MAX_ATTEMPTS_KEPT:]
 
 
 def reset_tasks(pipe: Pipeline, guid: str, tasks: Sequence[str]) -> None:
@@ -177,9 +243,13 @@ def trim(client: redis.Redis, *, retention_seconds: int, now: float | None = Non
 class Recorder:
     """The intake's one round trip: record a delivery, enqueue its tasks and count it, only if its id is new."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, codec: BodyCodec | None = None) -> None:
         self.client = client
         self._executor = ConditionalExecutor(client)
+        self.codec = codec or codec_for(client)
+
+    def record(self, pipe: Pipeline, delivery: Delivery, *, retention_seconds: int) -> None:
+        record(pipe, delivery, retention_seconds=retention_seconds, codec=self.codec)
 
     def batch(self) -> Pipeline:
         """Commands collected for one script call (never executed as a pipeline of its own)."""

@@ -16,6 +16,8 @@ from runnerguard.domain.rules import CountingRule
 from runnerguard.domain.timeline import JobSnapshot, merge
 from runnerguard.store import keys, metrics
 from runnerguard.store.atomic import CompareAndSet, new_batch
+from runnerguard.store.body_codec import RECORD_ID, frame_dict_id
+from runnerguard.store.deliveries import codec_for
 
 __all__ = ["CountingRule"]
 
@@ -52,6 +54,19 @@ class _RecentValues:
 _last_written = _RecentValues(2048)  # ~2 KB a record: a few MB at most
 
 
+def encode(client: redis.Redis, record: dict[str, Any]) -> bytes:
+    """A record as stored: its JSON as a zstd frame with the shipped record dictionary (~2.2 KB of JSON -> ~130
+    bytes: the snapshots repeat each other, and the key names and URL shapes are in the dictionary)."""
+    return codec_for(client).compress(orjson.dumps(record), dict_id=RECORD_ID)[1]
+
+
+def decode(client: redis.Redis, raw: bytes) -> dict[str, Any]:
+    """A stored record of either format: plain JSON (written before compression) or a zstd frame."""
+    if raw[:1] == b"{":
+        return orjson.loads(raw)  # type: ignore[no-any-return]
+    return orjson.loads(codec_for(client).decompress(frame_dict_id(raw), raw))  # type: ignore[no-any-return]
+
+
 def member(record: dict[str, Any]) -> str:
     return f"{record['repo_id']}:{record['job_id']}"
 
@@ -86,10 +101,10 @@ def upsert(
     cas = CompareAndSet(client)
     raw = _last_written.get(key)
     while True:
-        previous = orjson.loads(raw) if raw else None
+        previous = decode(client, raw) if raw else None
         record = merge(previous, snapshot, seen_at)
         record["pools"] = sorted(set(record.get("pools") or ()) | set(pools))
-        encoded = orjson.dumps(record)
+        encoded = encode(client, record)
         batch = new_batch(client)
         batch.set(key, encoded, ex=retention_seconds)
         completed = record["completed_ts"] is not None
@@ -158,10 +173,9 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
     # Not completed: the watchdog's stranded-job check looks here (score: the last sign of progress).
     _set_membership(pipe, keys.JOBS_OPEN, job, (started if started is not None else created)
                     if completed is None else None)
-    if completed is not None:
-        _set_membership(pipe, keys.repo_finished(repo), job, completed if counted else None)
-        _set_membership(pipe, keys.repo_failed(repo), job, completed if failed else None)
-    for index in (keys.JOBS_BY_CREATED, *_repo_time_indexes(repo)):
+    # No per-repo finished/failed index any more: nothing read them (~140 bytes a job each). Those written before
+    # age out through trim_indexes.
+    for index in (keys.JOBS_BY_CREATED, keys.repo_created(repo)):
         pipe.zremrangebyscore(index, "-inf", cutoff)
     for pool in record["pools"]:
         pipe.sadd(keys.POOLS_SEEN, pool)
@@ -274,7 +288,7 @@ def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:
     for raw, cause_raw in zip(raws, cause_raws, strict=True):
         if not raw:
             continue
-        record = orjson.loads(raw)
+        record = decode(client, raw)
         known = orjson.loads(cause_raw) if cause_raw else {}
         for name, field in CAUSE_FIELDS.items():
             record[field] = known.get(name)

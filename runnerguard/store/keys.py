@@ -203,6 +203,10 @@ def watchdog(repo_id: int, job_id: int) -> str:
     return f"{PREFIX}:watchdog:{repo_id}:{job_id}"
 
 
+BODY_DICTIONARIES = f"{PREFIX}:zdicts"  # hash dictionary id -> zstd dictionary trained from the live log (kept forever)
+BODY_DICTIONARY_ACTIVE = f"{PREFIX}:zdict:active"  # string: the id new bodies are compressed with (read at start)
+
+
 # --- runner hosts and their agents (issue #13) ---------------------------------------------------------------------
 
 HOSTS = f"{PREFIX}:hosts"  # hash name -> JSON {created_at, token_sha256} of every host holding a token

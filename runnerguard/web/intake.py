@@ -145,7 +145,7 @@ class Intake:
         )
         label = event_label(event)
         main = self._recorder.batch()
-        deliveries.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
+        self._recorder.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
         # The signature covers the body, not the delivery id: the same signed bytes under a new id are a replay.
         digest = body_digest(body)
         deliveries.remember_body(main, digest, ttl_seconds=self.settings.body_dedupe_seconds)

@@ -1,0 +1,186 @@
+"""Intake throughput with wrk (a C load generator) against a bare Flask view, and the ack p99 at a steady 1,000/s.
+
+Run: make bench  (or .venv/bin/python bench/bench_wrk.py [--seconds 5] [--rounds 3])
+
+Both servers run under deploy/gunicorn.conf.py as deployed (workers, gthread threads, the JSON access log, here
+to a file as a journal would take it); runnerguard's Redis is AOF with `appendfsync always`, the durability
+promise. wrk sends ~8 KB signed workflow_job bodies (a pool of POOL precomputed bodies and signatures: wrk's Lua
+has no HMAC) with a unique X-GitHub-Delivery per request, 2 threads x 16 connections; the two servers take turns,
+round after round, and the median round of each is reported. The paced run: bench/paced_client.py, an open-loop
+client sending one prebuilt request every 1/rate s on keep-alive connections, latency from the scheduled time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, SECRET, percentile, print_table
+from paced_client import build_requests, paced
+
+from devtools.payloads import PayloadFactory
+from devtools.redis_server import free_port, start_redis
+from runnerguard.domain.signatures import sign
+
+POOL = 400
+NODE_REFERENCE = "16-18 k req/s (issue #18: octokit's check + one MULTI of SET NX and LPUSH, 2 processes)"
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk is missing: apt-get install -y wrk")
+    subprocess.run(["apt-get", "install", "-y", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    return shutil.which("wrk") or "wrk"
+
+
+def signed_bodies() -> list[tuple[bytes, str]]:
+    """POOL generated workflow_job bodies (~8 KB each) and their signatures."""
+    factory = PayloadFactory(seed=31)
+    bodies: list[bytes] = []
+    job = 0
+    while len(bodies) < POOL:
+        bodies += [b for _a, b in factory.job(2_000_000_000 + job, time.time())]
+        job += 1
+    return [(body, sign(SECRET, body)) for body in bodies[:POOL]]
+
+
+def lua_script(path: Path, bodies: list[tuple[bytes, str]]) -> None:
+    lines = ["local bodies = {}", "local sigs = {}"]
+    for n, (body, signature) in enumerate(bodies, start=1):
+        text = body.decode()
+        if "]==]" in text:
+            raise RuntimeError("a body holds the Lua long-bracket terminator")
+        lines.append(f"bodies[{n}] = [==[{text}]==]")
+        lines.append(f'sigs[{n}] = "{signature}"')
+    lines += [
+        "local counter = 0",
+        "local prefix = 'w'",
+        "function setup(thread) thread:set('tid', tostring(math.random(1, 1e9))) end",
+        "function init(args) prefix = 'w' .. tid .. '-' .. tostring(os.time()) end",
+        "function request()",
+        "  counter = counter + 1",
+        f"  local i = (counter % {POOL}) + 1",
+        "  local headers = {['Content-Type'] = 'application/json', ['X-GitHub-Event'] = 'workflow_job',",
+        "    ['X-GitHub-Delivery'] = prefix .. '-' .. counter, ['X-Hub-Signature-256'] = sigs[i]}",
+        "  return wrk.format('POST', '/webhooks/github', headers, bodies[i])",
+        "end",
+        "local bad = 0",
+        "function response(status, headers, body) if status >= 300 then bad = bad + 1 end end",
+        "function done(summary, latency, requests) io.write(string.format('bad_status %d\\n', bad)) end",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def start(target: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    path = os.pathsep.join(filter(None, (str(ROOT), str(ROOT / "bench"), env.get("PYTHONPATH"))))
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", str(ROOT / "deploy/gunicorn.conf.py"), target,
+         "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": path},
+        stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            return process, port
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"gunicorn {target} did not start (see {log})")
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(wrk: str, port: int, script: Path, seconds: float, threads: int,  # noqa: PLR0917
+            connections: int) -> dict[str, float]:
+    out = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s",
+                          str(script), f"http://127.0.0.1:{port}/webhooks/github"],
+                         capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = int(re.search(r"bad_status (\d+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "bad": bad, "socket_errors": 1.0 if errors else 0.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--paced-seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=1000.0, help="deliveries per second of the paced run")
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    tmp = Path(tempfile.mkdtemp(prefix="runnerguard-bench-wrk-"))
+    server = start_redis(data_dir=tmp / "redis", appendonly=True, appendfsync="always")
+    env = {"GITHUB_WEBHOOK_SECRET": SECRET, "REDIS_URL": server.url, "GUNICORN_CONTROL_SOCKET": ""}
+    servers: list[subprocess.Popen[bytes]] = []
+    try:
+        script = tmp / "deliveries.lua"
+        bodies = signed_bodies()
+        lua_script(script, bodies)
+        bare, bare_port = start("bare_app:create_app()", env, tmp / "bare.log")
+        servers.append(bare)
+        web, web_port = start("app:create_app()", env, tmp / "web.log")
+        servers.append(web)
+        run_wrk(wrk, web_port, script, 1, 2, 16)  # warm both (templates, script load, imports)
+        run_wrk(wrk, bare_port, script, 1, 2, 16)
+        runs: dict[str, list[dict[str, float]]] = {"bare": [], "rg": []}
+        for _ in range(args.rounds):
+            for name, port in (("bare", bare_port), ("rg", web_port)):
+                runs[name].append(run_wrk(wrk, port, script, args.seconds, 2, 16))
+        ratios = [r["rps"] / b["rps"] for r, b in zip(runs["rg"], runs["bare"], strict=True)]
+        rg_rps = statistics.median(r["rps"] for r in runs["rg"])
+        bare_rps = statistics.median(r["rps"] for r in runs["bare"])
+        rg_p99 = statistics.median(r["p99"] for r in runs["rg"])
+        bare_p99 = statistics.median(r["p99"] for r in runs["bare"])
+        bad = sum(int(r["bad"]) for r in runs["rg"])
+        requests = build_requests(bodies, int(args.rate * args.paced_seconds), f"paced{time.time_ns()}")
+        latencies, paced_bad = paced(web_port, requests, args.rate)
+        paced_p50, paced_p99 = percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+        rows = [
+            ("intake, wrk 2 threads x 16 conns", f"{rg_rps:,.0f} req/s, p99 {rg_p99:.1f} ms",
+             f"bare Flask: {bare_rps:,.0f} req/s, p99 {bare_p99:.1f} ms", f"{rg_rps / bare_rps:.2f}x",
+             ">= 0.8x", "rounds " + ", ".join(f"{x:.2f}" for x in ratios) + f"; non-2xx {bad}"),
+            (f"ack at a steady {args.rate:,.0f}/s (open loop)", f"p99 {paced_p99:.1f} ms",
+             f"p50 {paced_p50:.1f} ms", f"{len(latencies):,} acks", "p99 < 10 ms", f"non-2xx {paced_bad}"),
+            ("reference", NODE_REFERENCE, "", "", "", "not run here"),
+        ]
+        print_table(f"runnerguard intake under wrk ({os.cpu_count()} cores, deploy/gunicorn.conf.py for both, "
+                    f"Redis appendfsync always, {args.seconds:g} s x {args.rounds} rounds)",
+                    rows, ("measure", "runnerguard", "baseline", "ratio / rate", "target", "notes"))
+        print(json.dumps({"wrk_ratio": round(rg_rps / bare_rps, 3), "rg_rps": round(rg_rps),
+                          "bare_rps": round(bare_rps), "paced_p99_ms": round(paced_p99, 2),
+                          "paced_p50_ms": round(paced_p50, 2)}))
+    finally:
+        for process in servers:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
