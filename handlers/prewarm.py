@@ -12,6 +12,8 @@ from runnerguard.domain.events import WorkflowJobEvent
 from runnerguard.domain.pools import pools_for
 from runnerguard.domain.timeline import PayloadError
 from runnerguard.prewarm import SpecError, run_command, safe_repo, warm_cache
+from runnerguard.prewarm.warm import PrewarmResult
+from runnerguard.store import prewarm_stats
 from runnerguard.store.deliveries import Delivery
 
 log = logging.getLogger("runnerguard.prewarm")
@@ -37,10 +39,25 @@ def prewarm(delivery: Delivery, *, redis: redis.Redis, settings: Settings, polic
     pools = [p.name for p in policy.pools if host in p.hosts and p.name in pools_for(labels, policy.pools)]
     caches, commands = policy.prewarm_specs_for(pools, repo)
     for spec in caches:
-        result = warm_cache(spec, redis=redis, host=host, clock=clock)
+        result = warm_cache(spec, host=host, clock=clock)
+        _record(redis, result, spec.sha256, now=clock())
         log.info("prewarm %s: %s", spec.name, result.result,
                  extra={"delivery_id": delivery.guid, "status": result.result, "error": result.error})
     for command in commands:
-        outcome = run_command(command, redis=redis, host=host)
+        outcome = run_command(command, host=host, lock_dir=command.cwd / ".runnerguard-locks")
         log.info("prewarm command %s: %s", command.name, outcome.result,
                  extra={"delivery_id": delivery.guid, "status": outcome.result, "error": outcome.error})
+
+
+_COUNTERS: dict[str, prewarm_stats.Counter] = {"hit": "hits", "miss": "misses", "error": "errors", "skipped": "skipped"}
+
+
+def _record(client: redis.Redis, result: PrewarmResult, sha256: str, *, now: float) -> None:
+    """The stats this in-process warm used to write itself (the host agent reports through `done` instead)."""
+    state: prewarm_stats.State | None = {"hit": "installed", "miss": "installed", "error": "failed"}.get(
+        result.result)  # type: ignore[assignment]
+    prewarm_stats.record(client, result.name, result.host, counter=_COUNTERS[result.result], state=state,
+                         nbytes=result.bytes, seconds=result.seconds,
+                         sha256=sha256 if state == "installed" else None, error=result.error, now=now)
+    for gone in result.evicted:
+        prewarm_stats.set_state(client, gone, result.host, "missing", now=now)
