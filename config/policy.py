@@ -12,7 +12,7 @@ from typing import Any
 from config.errors import ConfigError
 from runnerguard.domain.pools import DEFAULT_FALLBACK, DEFAULT_POOL, Pool
 from runnerguard.domain.rules import CountingRule
-from runnerguard.prewarm import CacheSpec, CommandSpec, SpecError, check_unique
+from runnerguard.prewarm import CacheSpec, CommandSpec, HostSpec, SpecError, check_unique
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 LABEL_RE = re.compile(r"^[^\s,\[\]{}]{1,100}$")
@@ -61,6 +61,11 @@ class Policy:
     rollback: RollbackPolicy = RollbackPolicy()
     caches: tuple[CacheSpec, ...] = field(default=())
     commands: tuple[CommandSpec, ...] = field(default=())
+    hosts: tuple[HostSpec, ...] = field(default=())
+
+    def host(self, name: str) -> HostSpec | None:
+        """A runner host the policy declares (`[[host]]`) by name."""
+        return next((h for h in self.hosts if h.name == name), None)
 
     def pool(self, name: str) -> Pool | None:
         """A pool the policy declares by name (None for the implicit default pool; see `find_pool`)."""
@@ -174,7 +179,7 @@ def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
 
 def parse_policy(data: Mapping[str, Any]) -> Policy:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
-    _check_keys(data, {"pool", "rollback", "cache", "command"}, "policy")
+    _check_keys(data, {"pool", "rollback", "cache", "command", "host"}, "policy")
     rollback_table = _table(data.get("rollback", {}), "rollback")
     _check_keys(rollback_table, {"dry_run", "cooldown", "failure_rate", "stuck_queue"}, "rollback")
     dry_run = rollback_table.get("dry_run", False)
@@ -202,6 +207,11 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
     caches = tuple(_spec(CacheSpec, t, f"cache[{i}]") for i, t in enumerate(_tables(data.get("cache", []), "cache")))
     commands = tuple(_spec(CommandSpec, t, f"command[{i}]")
                      for i, t in enumerate(_tables(data.get("command", []), "command")))
+    hosts = tuple(_spec(HostSpec, t, f"host[{i}]") for i, t in enumerate(_tables(data.get("host", []), "host")))
+    host_names = [h.name for h in hosts]
+    twice = next((n for n in host_names if host_names.count(n) > 1), None)
+    if twice:
+        raise ConfigError(f"host.{twice}", "is declared twice")
     try:
         check_unique(caches)
     except SpecError as exc:
@@ -217,10 +227,11 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
                                 stuck_queue=stuck),
         caches=caches,
         commands=commands,
+        hosts=hosts,
     )
 
 
-def _spec(kind: type[CacheSpec] | type[CommandSpec], table: dict[str, Any], where: str) -> Any:
+def _spec(kind: type[CacheSpec] | type[CommandSpec] | type[HostSpec], table: dict[str, Any], where: str) -> Any:
     try:
         return kind.from_mapping(table)
     except SpecError as exc:
