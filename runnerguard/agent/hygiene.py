@@ -171,7 +171,7 @@ def candidates(runner_dir: Path, keep_days: int, cache_roots: Iterable[Path], de
     found += _scan(runner_dir, ("_work",), "workspace", cutoff, depth=WORKSPACE_DEPTH,
                    keep=lambda name: not name.startswith("_"))
     for root in cache_roots:
-        found += _scan(root, (TMP_DIR,), "evicted", min(cutoff, now - LEFTOVER_MIN_AGE), depth=None,
+        found += _scan(root, (TMP_DIR,), "evicted", now - LEFTOVER_MIN_AGE, depth=None,
                        keep=lambda name: LEFTOVER.fullmatch(name) is not None)
         for directory, st in installed(root):
             if st.name not in declared and max(st.last_used, st.installed_at) < cutoff:
