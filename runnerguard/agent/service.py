@@ -40,8 +40,10 @@ _COMMAND_STATES = {"ok": "ran", "skipped": "skipped"}
 class Backoff:
     """1 s, 2 s, 4 s ... up to 5 min, with jitter so a fleet of hosts does not return in step after an outage."""
 
-    def __init__(self, start: float = BACKOFF_START, cap: float = BACKOFF_CAP) -> None:
-        self.start, self.cap, self._next = start, cap, start
+    def __init__(self, start: float | None = None, cap: float | None = None) -> None:
+        self.start = BACKOFF_START if start is None else start
+        self.cap = BACKOFF_CAP if cap is None else cap
+        self._next = self.start
 
     def next(self) -> float:
         delay = self._next
@@ -245,7 +247,7 @@ class Agent:
             self._threads.append(thread)
         return self
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def shutdown(self, timeout: float = 1.0) -> None:
         self.stop.set()
         self.cache_server.stop()
         for thread in self._threads:
