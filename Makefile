@@ -57,6 +57,7 @@ bench: $(DEV_DEPS)
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_rollback.py
 	$(BIN)/python bench/bench_prewarm.py
+	$(BIN)/python bench/bench_agent_cache.py
 	$(BIN)/python bench/bench_dashboard.py
 
 clean:

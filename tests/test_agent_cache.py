@@ -123,3 +123,18 @@ def test_only_get_and_only_loopback(agent: CacheServer, model: CacheSpec) -> Non
     for host in ("0.0.0.0", "192.0.2.1", "::", "example.org"):  # noqa: S104 - refusing them is the test
         with pytest.raises(InvalidInput):
             CacheServer(host, 0, broker=agent.broker, caches=lambda: {})
+
+
+def test_a_file_changed_after_a_hit_is_not_answered_ready_at_once(agent: CacheServer, model: CacheSpec,
+                                                                   origin: LoopbackServer) -> None:
+    assert ask(agent, "vosk-small").status_code == 200
+    assert ask(agent, "vosk-small").json()["waited_s"] == 0.0  # a hit: the stamp is now remembered
+    with (model.dest / "vosk-model.bin").open("r+b") as fh:  # a job scribbles over the shared artifact
+        fh.write(b"corrupt")
+
+    again = ask(agent, "vosk-small")
+
+    assert again.status_code == 200 and again.json()["waited_s"] > 0
+    assert sha256_file(model.dest / "vosk-model.bin") == model.sha256
+    assert len(origin.gets()) == 2
+    assert agent.broker.take_answers() == {"vosk-small": {"hit": 1, "waited": 2}}

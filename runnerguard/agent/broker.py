@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,21 @@ from runnerguard.prewarm.warm import PrewarmResult
 
 Warm = Callable[[CacheSpec], PrewarmResult]
 State = Literal["ready", "warming", "missing", "failed"]
+Signature = tuple[int, int, int]
+
+
+def _sig(path: str) -> Signature:
+    st = os.lstat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+@dataclass(frozen=True)
+class _Hot:
+    """A stamp already read and found a hit: while its file is unchanged only the artifact's files need a stat."""
+
+    key: tuple[object, ...]  # the spec's identity and the stamp file's inode, size, mtime and ctime
+    stamp_file: str
+    files: tuple[tuple[str, Signature], ...]
 
 
 @dataclass
@@ -46,6 +62,43 @@ class CacheBroker:
         self._flights: dict[str, _Flight] = {}
         self._failed: dict[str, str] = {}
         self._answers: dict[str, dict[str, int]] = {}
+        self._hot: dict[str, _Hot] = {}
+
+    def ready(self, spec: CacheSpec) -> bool:
+        """stamp.check(spec) == "hit", without re-reading the stamp while its file has not changed.
+
+        The job's hit answer is on this path: parsing a stamp of a few hundred files costs milliseconds, a stat each
+        costs microseconds. ctime cannot be set back, so an unchanged stamp file holds the stamp read before.
+        """
+        identity = (spec.sha256, spec.url, spec.unpack, str(spec.dest))
+        hot = self._hot.get(spec.name)
+        if hot is not None:
+            try:
+                st = os.lstat(hot.stamp_file)
+                if hot.key == (*identity, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) and all(
+                        _sig(path) == expected for path, expected in hot.files):
+                    return True
+            except OSError:
+                pass
+            self._hot.pop(spec.name, None)
+        stamp_file = str(stamp.stamp_path(spec.dest))
+        try:
+            before = os.lstat(stamp_file)
+        except OSError:
+            return False
+        verdict, found = stamp.check(spec)
+        if verdict != "hit" or found is None:
+            return False
+        try:
+            after = os.lstat(stamp_file)
+        except OSError:
+            return True
+        if (before.st_ino, before.st_mtime_ns, before.st_ctime_ns) == (after.st_ino, after.st_mtime_ns,
+                                                                        after.st_ctime_ns):
+            files = tuple((str(spec.dest / rel), sig) for rel, sig in found.signature().items())
+            self._hot[spec.name] = _Hot((*identity, after.st_ino, after.st_size, after.st_mtime_ns,
+                                         after.st_ctime_ns), stamp_file, files)
+        return True
 
     def _flight(self, spec: CacheSpec) -> tuple[_Flight, bool]:
         """The warm in flight for `spec`, or a new one started on its own thread; True when this call started it."""
@@ -84,7 +137,7 @@ class CacheBroker:
             if spec.name in self._flights:
                 return "warming"
             failed = spec.name in self._failed
-        if stamp.check(spec)[0] == "hit":
+        if self.ready(spec):
             return "ready"
         return "failed" if failed else "missing"
 
@@ -93,7 +146,7 @@ class CacheBroker:
         started = self._clock()
         with self._lock:
             in_flight = spec.name in self._flights
-        if not in_flight and stamp.check(spec)[0] == "hit":
+        if not in_flight and self.ready(spec):
             self._count(spec.name, "hit")
             return Answer(spec, "ready", 0.0, at_once=True)
         flight, _ = self._flight(spec)
@@ -102,7 +155,7 @@ class CacheBroker:
         result = flight.result
         if result is not None and result.result == "error":
             return Answer(spec, "failed", self._clock() - started, at_once=False, error=result.error)
-        if stamp.check(spec)[0] != "hit":
+        if not self.ready(spec):
             # the warm was skipped or the tree changed right after: say what it is, the job decides
             return Answer(spec, self.state(spec), self._clock() - started, at_once=False)
         self._count(spec.name, "waited")
