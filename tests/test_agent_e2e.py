@@ -273,3 +273,12 @@ def test_worker_prewarm_refuses_a_public_listener_or_a_plain_http_url(tier: Agen
     process = _run(_agent_env(tier, tmp_path, **extra))
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 2 and key in output and len(output.strip().splitlines()) == 1
+
+
+def test_the_agent_code_loads_no_redis_rq_store_queue_or_github_client() -> None:
+    # import-linter holds the import graph (pyproject.toml); this checks what a fresh interpreter really loads
+    code = ("import sys, runnerguard.agent.service; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('redis', 'rq', 'flask') "
+            "or m.startswith(('runnerguard.store', 'runnerguard.queue', 'runnerguard.github', 'handlers'))))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
