@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -161,6 +162,7 @@ def test_a_local_policy_wins_and_work_it_lacks_is_refused(tier: AgentWebTier, tm
     agent = agent_for(tier, tmp_path, local_policy=local)
     tier.enqueue(HOST, {"id": "w1", "kind": "cache", "name": "vosk-small", "job_id": 1})
     agent.work_once(wait=0)
+    assert agent.wait_idle()
     assert tier.hosts[HOST].done["w1"]["error"] == "not in this host's policy"
     assert agent.policy.source == "local" and agent.policy.host is not None  # the server's [[host]] as fallback
     assert agent.cache_server.answer("/caches/vosk-small")[0] == 404
@@ -221,7 +223,29 @@ def test_a_malformed_config_or_work_answer_is_refused_not_obeyed(tier: AgentWebT
     tier.enqueue(HOST, {"id": "ok-1", "kind": "python", "name": "os.system", "job_id": 1})
     tier.enqueue(HOST, {"id": "ok-2", "kind": "command", "name": "fetch-mirror", "job_id": 2})
     assert agent.work_once(wait=0) == 1
+    assert agent.wait_idle()
     assert list(tier.hosts[HOST].done) == ["ok-2"]
+
+
+def test_a_long_download_does_not_hold_up_a_quick_command(running: Agent, tier: AgentWebTier,
+                                                          origin: LoopbackServer) -> None:
+    host = tier.hosts[HOST]
+    tier.wait_for(lambda: running.configured)
+    origin.throttle = 0.1  # ~0.5 s of download
+    tier.enqueue(HOST, {"id": "big", "kind": "cache", "name": "vosk-small", "job_id": 1})
+    assert origin.body_started.wait(10)
+    tier.enqueue(HOST, {"id": "quick", "kind": "command", "name": "fetch-mirror", "job_id": 1})
+    tier.wait_for(lambda: len(host.done) == 2)
+    assert list(host.done) == ["quick", "big"]
+    assert host.done["big"]["state"] == "installed"
+
+
+def test_a_report_is_trimmed_to_fit_the_web_tiers_body_limit() -> None:
+    body: dict[str, Any] = {"disk": {}, "cleanups": [
+        {"at": 1.0, "freed_bytes": 1, "removed": [f"/home/c/actions-runner/_work/_temp/{n:0>80}" for n in range(200)],
+         "dry_run": False} for _ in range(20)]}
+    service.fit(body, 60 << 10)
+    assert len(json.dumps(body)) <= 60 << 10 and body["cleanups"] and body["cleanups"][-1]["removed"]
 
 
 # -- worker.py --prewarm, as the systemd unit runs it --------------------------------------------------------

@@ -10,7 +10,6 @@ from config.policy import Policy
 from runnerguard.prewarm.specs import CacheSpec, CommandSpec, HostSpec, SpecError, check_unique
 
 DEFAULT_REPORT_EVERY = 30.0
-CONFIG_KEYS = frozenset({"host", "caches", "commands", "report_every", "server_version"})
 
 
 @dataclass(frozen=True)
@@ -33,9 +32,8 @@ def _list(value: object, key: str) -> list[Mapping[str, Any]]:
 
 def from_server(answer: Mapping[str, Any], host_name: str) -> HostPolicy:
     """Validate /agent/v1/config with the policy's own spec parsers; raises SpecError naming the first bad key."""
-    unknown = sorted(set(answer) - CONFIG_KEYS)
-    if unknown:
-        raise SpecError(unknown[0], "unknown key in /agent/v1/config")
+    # keys a newer web tier may add are ignored here (what they would mean is not known); the tables below are
+    # parsed strictly, with the policy's own parsers
     raw_host = answer.get("host")
     host = HostSpec.from_mapping(raw_host) if isinstance(raw_host, dict) else None
     if raw_host is not None and host is None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
@@ -33,6 +35,9 @@ BACKOFF_CAP = 300.0
 WARM_LOCK_WAIT = 6 * 3600.0  # the flock only meets another process's warm of the same cache: wait it out
 NOT_IN_POLICY = "not in this host's policy"
 MAX_PENDING_DONE = 500
+ITEM_WORKERS = 4  # a 1.8 GB download must not hold up a quick command queued behind it
+BUSY_POLL = 2  # while items run: poll briefly, so their acks and new items do not wait behind a 25 s poll
+REPORT_LIMIT = 60 << 10  # the web tier refuses bodies over 64 KiB
 _CACHE_STATES = {"hit": "hit", "miss": "installed", "skipped": "skipped", "error": "error"}
 _COMMAND_STATES = {"ok": "ran", "skipped": "skipped"}
 
@@ -81,6 +86,10 @@ class Agent:
                                         caches=lambda: self.policy.caches)
         self.stop = threading.Event()
         self._pending_done: list[tuple[str, dict[str, Any]]] = []
+        self._inflight: set[str] = set()
+        self._done_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._items = ThreadPoolExecutor(max_workers=ITEM_WORKERS, thread_name_prefix="agent-item")
         self._cleanups: list[dict[str, Any]] = []
         self._last_dry_run: tuple[str, ...] = ()
         self._config_at = -CONFIG_EVERY
@@ -102,7 +111,10 @@ class Agent:
             if spec is None:
                 return {"state": "error", "bytes": 0, "seconds": 0.0, "error": NOT_IN_POLICY}
             result, joined = self.broker.warm(spec)
-            return {"state": _CACHE_STATES[result.result], "bytes": 0 if joined else result.bytes,
+            state = _CACHE_STATES[result.result]
+            if joined and state == "installed":
+                state = "hit"  # another item's download installed it: this one downloaded nothing
+            return {"state": state, "bytes": 0 if joined else result.bytes,
                     "seconds": round(time.monotonic() - started, 3), "error": result.error}
         command = self.policy.commands.get(item.name)
         if command is None:
@@ -128,23 +140,57 @@ class Agent:
         self._config_at = time.monotonic()
 
     def _flush_done(self) -> None:
-        while self._pending_done:
-            item_id, body = self._pending_done[0]
-            self.client.done(item_id, body)  # False (404): the lease ran out and the item went; nothing to keep
-            self._pending_done.pop(0)
+        """Post the acknowledgements not yet accepted, oldest first; raises (and keeps them) on an outage."""
+        with self._flush_lock:
+            while True:
+                with self._done_lock:
+                    if not self._pending_done:
+                        return
+                    item_id, body = self._pending_done[0]
+                self.client.done(item_id, body)  # False (404): the lease ran out and the item went; nothing to keep
+                with self._done_lock:
+                    self._pending_done.pop(0)
 
-    def work_once(self, wait: int = POLL_WAIT) -> int:
-        """One round: config (when due), pending acks, one long poll, its items run and acknowledged."""
-        self.refresh_config()
-        self._flush_done()
-        items = self.client.work(wait)
-        for item in items:
+    def _run_item(self, item: WorkItem) -> None:
+        try:
             body = self.run_item(item)
-            log.info("agent: %s %s for job %s: %s", item.kind, item.name, item.job_id, body["state"],
-                     extra={"job_id": item.job_id, "status": body["state"], "error": body["error"]})
+        except Exception as exc:  # a bug must still be acknowledged, or the item comes back forever
+            body = {"state": "error", "bytes": 0, "seconds": 0.0, "error": f"agent error: {exc.__class__.__name__}"}
+        log.info("agent: %s %s for job %s: %s", item.kind, item.name, item.job_id, body["state"],
+                 extra={"job_id": item.job_id, "status": body["state"], "error": body["error"]})
+        with self._done_lock:
             if len(self._pending_done) < MAX_PENDING_DONE:
                 self._pending_done.append((item.id, body))
+            self._inflight.discard(item.id)
+        try:
             self._flush_done()
+        except (Refused, Unreachable):
+            pass  # the work loop posts it on its next round
+
+    def busy(self) -> bool:
+        with self._done_lock:
+            return bool(self._inflight or self._pending_done)
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Until every item taken has run and been acknowledged (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self.busy():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def work_once(self, wait: int = POLL_WAIT) -> int:
+        """One round: config (when due), pending acks, one long poll; its items start on the item threads."""
+        self.refresh_config()
+        self._flush_done()
+        items = self.client.work(min(wait, BUSY_POLL) if self.busy() else wait)
+        for item in items:
+            with self._done_lock:
+                if item.id in self._inflight:
+                    continue  # offered again while it still runs (a lease shorter than the download)
+                self._inflight.add(item.id)
+            self._items.submit(self._run_item, item)
         return len(items)
 
     def _retrying(self, what: Callable[[], object], backoff: Backoff, *, quiet: bool = False) -> bool:
@@ -197,7 +243,7 @@ class Agent:
         self._last_dry_run = done.removed if done.dry_run else ()
         log.info("agent: cleanup %s %d bytes in %d paths%s", "would free" if done.dry_run else "freed",
                  done.freed_bytes, len(done.removed), f" ({len(done.errors)} errors)" if done.errors else "")
-        self._cleanups.append(done.as_report())
+        self._cleanups = [*self._cleanups[-19:], done.as_report()]  # bounded while the web tier is away
         return done
 
     def build_report(self) -> dict[str, Any]:
@@ -221,6 +267,7 @@ class Agent:
         body = self.build_report()
         answers = self.broker.take_answers()
         body["cache_answers"] = answers
+        fit(body, REPORT_LIMIT)
         try:
             self.client.report(body)
         except BaseException:
@@ -249,10 +296,24 @@ class Agent:
 
     def shutdown(self, timeout: float = 1.0) -> None:
         self.stop.set()
+        self._items.shutdown(wait=False, cancel_futures=True)
         self.cache_server.stop()
         for thread in self._threads:
             thread.join(timeout)  # a long poll in flight ends with its request; the process exits regardless
         self.client.close()
+
+
+def fit(body: dict[str, Any], limit: int) -> None:
+    """Shorten the cleanups' path lists (then drop the oldest cleanups) until the JSON body fits in `limit` bytes."""
+    cleanups: list[dict[str, Any]] = body["cleanups"]
+    keep = max((len(c["removed"]) for c in cleanups), default=0)
+    while cleanups and len(json.dumps(body)) > limit:
+        if keep > 1:
+            keep //= 2
+            for cleanup in cleanups:
+                del cleanup["removed"][keep:]
+        else:
+            cleanups.pop(0)
 
 
 def run(settings: AgentSettings, *, local_policy: Policy | None, stop: threading.Event) -> int:
