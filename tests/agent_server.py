@@ -37,6 +37,7 @@ class AgentWebTier:
     def __init__(self) -> None:
         self.hosts: dict[str, HostState] = {}
         self.calls: list[tuple[str, str, int]] = []
+        self.full_retry_after: int | None = None  # all long-poll slots taken: 204 at once with Retry-After
         self.cond = threading.Condition()
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
@@ -138,6 +139,14 @@ class AgentWebTier:
                 parts = urlsplit(self.path)
                 if parts.path == "/agent/v1/config":
                     self._send(200, host.config)
+                elif parts.path == "/agent/v1/work" and tier.full_retry_after is not None:
+                    self.send_response(204)
+                    self.send_header("Retry-After", str(tier.full_retry_after))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    with tier.cond:
+                        tier.calls.append((self.command, parts.path, 204))
+                        tier.cond.notify_all()
                 elif parts.path == "/agent/v1/work":
                     raw = parse_qs(parts.query).get("wait", ["25"])[0]
                     if not raw.isdigit() or int(raw) > 30:

@@ -248,6 +248,32 @@ def test_a_report_is_trimmed_to_fit_the_web_tiers_body_limit() -> None:
     assert len(json.dumps(body)) <= 60 << 10 and body["cleanups"] and body["cleanups"][-1]["removed"]
 
 
+def test_a_full_web_tier_answering_204_at_once_is_not_polled_in_a_tight_loop(running: Agent,
+                                                                            tier: AgentWebTier) -> None:
+    tier.full_retry_after = 1
+    tier.wait_for(lambda: running.configured)
+    time.sleep(2.5)
+    assert 2 <= len(tier.statuses("/agent/v1/work")) <= 4  # Retry-After: 1 honoured, not hundreds of polls
+
+
+def test_a_host_without_a_host_table_still_warms_but_reports_no_runner(tier: AgentWebTier, tmp_path: Path,
+                                                                        origin: LoopbackServer) -> None:
+    config = host_config(tmp_path, origin)
+    config["host"] = {"name": HOST, "runner_dir": None, "service": None, "cleanup_at": 0.8, "keep_days": 7,
+                      "dry_run": False}  # what the web tier sends for a host only named in a pool's hosts
+    tier.add_host(HOST, TOKEN, config)
+    agent = agent_for(tier, tmp_path)
+    agent.refresh_config()
+    assert agent.policy.host is None and set(agent.policy.caches) == {"vosk-small"}
+    agent.report_once()
+    assert tier.hosts[HOST].reports[-1]["runner"]["state"] == "unknown"
+
+
+def test_texts_for_the_web_tier_are_printable_and_bounded() -> None:
+    assert service.text("line one\nline two\x1b[31m" + "x" * 600, 500) == "line one?line two?[31m" + "x" * 478
+    assert service.text(None, 10) is None
+
+
 # -- worker.py --prewarm, as the systemd unit runs it --------------------------------------------------------
 
 

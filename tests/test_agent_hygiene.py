@@ -175,3 +175,13 @@ def test_the_agents_own_leftovers_and_undeclared_artifacts_in_cache_roots(tree: 
     assert (root / "small" / "model.bin").exists() and (root / "retired-recent" / "model.bin").exists()
     assert (root / TMP_DIR / "small.part").exists()
     outside_intact(tree["outside"])
+
+
+def test_a_file_name_with_a_newline_is_reported_as_text(tree: dict[str, Path]) -> None:
+    evil = tree["work"] / "_temp" / "evil\nname\x1b"
+    put(evil)
+    age(evil, 30)
+    done = clean(tree)
+    assert done is not None and not os.path.lexists(evil)
+    reported = [p for p in done.as_report()["removed"] if "evil" in p]
+    assert reported == [str(tree["work"] / "_temp" / "evil?name?")]

@@ -35,11 +35,13 @@ def from_server(answer: Mapping[str, Any], host_name: str) -> HostPolicy:
     # keys a newer web tier may add are ignored here (what they would mean is not known); the tables below are
     # parsed strictly, with the policy's own parsers
     raw_host = answer.get("host")
-    host = HostSpec.from_mapping(raw_host) if isinstance(raw_host, dict) else None
-    if raw_host is not None and host is None:
+    if raw_host is not None and not isinstance(raw_host, dict):
         raise SpecError("host", "must be an object")
-    if host is not None and host.name != host_name:
-        raise SpecError("host.name", f"is {host.name!r}, not this host ({host_name!r})")
+    if raw_host is not None and raw_host.get("name") != host_name:
+        raise SpecError("host.name", f"is {str(raw_host.get('name'))[:80]!r}, not this host ({host_name!r})")
+    # a host the policy names in a pool but declares no [[host]] table for comes with runner_dir null: no health
+    # from the runner's logs and no cleanup, but its caches and commands all the same
+    host = HostSpec.from_mapping(raw_host) if raw_host is not None and raw_host.get("runner_dir") is not None else None
     caches = [CacheSpec.from_mapping(t) for t in _list(answer.get("caches", []), "caches")]
     check_unique(caches)
     commands = [CommandSpec.from_mapping(t) for t in _list(answer.get("commands", []), "commands")]

@@ -25,7 +25,7 @@ RUNNER_DIRS = ("_temp", "_tool", "_actions")  # under _work: what the runner re-
 LEFTOVER = re.compile(r"(?:gone|old)-.+")  # what an eviction or a replaced install left in the cache's temp dir
 LEFTOVER_MIN_AGE = 3600.0  # an eviction in progress renames then deletes: never race it
 WORKSPACE_DEPTH = 3  # _work/<repo>/<repo>/.git: a checkout touches these on every run
-MAX_REPORTED = 200  # paths per cleanup in a report (the body stays far below 64 KiB)
+MAX_REPORTED = 50  # paths per cleanup in a report (what the web tier keeps; the body stays below 64 KiB)
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -52,7 +52,9 @@ class Cleanup:
 
     def as_report(self) -> dict[str, Any]:
         """The report's `cleanups` entry (interfaces.md section 2)."""
-        return {"at": self.at, "freed_bytes": self.freed_bytes, "removed": list(self.removed[:MAX_REPORTED]),
+        # a job may name a file with a newline or an escape sequence: the report carries text, not raw bytes
+        removed = ["".join(ch if ch.isprintable() else "?" for ch in path)[:4096] for path in self.removed]
+        return {"at": self.at, "freed_bytes": self.freed_bytes, "removed": removed[:MAX_REPORTED],
                 "dry_run": self.dry_run}
 
 

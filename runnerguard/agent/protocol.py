@@ -72,6 +72,7 @@ class AgentClient:
         self.base_url = base_url.rstrip("/")
         self.host = host
         self._session = session or requests.Session()
+        self.retry_after: float | None = None  # what the last empty long poll asked for (a busy web tier)
         self._session.headers.update({
             "Authorization": f"Bearer {token}",
             "X-Runnerguard-Host": host,
@@ -117,7 +118,11 @@ class AgentClient:
         wait = max(0, min(int(wait), MAX_WAIT))
         resp = self._call("GET", "/agent/v1/work", params={"wait": wait}, read_timeout=wait + READ_MARGIN)
         if resp.status_code == 204:
+            # a web tier whose long-poll slots are all taken answers 204 at once with Retry-After: honour it
+            raw = resp.headers.get("Retry-After", "")
+            self.retry_after = min(float(raw), 60.0) if raw.isdigit() else None
             return []
+        self.retry_after = None
         if resp.status_code == 404:
             raise Unreachable("/agent/v1/work answered 404")
         items = self._json(resp, "/agent/v1/work").get("items")

@@ -35,6 +35,8 @@ BACKOFF_CAP = 300.0
 WARM_LOCK_WAIT = 6 * 3600.0  # the flock only meets another process's warm of the same cache: wait it out
 NOT_IN_POLICY = "not in this host's policy"
 MAX_PENDING_DONE = 500
+MAX_ERROR = 500  # the web tier's limit for an error text
+MAX_DISK_PATHS = 32
 ITEM_WORKERS = 4  # a 1.8 GB download must not hold up a quick command queued behind it
 BUSY_POLL = 2  # while items run: poll briefly, so their acks and new items do not wait behind a 25 s poll
 REPORT_LIMIT = 60 << 10  # the web tier refuses bodies over 64 KiB
@@ -115,13 +117,13 @@ class Agent:
             if joined and state == "installed":
                 state = "hit"  # another item's download installed it: this one downloaded nothing
             return {"state": state, "bytes": 0 if joined else result.bytes,
-                    "seconds": round(time.monotonic() - started, 3), "error": result.error}
+                    "seconds": round(time.monotonic() - started, 3), "error": text(result.error, MAX_ERROR)}
         command = self.policy.commands.get(item.name)
         if command is None:
             return {"state": "error", "bytes": 0, "seconds": 0.0, "error": NOT_IN_POLICY}
         outcome = run_command(command, host=self.settings.host, lock_dir=self.settings.state_dir / "locks")
         return {"state": _COMMAND_STATES.get(outcome.result, "error"), "bytes": 0,
-                "seconds": round(outcome.seconds, 3), "error": outcome.error}
+                "seconds": round(outcome.seconds, 3), "error": text(outcome.error, MAX_ERROR)}
 
     def refresh_config(self, *, force: bool = False) -> None:
         if not force and self.configured and time.monotonic() - self._config_at < CONFIG_EVERY:
@@ -185,6 +187,8 @@ class Agent:
         self.refresh_config()
         self._flush_done()
         items = self.client.work(min(wait, BUSY_POLL) if self.busy() else wait)
+        if not items and self.client.retry_after:
+            self.stop.wait(self.client.retry_after)
         for item in items:
             with self._done_lock:
                 if item.id in self._inflight:
@@ -256,7 +260,7 @@ class Agent:
             "uptime": health.uptime() or round(time.monotonic() - self._started, 1),
             "load": [*load, 0.0, 0.0, 0.0][:3],
             "memory": health.memory(),
-            "disk": health.disk(paths, disk_usage=self.disk_usage),
+            "disk": health.disk(paths[:MAX_DISK_PATHS], disk_usage=self.disk_usage),
             "runner": health.runner_json(listener, service),
             "cleanups": list(self._cleanups[-20:]),
             "cache_answers": {},
@@ -301,6 +305,13 @@ class Agent:
         for thread in self._threads:
             thread.join(timeout)  # a long poll in flight ends with its request; the process exits regardless
         self.client.close()
+
+
+def text(value: str | None, limit: int) -> str | None:
+    """A message for the web tier: printable characters only (a path may hold a newline), at most `limit`."""
+    if value is None:
+        return None
+    return "".join(ch if ch.isprintable() else "?" for ch in value)[:limit]
 
 
 def fit(body: dict[str, Any], limit: int) -> None:
