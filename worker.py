@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 import redis
 
@@ -19,10 +20,13 @@ from runnerguard.agent import service as agent
 from runnerguard.queue import cron, tasks
 from runnerguard.queue.deps import Deps
 from runnerguard.queue.worker import build_worker, survive_outages
+from runnerguard.services import retention
 
 SWEEP_EVERY = 300
 RECOVER_EVERY = 300
 TRIM_EVERY = 3600
+WATCHDOG_EVERY = 60  # a hung job is cancelled within a minute or two of passing its pool's max_run
+STRANDED_EVERY = 300  # each job is asked about at most every 30 minutes; this only bounds the delay
 DASHBOARD_EVERY = 600  # stored dashboard summaries live a day; refolding every 10 minutes keeps renders warm
 log = logging.getLogger("runnerguard.worker")
 
@@ -32,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("queues", nargs="*", help="queues in priority order (default: RUNNERGUARD_QUEUES)")
     parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     parser.add_argument("--scheduler", action="store_true",
-                        help="run the periodic tasks (rollback sweep, delivery recovery, retention) instead")
+                        help="run the periodic tasks (rollback sweep, delivery recovery, retention, watchdog) instead")
     parser.add_argument("--prewarm", action="store_true",
                         help="run the runner host's agent (RUNNERGUARD_URL, RUNNERGUARD_HOST, RUNNERGUARD_HOST_TOKEN)")
     args = parser.parse_args(argv)
@@ -45,9 +49,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runnerguard worker: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level)
+
+    def trim() -> None:
+        # Index trims only (deletes, which a full Redis still takes): run here, as no RQ job can start meanwhile.
+        retention.trim(deps.redis, settings, now=time.time())
+
     if args.scheduler:
         return survive_outages(settings.redis_url, lambda: run_scheduler(
-            settings.redis_url, github_configured=bool(settings.github_app_id), level=settings.log_level))
+            settings.redis_url, github_configured=bool(settings.github_app_id), level=settings.log_level),
+            while_waiting=trim)
     names = args.queues or list(settings.queues)
     if args.burst:
         build_worker(deps.redis, names, deps).work(burst=True, logging_level=settings.log_level)
@@ -58,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         worker.work(with_scheduler=True, logging_level=settings.log_level)
         return worker.stop_was_requested  # a stop we were asked for (SIGTERM, SIGINT), not an outage
 
-    return survive_outages(settings.redis_url, work)
+    return survive_outages(settings.redis_url, work, while_waiting=trim)
 
 
 def run_agent() -> int:
@@ -86,7 +96,8 @@ def run_scheduler(redis_url: str, *, github_configured: bool, level: str) -> boo
     connection = redis.Redis.from_url(redis_url, health_check_interval=30)
     periodic = [(tasks.SWEEP, SWEEP_EVERY), (tasks.TRIM, TRIM_EVERY), (tasks.WARM_DASHBOARD, DASHBOARD_EVERY)]
     if github_configured:
-        periodic.append((tasks.RECOVER, RECOVER_EVERY))
+        periodic += [(tasks.RECOVER, RECOVER_EVERY), (tasks.WATCHDOG_TIMEOUTS, WATCHDOG_EVERY),
+                     (tasks.WATCHDOG_STRANDED, STRANDED_EVERY), (tasks.WATCHDOG_RERUN, WATCHDOG_EVERY)]
     cron.scheduler(connection, periodic, level=level).start()
     return True  # start() returns only when asked to stop
 

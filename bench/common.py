@@ -31,8 +31,10 @@ def job_body(job_id: int = 1, action: str = "in_progress", pad_to: int = 8192) -
         payload = {"action": action, "repository": {"id": 1, "full_name": "octo/app"}, "workflow_job": {}}
     payload["action"] = action
     job = payload["workflow_job"]
+    # Recent timestamps: the intake ignores workflow_job bodies older than RUNNERGUARD_MAX_DELIVERY_AGE_HOURS.
+    created, started = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - ago)) for ago in (120, 60))
     job.update(id=job_id, run_id=job_id, run_attempt=1, labels=["self-hosted", "Linux", "X64"],
-               created_at="2026-11-27T10:00:00Z", started_at="2026-11-27T10:01:00Z", status=action,
+               created_at=created, started_at=started, status=action,
                runner_name="laptop-extra", runner_id=22, name="build", workflow_name="CI")
     body = json.dumps(payload)
     if len(body) < pad_to:

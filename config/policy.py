@@ -19,6 +19,7 @@ LABEL_RE = re.compile(r"^[^\s,\[\]{}]{1,100}$")
 DURATION_RE = re.compile(r"^(\d+)\s*([smhd])$")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DEFAULT_FAILED_CONCLUSIONS = ("failure", "timed_out", "startup_failure")
+WATCHDOG_KEYS = ("max_run", "force_after", "retry_runner_failures")
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def parse_duration(value: object, key: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     if isinstance(value, str):
-        match = DURATION_RE.match(value.strip())
+        match = DURATION_RE.fullmatch(value.strip())
         if match and int(match.group(1)) > 0:
             return int(match.group(1)) * DURATION_UNITS[match.group(2)]
     raise ConfigError(key, f"must be a duration such as '90s', '30m', '24h' or '7d', got {value!r}")
@@ -118,7 +119,7 @@ def _table(value: object, key: str) -> dict[str, Any]:
 
 
 def _name(value: object, key: str) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ConfigError(key, f"must be 1-64 characters of letters, digits, '.', '_' or '-', got {value!r}")
     return value
 
@@ -126,7 +127,7 @@ def _name(value: object, key: str) -> str:
 def _str_list(
     value: object, key: str, *, pattern: re.Pattern[str] = LABEL_RE, allow_empty: bool = False
 ) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and pattern.match(v) for v in value):
+    if not isinstance(value, list) or not all(isinstance(v, str) and pattern.fullmatch(v) for v in value):
         raise ConfigError(key, f"must be a list of strings without spaces or commas, got {value!r}")
     if not value and not allow_empty:
         raise ConfigError(key, "must not be empty")
@@ -160,7 +161,7 @@ def _failure_rate(table: dict[str, Any], where: str, base: FailureRateRule) -> F
 
 def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
     where = f"pool[{index}]"
-    _check_keys(table, {"name", "labels", "hosts", "fallback", "rollback"}, where)
+    _check_keys(table, {"name", "labels", "hosts", "fallback", "rollback", *WATCHDOG_KEYS}, where)
     if "name" not in table:
         raise ConfigError(f"{where}.name", "is required")
     name = _name(table["name"], f"{where}.name")
@@ -170,11 +171,23 @@ def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
     labels = _str_list(table["labels"], f"{where}.labels")
     hosts = _str_list(table.get("hosts", []), f"{where}.hosts", pattern=NAME_RE, allow_empty=True)
     fallback = table.get("fallback", DEFAULT_FALLBACK)
-    if not isinstance(fallback, str) or not LABEL_RE.match(fallback):
+    if not isinstance(fallback, str) or not LABEL_RE.fullmatch(fallback):
         raise ConfigError(f"{where}.fallback", f"must be one runner label such as 'ubuntu-latest', got {fallback!r}")
     overrides = _table(table.get("rollback", {}), f"{where}.rollback")
     _failure_rate(dict(overrides), f"{where}.rollback", defaults)  # validate now, apply on use
-    return Pool(name=name, labels=labels, hosts=hosts, fallback=fallback, rollback=dict(overrides))
+    return Pool(name=name, labels=labels, hosts=hosts, fallback=fallback, rollback=dict(overrides),
+                **_watchdog(table, where))
+
+
+def _watchdog(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The pool's watchdog keys: `max_run` (none by default), `force_after` ("5m"), `retry_runner_failures` (1)."""
+    max_run = parse_duration(table["max_run"], f"{where}.max_run") if "max_run" in table else None
+    force_after = parse_duration(table.get("force_after", "5m"), f"{where}.force_after")
+    retry = table.get("retry_runner_failures", 1)
+    if isinstance(retry, bool) or retry not in (0, 1):
+        # one more try at most: a second rerun of a runner-lost job would only hide a broken runner
+        raise ConfigError(f"{where}.retry_runner_failures", f"must be 0 (off) or 1, got {retry!r}")
+    return {"max_run_seconds": max_run, "force_after_seconds": force_after, "retry_runner_failures": retry}
 
 
 def parse_policy(data: Mapping[str, Any]) -> Policy:

@@ -13,10 +13,12 @@ from urllib.parse import urlsplit
 
 from config.app_key import AppKeyError, load_private_key_from
 from config.errors import ConfigError
+from runnerguard.domain.url_policy import transport_ok
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_QUEUES = ("events", "github")
+MIN_ADMIN_TOKEN_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Settings:
     log_level: str = "INFO"
     secret_key: str = field(default="", repr=False)
     allow_setup: bool = False
+    max_delivery_age_hours: int = 72
+    redis_budget_bytes: int = 0
 
     @property
     def webhook_secrets(self) -> tuple[str, ...]:
@@ -54,6 +58,16 @@ class Settings:
     @property
     def delivery_retention_seconds(self) -> int:
         return self.delivery_retention_days * 86400
+
+    @property
+    def max_delivery_age_seconds(self) -> int:
+        return self.max_delivery_age_hours * 3600
+
+    @property
+    def body_dedupe_seconds(self) -> int:
+        """How long an accepted body's digest is kept: as long as its delivery, and at least as long as a body
+        that old is still accepted (else a replay after the delivery log forgot it would pass as new)."""
+        return max(self.delivery_retention_seconds, self.max_delivery_age_seconds)
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -99,6 +113,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     api_url = env.get("GITHUB_API_URL", "").strip() or DEFAULT_GITHUB_API_URL
     if not api_url.startswith(("https://", "http://")):
         raise ConfigError("GITHUB_API_URL", f"must be an http(s) URL, got {api_url!r}")
+    if not transport_ok(api_url):
+        # JWTs and installation tokens cross this link: plain http only to this machine (the simulator).
+        raise ConfigError("GITHUB_API_URL", f"must be https:// (plain http only to a loopback host), got {api_url!r}")
     redis_url = env.get("REDIS_URL", "").strip()
     if not redis_url:
         # No default: a guessed redis://127.0.0.1:6379 could be somebody else's Redis (make run writes its own).
@@ -111,6 +128,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("GITHUB_APP_ID", f"must be the App's numeric id, got {app_id!r}")
     key_pem = env.get("GITHUB_PRIVATE_KEY", "")
     _check_app_key(app_id, Path(key_path_raw) if key_path_raw else None, key_pem)
+    admin_token = env.get("ADMIN_TOKEN", "").strip()
+    if admin_token and len(admin_token) < MIN_ADMIN_TOKEN_CHARS:
+        # The token opens the admin API and the dashboard: a short one falls to guessing. Never echo it.
+        raise ConfigError("ADMIN_TOKEN", f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters (got "
+                          f"{len(admin_token)}); generate one with: python -c 'import secrets; "
+                          "print(secrets.token_urlsafe(32))'")
     return Settings(
         webhook_secret=secret,
         webhook_secret_previous=env.get("GITHUB_WEBHOOK_SECRET_PREVIOUS", ""),
@@ -119,7 +142,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         github_private_key_path=Path(key_path_raw) if key_path_raw else None,
         github_private_key=key_pem,
         github_api_url=api_url.rstrip("/"),
-        admin_token=env.get("ADMIN_TOKEN", "").strip(),
+        admin_token=admin_token,
         metrics_token=env.get("METRICS_TOKEN", "").strip(),
         policy_path=Path(policy_raw) if policy_raw else None,
         max_body_bytes=_int(env, "RUNNERGUARD_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
@@ -130,6 +153,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get("RUNNERGUARD_LOG_LEVEL", "INFO").strip().upper() or "INFO",
         secret_key=env.get("RUNNERGUARD_SECRET_KEY", ""),
         allow_setup=env.get("RUNNERGUARD_ALLOW_SETUP", "").strip().lower() in ("1", "true", "yes"),
+        max_delivery_age_hours=_int(env, "RUNNERGUARD_MAX_DELIVERY_AGE_HOURS", 72, minimum=0),
+        redis_budget_bytes=_int(env, "RUNNERGUARD_REDIS_BUDGET_BYTES", 0, minimum=0),
     )
 
 

@@ -116,8 +116,12 @@ def start_redis(
     password: str = "",
     binary: str | None = None,
     own_session: bool = False,
+    maxmemory: int | None = None,
 ) -> RedisServer:
     """Start redis-server bound to 127.0.0.1 and wait until it answers PING.
+
+    `maxmemory` (bytes) caps it with the `noeviction` policy, as deploy/redis.conf does: once full it refuses
+    writes with OOM errors instead of dropping keys (for tests of a full Redis).
 
     `password` sets `requirepass` (given in a config file on stdin, so it never shows in `ps`); `own_session` keeps
     the terminal's Ctrl-C away from it, for a supervisor that stops it itself, after the processes that use it.
@@ -142,6 +146,8 @@ def start_redis(
         "--daemonize", "no",
         "--logfile", str(data_dir / "redis.log"),
     ]
+    if maxmemory is not None:
+        args += ["--maxmemory", str(maxmemory), "--maxmemory-policy", "noeviction"]
     args += extra_args or []
     process = subprocess.Popen(args, stdin=subprocess.PIPE if password else subprocess.DEVNULL,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),

@@ -10,7 +10,7 @@ from typing import Any
 from runnerguard.domain.signatures import sign
 
 SECRET = "test-webhook-secret"
-ADMIN = "test-admin-token"
+ADMIN = "test-admin-token-long-enough-for-the-32-character-minimum"
 
 
 def signed_headers(body: bytes, event: str, *, guid: str | None = None, secret: str = SECRET) -> dict[str, str]:

@@ -88,6 +88,8 @@ def test_login_without_csrf_is_refused(client) -> None:  # type: ignore[no-untyp
 
 def test_next_is_only_a_local_path(client) -> None:  # type: ignore[no-untyped-def]
     response = client.post("/login", data={"token": ADMIN, "csrf_token": csrf(client), "next": "//evil.example/x"})
+    assert response.status_code == 400 and "Location" not in response.headers  # refused, not rewritten
+    response = client.post("/login", data={"token": ADMIN, "csrf_token": csrf(client), "next": ""})
     assert response.headers["Location"] == "/"
 
 

@@ -101,3 +101,17 @@ def test_login_see_charts_and_replay_a_delivery(live_url: str, browser) -> None:
     browser.find_element(By.ID, "logout").click()
     wait_for(browser, "#token")
     assert "/login" in browser.current_url
+
+
+def test_a_tab_in_next_never_sends_the_browser_to_another_host(live_url: str, browser) -> None:  # type: ignore[no-untyped-def]
+    # Werkzeug used to drop the TAB of "/\t/evil.example" and answer Location: //evil.example, which Chromium
+    # followed to that host. Now the form post is refused (400) and the browser stays here, not logged in.
+    browser.get(live_url + "/login")
+    browser.execute_script("document.querySelector('input[name=next]').value = '/\\t/evil.example';")
+    browser.find_element(By.ID, "token").send_keys(ADMIN)
+    browser.find_element(By.ID, "login-button").click()
+    wait_for(browser, "body")
+    assert browser.current_url.startswith(live_url) and "evil.example" not in browser.current_url.split("?")[0]
+    assert "must be a path of this site" in browser.page_source
+    browser.get(live_url + "/")
+    assert "/login" in browser.current_url

@@ -3,6 +3,7 @@ clone (one sentinel file per set)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -52,8 +53,10 @@ def fresh_clone(tmp_path: Path) -> Path:
 
 
 def _dry_run(clone: Path, target: str) -> str:
-    result = subprocess.run(["make", "-n", target], cwd=clone, capture_output=True, text=True, timeout=30,
-                            check=False)
+    # Under `make test` this runs inside make: a clean make environment, and no "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+    result = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=clone, capture_output=True,
+                            text=True, timeout=30, check=False, env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

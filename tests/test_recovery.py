@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,3 +138,24 @@ def test_cli_recover_needs_a_configured_app(app) -> None:  # type: ignore[no-unt
     assert result.exit_code == 1 and "not configured" in result.output
     bad = app.test_cli_runner().invoke(args=["deliveries", "recover", "--since", "whenever"])
     assert bad.exit_code == 2
+
+
+def test_stale_deliveries_the_recovery_asked_for_are_recorded_and_replays_of_them_are_not(
+        github_sim, sim_repo, github_app, fake_clock, settings, redis_client, port) -> None:  # type: ignore[no-untyped-def]
+    github_sim.configure_webhook(f"http://127.0.0.1:{port}/webhooks/github", SECRET)
+    fake_clock.advance(-2 * 3600)  # an outage two hours ago, longer ago than this install's age limit
+    lost = emit_outage(github_sim, 1)
+    fake_clock.advance(2 * 3600)
+    strict = settings.with_overrides(max_delivery_age_hours=1)
+    app = LiveApp(strict, port)
+    try:
+        # A captured body of that time under a fresh id: too old, nobody asked for it.
+        client = create_app(strict).test_client()
+        replayed = client.post("/webhooks/github", data=lost[0].body,
+                               headers=signed_headers(lost[0].body, "workflow_job", guid=str(uuid.uuid4())))
+        assert replayed.status_code == 200 and replayed.get_json()["reason"] == "stale"
+        report = recover(redis_client, github_app, clock=fake_clock)
+        assert set(report.requested) == {d.guid for d in lost}
+        assert all(deliveries.exists(redis_client, d.guid) for d in lost)
+    finally:
+        app.stop()

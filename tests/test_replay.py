@@ -32,7 +32,7 @@ def recorded_state(client: redis.Redis) -> dict[str, Any]:
     """Everything the timeline and its indexes hold (not the delivery log or its attempt history)."""
     state: dict[str, Any] = {}
     for key in sorted(k.decode() for k in client.scan_iter("rg:*")):
-        if key.startswith(("rg:delivery", "rg:deliveries", "rg:replay", "rg:metrics")):
+        if key.startswith(("rg:delivery", "rg:deliveries", "rg:body:", "rg:replay", "rg:metrics")):
             continue
         kind = client.type(key).decode()
         if kind == "string":

@@ -17,7 +17,7 @@ from runnerguard.github import GitHubApp
 from runnerguard.queue import tasks as rq_tasks
 from runnerguard.store import rollback_state
 from tests.github_fixtures import REPO
-from tests.helpers import dumps, signed_headers
+from tests.helpers import admin_headers, dumps, signed_headers
 from tests.test_timings import deliver, job_events
 
 WORKFLOW = """\
@@ -108,7 +108,7 @@ def test_13_of_21_failing_opens_exactly_one_pr_touching_only_runs_on(client, git
     assert github_sim.file_text(REPO, ".github/workflows/ci.yml", "main") == WORKFLOW  # never the default branch
     state = rollback_state.load(redis_client, "self-hosted", REPO)
     assert (state.state, state.pr_number, state.trigger) == ("pr_open", pr.number, "failure_rate")
-    listed = client.get("/api/rollbacks", headers={"Authorization": "Bearer test-admin-token"}).get_json()
+    listed = client.get("/api/rollbacks", headers=admin_headers()).get_json()
     row = listed["rollbacks"][0]
     assert (row["pool"], row["repo"], row["state"], row["pr_number"]) == ("self-hosted", REPO, "pr_open", pr.number)
     assert row["pr_url"].endswith(f"/pull/{pr.number}") and row["trigger"] == "failure_rate"
@@ -124,7 +124,7 @@ def test_2_of_10_failing_opens_nothing(client, github_sim, repo_on_sim, run_all)
 def test_replaying_every_delivery_opens_no_second_pr(client, github_sim, repo_on_sim, run_all) -> None:  # type: ignore[no-untyped-def]
     feed(client, failures=13, total=21)
     run_all()
-    replayed = client.post("/api/replays", json={}, headers={"Authorization": "Bearer test-admin-token"})
+    replayed = client.post("/api/replays", json={}, headers=admin_headers())
     assert replayed.status_code == 202
     run_all()
     run_all()
@@ -166,7 +166,7 @@ def test_merge_then_restore_puts_back_exactly_the_rollback(client, github_sim, r
     edited = github_sim.file_text(REPO, ".github/workflows/ci.yml", "main").replace("cargo test", "cargo test --all")
     github_sim.push(REPO, {".github/workflows/ci.yml": edited})
     assert [s.state for s in drain.rollbacks().prs.check_open_pulls()] == ["rolled_back"]
-    headers = {"Authorization": "Bearer test-admin-token"}
+    headers = admin_headers()
     response = client.post("/api/rollbacks/self-hosted/restore", json={"repo": REPO}, headers=headers)
     assert response.status_code == 202
     run_all()
@@ -218,7 +218,7 @@ def test_trigger_rules_are_pure_and_follow_the_seed() -> None:
     assert not rules.stuck_queue("p", waiting_longer=5, started_recently=1, after_seconds=7200, min_jobs=5).fire
 
 
-ADMIN = {"Authorization": "Bearer test-admin-token"}
+ADMIN = admin_headers()
 
 
 def test_manual_rollback_from_the_admin_api(client, github_sim, repo_on_sim, run_all) -> None:  # type: ignore[no-untyped-def]

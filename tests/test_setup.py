@@ -133,17 +133,25 @@ def test_full_flow_writes_the_env_file_0600(settings, redis_client, github, env_
     assert key_path.read_text().strip() == github["pem"].strip()
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
     assert "client_secret" not in env_file.read_text() and "cs" not in values.values()
-    # the same code again: GitHub refuses it, the page says why
-    state = start_flow(client)
-    again = client.get(f"/setup/callback?code=good&state={state}")
-    assert again.status_code == 502 and "already used" in again.get_data(as_text=True)
+    # setup is off at once, in this process and any other on the same Redis, until a restart loads the App
+    calls = len(github["calls"])
+    off = client.get("/setup")
+    assert off.status_code == 404 and "just created" in off.get_json()["error"]
+    assert client.get(f"/setup/callback?code=good&state={state}").status_code == 404
+    assert len(github["calls"]) == calls
+    other = setup_client(settings, github, env_file, allow_setup=True)
+    assert other.get("/setup").status_code == 404
+    restarted = setup_client(settings, github, env_file, github_app_id="4242")
+    assert restarted.get("/setup").status_code == 404  # configured now, and no RUNNERGUARD_ALLOW_SETUP
+    assert setup_client(settings, github, env_file, github_app_id="4242", allow_setup=True).get("/setup").status_code == 200
 
 
 def test_bad_or_expired_code_shows_a_clear_error(settings, redis_client, github, env_file) -> None:  # type: ignore[no-untyped-def]
     client = setup_client(settings, github, env_file)
     before = env_file.read_text()
+    github["used"].add("good-used")
     for code, text in (("expired", "expires after an hour"), ("broken", "without the App"),
-                       ("bad code!", "malformed")):
+                       ("bad code!", "malformed"), ("good-used", "already used")):
         state = start_flow(client)
         page = client.get("/setup/callback", query_string={"code": code, "state": state})
         assert page.status_code == 502 and text in page.get_data(as_text=True), code

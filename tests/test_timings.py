@@ -18,7 +18,7 @@ from runnerguard.queue import tasks as rq_tasks
 from runnerguard.queue.deps import Deps
 from runnerguard.queue.worker import build_worker
 from runnerguard.store import deliveries, jobstore, keys, metrics
-from tests.helpers import admin_headers, dumps, signed_headers
+from tests.helpers import ADMIN, admin_headers, dumps, signed_headers
 from tests.test_timeline import job_payload
 
 RUNNER = {"runner_name": "laptop-extra", "runner_id": 22, "runner_group_name": "Default"}
@@ -165,7 +165,7 @@ def test_payload_missing_fields_is_failed_for_good_with_a_reason(client, redis_c
 def test_admin_api_refuses_bad_tokens_and_bad_queries(client: FlaskClient, redis_client: redis.Redis) -> None:
     assert client.get("/api/jobs").status_code == 401
     assert client.get("/api/jobs", headers=admin_headers("wrong")).status_code == 403
-    assert client.get("/api/jobs?token=test-admin-token").status_code == 401
+    assert client.get(f"/api/jobs?token={ADMIN}").status_code == 401
     assert client.get("/api/jobs", headers={"Authorization": "Basic dGVzdA=="}).status_code == 403
     bad = client.get("/api/jobs?since=yesterday", headers=admin_headers())
     assert bad.status_code == 400 and "since" in bad.get_json()["error"]

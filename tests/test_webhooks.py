@@ -84,6 +84,7 @@ def test_previous_secret_is_accepted_during_rotation(settings, redis_client) -> 
     app = create_app(settings.with_overrides(webhook_secret="new-secret", webhook_secret_previous=SECRET))
     body = dumps(JOB)
     assert post(app.test_client(), body, signed_headers(body, "workflow_job", secret=SECRET)).status_code == 202
+    body = dumps({**JOB, "action": "waiting"})  # a new body: the same one again would be a replay (duplicate)
     assert post(app.test_client(), body, signed_headers(body, "workflow_job", secret="new-secret")).status_code == 202
     assert post(app.test_client(), body, signed_headers(body, "workflow_job", secret="other")).status_code == 401
 

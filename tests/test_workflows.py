@@ -70,7 +70,7 @@ def test_each_inline_form_of_a_pool_job_becomes_the_fallback(before: str, after:
     assert roundtrip(text) == wf("  build:\n" + after + "    steps:\n      - run: make\n")
 
 
-def test_block_list_becomes_a_scalar_on_the_key_line_keeping_the_last_items_comment() -> None:
+def test_block_list_becomes_a_scalar_on_the_key_line_keeping_every_comment_of_the_list() -> None:
     text = wf(
         "  build:\n"
         "    # why this runner\n"
@@ -82,13 +82,14 @@ def test_block_list_becomes_a_scalar_on_the_key_line_keeping_the_last_items_comm
         "    steps: []\n"
     )
     result = rewrite(text)
-    assert result.text == wf("  build:\n    # why this runner\n    runs-on: ubuntu-latest # last\n    steps: []\n")
+    assert result.text == wf("  build:\n    # why this runner\n    runs-on: ubuntu-latest  # must come first # the gpu box # last\n"
+                             "    steps: []\n")
     assert result.changes == (
         Change(
             job="build",
             where="runs-on",
             before="\n      - self-hosted # must come first\n      # the gpu box\n\n      - gpu",
-            after=" ubuntu-latest",
+            after=" ubuntu-latest  # must come first # the gpu box",
             line=8,
         ),
     )
@@ -185,7 +186,7 @@ def test_matrix_block_cells_and_include_entries_are_rewritten() -> None:
         "          - macos-14\n"
         "        include:\n"
         "          - name: big\n"
-        "            runner: ubuntu-latest\n"
+        "            runner: ubuntu-latest  # first\n"
         "          - name: small\n"
         "            runner: [self-hosted, tiny]\n"
     )
@@ -253,11 +254,52 @@ def test_group_without_labels_is_reported_not_rewritten() -> None:
     assert [(u.job, u.text, u.reason) for u in result.unresolved] == [("a", "group: gpu-runners", REASON_GROUP)]
 
 
-def test_anchors_and_aliases_under_runs_on_are_reported_not_rewritten() -> None:
-    text = wf("  a:\n    runs-on: &r [self-hosted, gpu]\n  b:\n    runs-on: *r\n")
+def test_an_anchor_used_only_by_runs_on_of_the_pool_is_rewritten_and_keeps_its_anchor() -> None:
+    text = wf("  a:\n    runs-on: &r [self-hosted, gpu]\n  b:\n    runs-on: *r\n  c:\n    runs-on: *r\n")
     result = rewrite(text)
-    assert result.text == text
+    assert result.text == wf("  a:\n    runs-on: &r ubuntu-latest\n  b:\n    runs-on: *r\n  c:\n    runs-on: *r\n")
+    assert result.unresolved == ()
+    assert [c.job for c in result.changes] == ["a"]  # one edit, at the anchor: the aliases follow it
+    assert roundtrip(text) == result.text  # and the restore puts the anchored value back, byte for byte
+    loaded = yaml.safe_load(result.text)["jobs"]
+    assert {job["runs-on"] for job in loaded.values()} == {"ubuntu-latest"}
+
+
+def test_anchors_shared_with_anything_but_a_runs_on_are_reported_not_rewritten() -> None:
+    # an alias of the value outside runs-on: rewriting the anchor would change that place too
+    elsewhere = wf("  a:\n    runs-on: &r [self-hosted, gpu]\n  b:\n    runs-on: *r\n  c:\n"
+                   "    runs-on: ubuntu-latest\n    env:\n      LABELS: *r\n")
+    result = rewrite(elsewhere)
+    assert result.text == elsewhere
     assert [(u.job, u.reason) for u in result.unresolved] == [("a", REASON_SHARED), ("b", REASON_SHARED)]
+    # an anchor defined away from any runs-on, and an anchor holding an anchor of its own
+    defined_elsewhere = wf("  a:\n    env:\n      X: &r self-hosted\n    runs-on: *r\n")
+    assert rewrite(defined_elsewhere).text == defined_elsewhere
+    nested = wf("  a:\n    runs-on: &r [&l self-hosted, gpu]\n  b:\n    runs-on: *r\n")
+    assert rewrite(nested).text == nested
+    assert {u.reason for u in rewrite(nested).unresolved} == {REASON_SHARED}
+
+
+def test_an_expression_beside_self_hosted_is_the_default_pools_but_not_a_labelled_pools() -> None:
+    text = wf('  a:\n    runs-on: [self-hosted, linux, "${{ inputs.runner }}"]\n')
+    default = rewrite_runs_on(text, can_take=DEFAULT_POOL.can_take, fallback=FALLBACK, extra_labels_narrow=False)
+    assert default.text == wf("  a:\n    runs-on: ubuntu-latest\n") and default.unresolved == ()
+    assert revert_runs_on(default.text, default.changes).text == text
+    labelled = rewrite(text)  # a policy pool with specific labels: the expression could ask for one it lacks
+    assert labelled.text == text and [u.reason for u in labelled.unresolved] == [REASON_MIXED]
+    # the expression alone still settles nothing, even for the default pool
+    alone = wf('  a:\n    runs-on: "${{ inputs.runner }}"\n')
+    assert rewrite_runs_on(alone, can_take=DEFAULT_POOL.can_take, fallback=FALLBACK,
+                           extra_labels_narrow=False).text == alone
+
+
+def test_a_block_list_collapsed_to_one_line_keeps_its_comments() -> None:
+    text = wf("  a:\n    runs-on:\n      - self-hosted # must come first\n      # the GPU box only\n"
+              "      - gpu  # the big one\n    steps: []\n")
+    result = rewrite(text)
+    assert result.text == wf("  a:\n    runs-on: ubuntu-latest  # must come first # the GPU box only  # the big one\n"
+                             "    steps: []\n")
+    assert roundtrip(text) == result.text
 
 
 def test_anchored_or_aliased_matrix_values_are_reported_not_rewritten() -> None:

@@ -21,6 +21,11 @@ class Pool:
     # The no-policy pool stands for "every self-hosted runner": it takes any job that asked for `self-hosted`,
     # whatever other labels came with it, since we cannot know which labels its runners carry.
     any_self_hosted: bool = False
+    # The watchdog (issue #15): a job running longer than max_run is cancelled, force-cancelled force_after later;
+    # a job the runner lost is re-run once when retry_runner_failures is 1.
+    max_run_seconds: int | None = None
+    force_after_seconds: int = 300
+    retry_runner_failures: int = 1
 
     def can_take(self, requested: Iterable[str]) -> bool:
         if self.any_self_hosted:

@@ -12,10 +12,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urljoin
 
 import requests
 import urllib3.exceptions
 
+from runnerguard.domain.url_policy import is_loopback_url, transport_ok
 from runnerguard.errors import RunnerguardError
 
 # 4 MiB reads had the best median on loopback (bench/bench_prewarm.py, vs 256 KiB and 1 MiB): fewer trips through
@@ -25,6 +27,7 @@ HASH_BLOCK = 4 << 20
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
 USER_AGENT = "runnerguard-prewarm"
+MAX_REDIRECTS = 5
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -142,6 +145,32 @@ def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
     return int(match.group(1)), total
 
 
+def check_url(url: str, *, origin: str | None = None) -> None:
+    """https only; plain http only to loopback, and a redirect to loopback only from a loopback URL: a remote server
+    must not steer the runner host into its own local services. DownloadError (not retryable) otherwise."""
+    loopback_ok = origin is None or is_loopback_url(origin)
+    if not transport_ok(url, allow_loopback_http=loopback_ok) or (
+            origin is not None and is_loopback_url(url) and not loopback_ok):
+        what = "redirect to" if origin is not None else "URL"
+        raise DownloadError(f"refused {what} {url[:200]!r}: https only (plain http to loopback only)",
+                            retryable=False)
+
+
+def _get(session: requests.Session, url: str, headers: dict[str, str]) -> requests.Response:
+    """GET with redirects followed by hand, each target checked before it is asked."""
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        resp = session.get(current, headers=headers, stream=True, allow_redirects=False,
+                           timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+        if not resp.is_redirect:
+            return resp
+        target = urljoin(current, resp.headers.get("Location", ""))
+        resp.close()
+        check_url(target, origin=url)
+        current = target
+    raise DownloadError(f"more than {MAX_REDIRECTS} redirects from {url[:200]!r}", retryable=False)
+
+
 def download(
     url: str,
     part: Path,
@@ -161,6 +190,7 @@ def download(
     the caller decides what a mismatch means. Raises DownloadError or requests exceptions; the .part stays for a
     later resume.
     """
+    check_url(url)
     part.parent.mkdir(parents=True, exist_ok=True)
     meta = _load_meta(part)
     have = part.stat().st_size if part.exists() else 0
@@ -185,7 +215,7 @@ def download(
         if validator:
             headers["If-Range"] = validator
 
-    with session.get(url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)) as resp:
+    with _get(session, url, headers) as resp:
         start = 0
         if resp.status_code == 416 and prefix_digest is not None:
             # the .part may already hold the whole file (a crash after the last byte); the caller's hash check decides

@@ -9,6 +9,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+from runnerguard.domain.url_policy import transport_ok
 from runnerguard.errors import InvalidInput
 
 Unpack = Literal["none", "zip", "tar.gz", "tar.zst"]
@@ -144,6 +145,8 @@ class CacheSpec:
         parts = urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise SpecError("url", f"must be an http(s) URL with a host (got {url!r:.120})")
+        if not transport_ok(url):
+            raise SpecError("url", f"must be https:// (plain http only to a loopback host; got {url!r:.120})")
         if any(ch.isspace() or ord(ch) < 32 for ch in url):
             raise SpecError("url", "must not contain whitespace or control characters")
         sha = _str(table, "sha256")

@@ -16,6 +16,10 @@ from runnerguard.errors import RunnerguardError
 from runnerguard.prewarm.specs import Unpack
 
 COPY_BLOCK = 1 << 20
+# Every member costs an inode and a directory entry even when empty: 20,000 empty files must not fit in a 1-byte
+# budget. 512 bytes is a tar header, about what a small file really takes beyond its data.
+MEMBER_OVERHEAD = 512
+MAX_MEMBERS = 100_000  # far beyond any cache we serve; an archive of more is a disk-filling trick
 STAMP_FILE = ".runnerguard-stamp.json"  # written by stamp.py; an archive may not ship a file of that name
 
 
@@ -66,12 +70,24 @@ def _check_symlink(rel: PurePosixPath, target: str) -> None:
 class _Writer:
     """Creates members under `root`, hashing regular files, and keeps the bookkeeping the safety checks need."""
 
-    def __init__(self, root: Path, max_bytes: int | None) -> None:
+    def __init__(self, root: Path, max_bytes: int | None, max_members: int = MAX_MEMBERS) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self.max_members = max_members
+        self.members = 0
         self.written = 0
         self.files: dict[str, str] = {}  # relative path -> sha256, regular files and hard links
         self.links: set[PurePosixPath] = set()
+
+    def admit(self, name: str) -> None:
+        """Count one member and charge its overhead, before anything of it is created."""
+        self.members += 1
+        if self.members > self.max_members:
+            raise UnsafeArchive(name, f"archive has more than {self.max_members} members")
+        self.written += MEMBER_OVERHEAD
+        if self.max_bytes is not None and self.written > self.max_bytes:
+            raise UnsafeArchive(name, f"archive unpacks to more than {self.max_bytes} bytes "
+                                      f"(each member counts {MEMBER_OVERHEAD} bytes)")
 
     def _target(self, rel: PurePosixPath) -> Path:
         # a member below a symlink we created could be written wherever that link points
@@ -122,10 +138,13 @@ class _Writer:
 def _unpack_zip(archive: Path, writer: _Writer) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
-        declared = sum(info.file_size for info in infos)
+        if len(infos) > writer.max_members:
+            raise UnsafeArchive(archive.name, f"has {len(infos)} members, more than {writer.max_members}")
+        declared = sum(info.file_size for info in infos) + MEMBER_OVERHEAD * len(infos)
         if writer.max_bytes is not None and declared > writer.max_bytes:
             raise UnsafeArchive(archive.name, f"declares {declared} bytes, more than {writer.max_bytes}")
         for info in infos:
+            writer.admit(info.filename)
             rel = member_path(info.filename)
             mode = info.external_attr >> 16
             if info.flag_bits & 0x1:
@@ -167,6 +186,7 @@ def _tar_stream(archive: Path, kind: Unpack) -> Iterator[tarfile.TarFile]:
 def _unpack_tar(archive: Path, kind: Unpack, writer: _Writer) -> None:
     with _tar_stream(archive, kind) as tf:
         for member in tf:
+            writer.admit(member.name)
             rel = member_path(member.name)
             if rel is None:
                 continue
@@ -195,7 +215,8 @@ def _unpack_tar(archive: Path, kind: Unpack, writer: _Writer) -> None:
 
 
 def unpack(
-    archive: Path, kind: Unpack, into: Path, *, archive_sha256: str, file_name: str, max_bytes: int | None = None
+    archive: Path, kind: Unpack, into: Path, *, archive_sha256: str, file_name: str, max_bytes: int | None = None,
+    max_members: int = MAX_MEMBERS,
 ) -> dict[str, str]:
     """Fill the empty directory `into` from `archive`; returns {relative path: sha256} of the regular files.
 
@@ -208,7 +229,7 @@ def unpack(
             raise UnsafeArchive(file_name, "plain-file name must be a single path component")
         os.replace(archive, into / rel)
         return {str(rel): archive_sha256}
-    writer = _Writer(into, max_bytes)
+    writer = _Writer(into, max_bytes, max_members)
     if kind == "zip":
         _unpack_zip(archive, writer)
     else:

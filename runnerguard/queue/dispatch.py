@@ -27,12 +27,19 @@ class PlannedJob:
     job_id: str
     guid: str
     description: str
+    route: str = ""
 
 
 @dataclass(frozen=True)
 class Plan:
     task_names: tuple[str, ...]
     jobs: tuple[PlannedJob, ...]
+
+    def without(self, routes: frozenset[str]) -> Plan:
+        """The plan minus the jobs of these routes (what a Redis near its memory budget sheds)."""
+        jobs = tuple(job for job in self.jobs if job.route not in routes)
+        names = tuple(name for name in self.task_names if name.split("@", 1)[0] not in routes)
+        return Plan(names, jobs)
 
     def enqueue_on(self, pipe: Pipeline) -> None:
         at = timestamp()
@@ -87,5 +94,6 @@ class Dispatcher:
                 task_name = route.name if route.queues is None else f"{route.name}@{queue_name}"
                 task_names.append(task_name)
                 jobs.append(PlannedJob(self.template(route.spec, queue_name),
-                                       job_id_for(guid, task_name, suffix), guid, f"{task_name} {guid}"))
+                                       job_id_for(guid, task_name, suffix), guid, f"{task_name} {guid}",
+                                       route.name))
         return Plan(tuple(task_names), tuple(jobs))

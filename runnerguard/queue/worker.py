@@ -24,10 +24,12 @@ from runnerguard.errors import Permanent
 from runnerguard.queue import tasks
 from runnerguard.queue.deps import Deps
 from runnerguard.queue.runner import job_class_for
+from runnerguard.store.redis_health import write_refusal
 
 log = logging.getLogger("runnerguard.worker")
 MAINTENANCE_EVERY = 20  # seconds between RQ registry cleanups, which retry the tasks of dead workers
 MONITORING_EVERY = 15  # seconds between heartbeats of a running task
+CHORE_WHILE_WAITING_EVERY = 60  # seconds: retention while Redis refuses writes (no RQ job can start then)
 
 
 class RunnerguardWorker(SimpleWorker):
@@ -167,30 +169,37 @@ def build_worker(connection: redis.Redis, queue_names: list[str], deps: Deps, *,
         maintenance_interval=MAINTENANCE_EVERY, job_monitoring_interval=MONITORING_EVERY)
 
 
-def survive_outages(redis_url: str, run: Callable[[], bool | int]) -> int:
-    """Run `run` again after Redis went away, once Redis answers: the process recovers by itself.
+def survive_outages(redis_url: str, run: Callable[[], bool | int],
+                    while_waiting: Callable[[], None] | None = None) -> int:
+    """Run `run` again after Redis went away or refused writes, once it takes them: the process recovers by itself.
 
     RQ's loop tolerates a lost connection only while it waits for work; one lost in the middle of a task ends the
-    worker. A supervisor (systemd, honcho) would restart it, but honcho stops the whole stack when one process
-    exits, and nothing queued should wait on a restart policy.
+    worker. A full Redis (maxmemory, noeviction) answers PING but refuses RQ's own bookkeeping with OOM errors, and
+    a failed-over replica refuses it as read-only: both are outages too. A supervisor (systemd, honcho) would
+    restart the process, but honcho stops the whole stack when one process exits, and nothing queued should wait
+    on a restart policy. `while_waiting` runs at once and then every minute during the wait (retention).
     """
     probe = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
     while True:
         try:
             if run() is True:
                 return 0
-        except redis.ConnectionError:
-            pass  # RQ's teardown could not say goodbye: Redis is still away
-        log.warning("lost Redis; waiting for it to come back")
+        except (redis.ConnectionError, redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError):
+            pass  # RQ's teardown could not say goodbye: Redis is still away, or still refuses writes
+        refusal = write_refusal(probe)
+        log.warning("lost Redis; waiting for it to come back" if refusal in (None, "down")
+                    else f"Redis refuses writes ({refusal}); waiting for it to take them again")
         # RQ's signal handlers belong to the worker that just quit: while we wait, a stop request stops us.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         delay = 0.5
-        while True:
-            try:
-                if probe.ping():
-                    break
-            except redis.RedisError:
-                pass
+        last_chore = float("-inf")
+        while write_refusal(probe) is not None:
+            if while_waiting is not None and time.monotonic() - last_chore >= CHORE_WHILE_WAITING_EVERY:
+                last_chore = time.monotonic()
+                try:
+                    while_waiting()
+                except redis.RedisError as exc:
+                    log.warning("retention while waiting failed: %s", type(exc).__name__)
             time.sleep(delay)
             delay = min(delay * 2, 10)

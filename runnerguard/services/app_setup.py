@@ -59,7 +59,7 @@ def build_manifest(base_url: str, *, name: str, template: Mapping[str, Any] | No
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise SetupError(f"the public URL must be http(s)://host[:port][/path], got {base_url[:100]!r}")
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise SetupError("the App name must be 1-34 letters, digits, spaces, '.', '_' or '-'")
     base = base_url.rstrip("/")
     manifest = dict(template if template is not None else load_manifest())
@@ -81,7 +81,7 @@ def github_web_url(api_url: str) -> str:
 def new_app_url(api_url: str, owner: str | None) -> str:
     web = github_web_url(api_url)
     if owner:
-        if not OWNER_RE.match(owner):
+        if not OWNER_RE.fullmatch(owner):
             raise SetupError("the organization must be a GitHub login (letters, digits and '-')")
         return f"{web}/organizations/{owner}/settings/apps/new"
     return f"{web}/settings/apps/new"
@@ -89,7 +89,7 @@ def new_app_url(api_url: str, owner: str | None) -> str:
 
 def convert(api_url: str, code: str, *, session: requests.Session | None = None) -> CreatedApp:
     """POST /app-manifests/{code}/conversions: the App's id, private key and webhook secret, once."""
-    if not CODE_RE.match(code):
+    if not CODE_RE.fullmatch(code):
         raise SetupError(BAD_CODE)
     url = f"{api_url.rstrip('/')}/app-manifests/{code}/conversions"
     http = session or requests.Session()

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from runnerguard.domain.freshness import canonical_delivery_id
 from runnerguard.github import GitHubApp, GitHubError
 from runnerguard.github.app_models import HookDelivery
 from runnerguard.store import deliveries, recovery_state
@@ -57,9 +58,11 @@ def recover(
         if item.delivered_at.timestamp() < start:
             break
         report.scanned += 1
-        known = newest_by_guid.get(item.guid)
+        # The intake records ids in canonical form, and lets a stale body through when its id was asked for here.
+        guid = canonical_delivery_id(item.guid)
+        known = newest_by_guid.get(guid)
         if known is None or item.delivered_at > known.delivered_at:
-            newest_by_guid[item.guid] = item
+            newest_by_guid[guid] = item
     oldest_unrecorded: float | None = None
     newest_seen = start
     for guid, item in sorted(newest_by_guid.items(), key=lambda kv: kv[1].delivered_at):

@@ -143,7 +143,8 @@ class Rollbacks:
                 continue
             text = client.get_contents(repo, entry.path, ref=sha).text
             try:
-                result = rewrite_runs_on(text, can_take=pool.can_take, fallback=pool.fallback)
+                result = rewrite_runs_on(text, can_take=pool.can_take, fallback=pool.fallback,
+                                         extra_labels_narrow=not pool.any_self_hosted)
             except WorkflowParseError as exc:
                 unresolved.append({"path": entry.path, "job": "-", "line": 0, "reason": f"not readable YAML: {exc}"})
                 continue

@@ -41,6 +41,31 @@ run(n_main)
 return 1
 """
 
+# Header: n_guards, gated (1: the last key must exist), n_main, n_dup, n_refused; then the three batches.
+# Answers 1 (main ran), 0 (a guard key exists: on_duplicate ran) or 2 (gated, permit missing: on_refused ran).
+_GUARDED_SCRIPT = _RUN_COMMANDS + """
+pos = 6
+local n_guards = tonumber(ARGV[1])
+local n_main, n_dup = tonumber(ARGV[3]), tonumber(ARGV[4])
+local function skip(count)
+  for _ = 1, count do
+    pos = pos + tonumber(ARGV[pos]) + 1
+  end
+end
+if redis.call('EXISTS', unpack(KEYS, 1, n_guards)) > 0 then
+  skip(n_main)
+  run(n_dup)
+  return 0
+end
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[n_guards + 1]) == 0 then
+  skip(n_main + n_dup)
+  run(tonumber(ARGV[5]))
+  return 2
+end
+run(n_main)
+return 1
+"""
+APPLIED, DUPLICATE, REFUSED = 1, 0, 2
 
 Arg = bytes | str | int | float
 
@@ -67,6 +92,7 @@ class ConditionalExecutor:
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self._script = client.register_script(_SCRIPT)
+        self._guarded = client.register_script(_GUARDED_SCRIPT)
         self._local = threading.local()
 
     def _thread_client(self) -> redis.Redis:
@@ -85,6 +111,20 @@ class ConditionalExecutor:
         _append_commands(argv, main.command_stack)
         _append_commands(argv, dup_stack)
         return bool(self._script(keys=[guard_key], args=argv, client=self._thread_client()))
+
+    def execute_if_new(
+        self, guard_keys: list[str], main: Pipeline, on_duplicate: Pipeline, *, permit_key: str | None = None,
+        on_refused: Pipeline | None = None,
+    ) -> int:
+        """APPLIED when no guard key exists (and `permit_key`, if given, does); DUPLICATE when a guard key exists;
+        REFUSED when `permit_key` is missing. Runs `main`, `on_duplicate` or `on_refused` accordingly, atomically."""
+        refused_stack = on_refused.command_stack if on_refused is not None else []
+        argv: list[Arg] = [len(guard_keys), 1 if permit_key is not None else 0, len(main.command_stack),
+                           len(on_duplicate.command_stack), len(refused_stack)]
+        for stack in (main.command_stack, on_duplicate.command_stack, refused_stack):
+            _append_commands(argv, stack)
+        script_keys = [*guard_keys, *([permit_key] if permit_key is not None else [])]
+        return int(self._guarded(keys=script_keys, args=argv, client=self._thread_client()))
 
 
 # Header: expected value ("" for a missing key), number of commands.

@@ -12,11 +12,12 @@ import orjson
 import redis
 from redis.client import Pipeline
 
-from runnerguard.store import keys
+from runnerguard.store import atomic, keys
 from runnerguard.store.atomic import ConditionalExecutor, new_batch
 
 # Per-task states a delivery's tasks move through; the delivery's own state is derived from them.
 QUEUED, RUNNING, DONE, FAILED, IGNORED = "queued", "running", "done", "failed", "ignored"
+NEW, DUPLICATE, STALE = "new", "duplicate", "stale"  # what Recorder.record_if_unseen did
 MAX_ATTEMPTS_KEPT = 50
 MAX_ERROR_CHARS = 500
 ATTEMPTS_TTL = 30 * 86400  # outlives any delivery retention; refreshed on every attempt
@@ -187,3 +188,20 @@ class Recorder:
     def record_if_new(self, guid: str, main: Pipeline, on_duplicate: Pipeline) -> bool:
         """Run `main` if no delivery `guid` is recorded yet, else `on_duplicate`; True when `main` ran."""
         return self._executor.execute_if_absent(keys.delivery(guid), main, on_duplicate)
+
+    def record_if_unseen(
+        self, guid: str, digest: str, main: Pipeline, on_duplicate: Pipeline, *, stale: bool = False,
+        on_stale: Pipeline | None = None,
+    ) -> str:
+        """In one round trip: DUPLICATE (`on_duplicate` ran) when the id or the body digest is recorded; STALE
+        (`on_stale` ran) when `stale` and the recovery did not ask GitHub to redeliver this id; else NEW (`main`)."""
+        outcome = self._executor.execute_if_new(
+            [keys.delivery(guid), keys.delivery_body(digest)], main, on_duplicate,
+            permit_key=keys.recovery_asked(guid) if stale else None, on_refused=on_stale,
+        )
+        return {atomic.APPLIED: NEW, atomic.DUPLICATE: DUPLICATE, atomic.REFUSED: STALE}[outcome]
+
+
+def remember_body(pipe: Pipeline, digest: str, *, ttl_seconds: int) -> None:
+    """Queue the write that makes the same signed body under another delivery id a duplicate (for `ttl_seconds`)."""
+    pipe.set(keys.delivery_body(digest), 1, ex=ttl_seconds)

@@ -20,6 +20,12 @@ def delivery_attempts(guid: str) -> str:
 DELIVERIES_BY_TIME = f"{PREFIX}:deliveries"  # zset guid -> received_at (epoch seconds)
 
 
+def delivery_body(digest: str) -> str:
+    """String with a TTL: a body with this digest (runnerguard/domain/freshness.py) was accepted; the same signed bytes
+    under another delivery id are a replay."""
+    return f"{PREFIX}:body:{digest}"
+
+
 def replay(replay_id: str) -> str:
     """Hash: a bulk replay's filter, state and progress."""
     return f"{PREFIX}:replay:{replay_id}"
@@ -32,6 +38,23 @@ RECOVERY_CHECKPOINT = f"{PREFIX}:recovery:checkpoint"  # epoch of the newest Git
 def recovery_asked(guid: str) -> str:
     """String with a TTL: a redelivery of this GUID was asked for lately; do not ask again until it expires."""
     return f"{PREFIX}:recovery:asked:{guid}"  # a number per replay, so replayed RQ jobs get fresh ids
+
+
+WRITE_PROBE = f"{PREFIX}:probe:write"  # string with a short TTL: readiness and outage waits check Redis takes writes
+
+# --- web authentication ---------------------------------------------------------------------------------------------
+
+
+def auth_failures(scope: str, client: str) -> str:
+    """String counter with a TTL (the throttle window): failed logins or bearer tokens of one client ("*": all)."""
+    return f"{PREFIX}:auth:fail:{scope}:{client}"
+
+
+def web_session(digest: str) -> str:
+    """String with a TTL: an open dashboard session, by an HMAC of its id under a key bound to the admin token."""
+    return f"{PREFIX}:session:{digest}"
+
+SETUP_CREATED = f"{PREFIX}:setup:created"  # string: id of the App /setup created last (setup is off until a restart)
 
 # --- job timeline ---------------------------------------------------------------------------------------------------
 
@@ -178,3 +201,18 @@ NOTICES = f"{PREFIX}:notices"  # stream of Notice JSON (runnerguard/store/notice
 def watchdog(repo_id: int, job_id: int) -> str:
     """Hash: what the watchdog did to the job (cancelled_at, forced_at, rerun_at, reason)."""
     return f"{PREFIX}:watchdog:{repo_id}:{job_id}"
+
+
+def watchdog_checked(repo_id: int, job_id: int) -> str:
+    """String (epoch seconds, with a TTL): when the watchdog last asked GitHub about a job not seen complete."""
+    return f"{PREFIX}:watchdog:checked:{repo_id}:{job_id}"
+
+
+def pool_running(pool: str) -> str:
+    """Zset "repo_id:job_id" -> started_at of jobs of the pool started and not completed (the watchdog's sweep)."""
+    return f"{PREFIX}:pool:{pool}:running"
+
+
+JOBS_OPEN = f"{PREFIX}:jobs:open"  # zset "repo_id:job_id" -> started_at, else created_at, of jobs not completed
+WATCHDOG_BLOCKED = f"{PREFIX}:watchdog:blocked"  # hash repo (lower) -> JSON: why the watchdog cannot act there
+WATCHDOG_RECENT = f"{PREFIX}:watchdog:recent"  # list of JSON: the watchdog's latest actions, newest first

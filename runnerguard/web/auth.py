@@ -10,10 +10,24 @@ from typing import Any, TypeVar
 
 from flask import jsonify, request
 
+from runnerguard.store.throttle import Throttle
 from runnerguard.web.state import state
 
 log = logging.getLogger("runnerguard.auth")
 F = TypeVar("F", bound=Callable[..., Any])
+API_SCOPE, LOGIN_SCOPE = "api", "login"
+THROTTLED = "too many failed attempts: try again in {seconds} s"
+
+
+def throttle(scope: str) -> Throttle:
+    return Throttle(state().redis, scope)
+
+
+def count_failure(scope: str) -> None:
+    """Count a failed attempt; log the attempt while under the limit, and the start of a burst once."""
+    if throttle(scope).failed(request.remote_addr):
+        log.warning("authentication failures throttled", extra={"status": 429, "scope": scope,
+                                                                 "client": request.remote_addr})
 
 
 def bearer_ok(expected: str, header: str | None) -> bool:
@@ -28,6 +42,10 @@ def require_admin(view: F) -> F:
         expected = state().settings.admin_token
         if not expected:
             return jsonify(error="the admin API is disabled: set ADMIN_TOKEN to enable it"), 403
+        # Before the token is looked at: a throttled client learns nothing, right token or not.
+        wait = throttle(API_SCOPE).retry_after(request.remote_addr)
+        if wait:
+            return jsonify(error=THROTTLED.format(seconds=wait)), 429, {"Retry-After": str(wait)}
         header = request.headers.get("Authorization")
         if not header:
             return (jsonify(error="missing Authorization: Bearer token"), 401,
@@ -35,6 +53,7 @@ def require_admin(view: F) -> F:
         if not bearer_ok(expected, header):
             # Never log the presented token, only that an attempt failed and from where.
             log.warning("admin auth failed", extra={"status": 403})
+            count_failure(API_SCOPE)
             return jsonify(error="invalid admin token"), 403
         return view(*args, **kwargs)
 

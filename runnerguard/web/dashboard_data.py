@@ -10,10 +10,12 @@ from markupsafe import Markup
 
 from config import Policy
 from runnerguard.domain import charts, scorecard
+from runnerguard.domain import watchdog as watchdog_rules
 from runnerguard.domain.timeline import format_time
 from runnerguard.queue import inspect
 from runnerguard.services import reports as report_data
 from runnerguard.store import delivery_query, job_windows, jobstore, prewarm_stats, rollback_state
+from runnerguard.store import watchdog as watchdog_store
 from runnerguard.web import svg
 
 DAY = 86400
@@ -71,7 +73,10 @@ def rollbacks(client: redis.Redis) -> list[dict[str, Any]]:
 
 
 def latest_jobs(client: redis.Redis) -> list[dict[str, Any]]:
-    return [jobstore.public(r) for r in jobstore.find(client, limit=LATEST)]
+    records = jobstore.find(client, limit=LATEST)
+    marks = watchdog_store.load_many(client, [(r["repo_id"], r["job_id"]) for r in records])
+    return [{**jobstore.public(r), "watchdog": watchdog_rules.line(mark)}
+            for r, mark in zip(records, marks, strict=True)]
 
 
 def recent_deliveries(client: redis.Redis) -> list[dict[str, Any]]:

@@ -15,15 +15,21 @@ from werkzeug.datastructures import Headers
 
 from config import Policy, Settings
 from runnerguard import APP_NAME, __version__
+from runnerguard.domain.freshness import body_digest, canonical_delivery_id, is_stale
 from runnerguard.domain.signatures import verify
 from runnerguard.queue.dispatch import Dispatcher
 from runnerguard.queue.routing import Router
 from runnerguard.store import deliveries, metrics
 from runnerguard.store.deliveries import Delivery
+from runnerguard.store.memory_budget import MemoryGauge
 
 DELIVERIES_TOTAL = "runnerguard_webhook_deliveries_total"
-DELIVERY_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-EVENT_RE = re.compile(r"^[a-z_]{1,64}$")
+# fullmatch, never match + `$`: `$` also matches before a trailing newline.
+DELIVERY_ID_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
+EVENT_RE = re.compile(r"[a-z_]{1,64}")
+# What the intake drops past RUNNERGUARD_REDIS_BUDGET_BYTES, so Redis keeps room for the delivery log: a cold
+# cache is only slower, and a missed counter only a gap in a graph.
+SHED_ROUTES = frozenset({"prewarm"})
 # Event names become metric labels: only these are kept as they are, the rest count as "other" (bounded cardinality).
 KNOWN_EVENTS = frozenset({"workflow_job", "workflow_run", "ping", "installation", "installation_repositories",
                           "pull_request", "github_app_authorization", "meta"})
@@ -59,10 +65,12 @@ class Intake:
         self.router = router or Router()
         self.clock = clock
         self._recorder = deliveries.Recorder(client)
+        self.memory = MemoryGauge(client, budget_bytes=settings.redis_budget_bytes)
         self.dispatcher = Dispatcher(client, self.router, policy)
         # Per event label, built once: the counter field of accepted deliveries, and the whole write of a duplicate.
         self._accepted_field: dict[str, str] = {}
         self._on_duplicate: dict[str, Pipeline] = {}
+        self._on_stale: dict[str, Pipeline] = {}
 
     def _accepted(self, label: str) -> str:
         if label not in self._accepted_field:
@@ -75,6 +83,13 @@ class Intake:
             metrics.incr_on(batch, DELIVERIES_TOTAL, {"event": label, "outcome": "duplicate"})
             self._on_duplicate[label] = batch
         return self._on_duplicate[label]
+
+    def _stale_batch(self, label: str) -> Pipeline:
+        if label not in self._on_stale:
+            batch = self._recorder.batch()  # only ever read, never executed: safe to share between threads
+            metrics.incr_on(batch, DELIVERIES_TOTAL, {"event": label, "outcome": "stale"})
+            self._on_stale[label] = batch
+        return self._on_stale[label]
 
     def count_rejection(self, event: str | None, outcome: str) -> None:
         """Best effort: a metric must never turn a 401 into a 503."""
@@ -96,9 +111,10 @@ class Intake:
         if not event or not guid:
             self.count_rejection(event, "rejected")
             return _error(400, "missing X-GitHub-Event or X-GitHub-Delivery header")
-        if not EVENT_RE.match(event) or not DELIVERY_ID_RE.match(guid):
+        if not EVENT_RE.fullmatch(event) or not DELIVERY_ID_RE.fullmatch(guid):
             self.count_rejection(event, "rejected")
             return _error(400, "X-GitHub-Event or X-GitHub-Delivery is malformed")
+        guid = canonical_delivery_id(guid)
         try:
             # orjson: ~3x faster than json on an 8 KB payload, strict UTF-8, and a nesting limit of its own.
             payload = orjson.loads(body)
@@ -115,9 +131,13 @@ class Intake:
     ) -> IntakeResult:
         action = payload.get("action") if isinstance(payload.get("action"), str) else None
         plan = self.dispatcher.plan(guid, event, action, payload)
+        shedding = self.memory.over_budget()
+        if shedding:
+            plan = plan.without(SHED_ROUTES)
         task_names = list(plan.task_names)
+        now = self.clock()
         delivery = Delivery(
-            guid=guid, event=event, body=body, received_at=self.clock(), action=action,
+            guid=guid, event=event, body=body, received_at=now, action=action,
             hook_id=headers.get("X-GitHub-Hook-ID"),
             target_type=headers.get("X-GitHub-Hook-Installation-Target-Type"),
             target_id=headers.get("X-GitHub-Hook-Installation-Target-ID"),
@@ -126,11 +146,21 @@ class Intake:
         label = event_label(event)
         main = self._recorder.batch()
         deliveries.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
+        # The signature covers the body, not the delivery id: the same signed bytes under a new id are a replay.
+        digest = body_digest(body)
+        deliveries.remember_body(main, digest, ttl_seconds=self.settings.body_dedupe_seconds)
         plan.enqueue_on(main)
-        metrics.incr_field_on(main, self._accepted(label))
-        fresh = self._recorder.record_if_new(guid, main, self._duplicate_batch(label))
-        if not fresh:
+        if not shedding:
+            metrics.incr_field_on(main, self._accepted(label))
+        # A stale body is let through only when the recovery task asked GitHub to redeliver this very id.
+        stale = is_stale(event, payload, now=now, max_age_seconds=self.settings.max_delivery_age_seconds)
+        outcome = self._recorder.record_if_unseen(guid, digest, main, self._duplicate_batch(label), stale=stale,
+                                                  on_stale=self._stale_batch(label))
+        if outcome == deliveries.DUPLICATE:
             return IntakeResult(200, {"status": "duplicate", "delivery": guid}, delivery_id=guid, event=event)
+        if outcome == deliveries.STALE:
+            return IntakeResult(200, {"status": "ignored", "reason": "stale", "delivery": guid},
+                                delivery_id=guid, event=event)
         if event == "ping":
             return IntakeResult(200, {"app": APP_NAME, "version": __version__, "delivery": guid},
                                 delivery_id=guid, event=event)

@@ -18,11 +18,12 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "bad request", 401: "no token", 403: "wrong token, or the admin API is off", 404: "not found",
-            409: "not possible in the current state"}
+            409: "not possible in the current state",
+            429: "too many failed tokens from this address or in all; see Retry-After"}
     return {str(code): _json(ERROR, text[code]) for code in codes}
 
 
-AUTH = (401, 403)
+AUTH = (401, 403, 429)
 FILTERS = [
     {"name": name, "in": "query", "required": False, "schema": {"type": "string", "maxLength": 200}}
     for name in ("since", "until", "event", "action", "repo", "state", "cursor")
@@ -39,6 +40,10 @@ JOB = {"type": "object", "properties": {
     "queue_seconds": NULLABLE_NUM, "run_seconds": NULLABLE_NUM,
     # true when no delivery carried created_at (older GHES): created_at is then the best time known
     "created_at_approximate": {"type": "boolean", "nullable": True},
+    # "rest" when the job's latest state was read back from GitHub's API by the watchdog
+    "source": {"type": "string", "nullable": True},
+    # what the watchdog did to the job: cancelled_at, forced_at, rerun_at (epoch seconds), reason
+    "watchdog": {"type": "object", "nullable": True},
 }, "required": ["repo", "job_id", "labels", "pools", "status"]}
 DELIVERY = {"type": "object", "properties": {
     "guid": {"type": "string"}, "event": {"type": "string"}, "action": NULLABLE_STR, "repo": NULLABLE_STR,
@@ -155,6 +160,20 @@ OPENAPI: dict[str, Any] = {
                     "target": {"type": "string"}, "actual": NULLABLE_NUM, "actual_text": {"type": "string"},
                     "status": {"type": "string"}}, "required": ["pool", "metric", "target", "status"]}}},
                 "required": ["rows"]}), **_errors(*AUTH)},
+        }},
+        "/api/watchdog": {"get": {
+            "summary": "The watchdog per pool (max_run, force_after, retries; blocked without a permission)",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "pools": {"type": "array", "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "max_run_seconds": NULLABLE_INT,
+                    "force_after_seconds": {"type": "integer"}, "retry_runner_failures": {"type": "integer"},
+                    "state": {"type": "string", "enum": ["watching", "off", "blocked"]}, "reason": NULLABLE_STR},
+                    "required": ["name", "state"]}},
+                "blocked": {"type": "array", "items": {"type": "object", "properties": {
+                    "repo": {"type": "string"}, "permission": {"type": "string"}, "reason": {"type": "string"},
+                    "at": {"type": "number"}}, "required": ["repo", "permission", "reason", "at"]}},
+                "recent": {"type": "array", "items": {"type": "object"}}},
+                "required": ["pools", "blocked", "recent"]}), **_errors(*AUTH)},
         }},
         "/api/caches": {"get": {
             "summary": "Pre-warmed caches per host",

@@ -7,15 +7,19 @@ import hashlib
 import hmac
 import logging
 import secrets
+import unicodedata
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
+from runnerguard.store import web_sessions
+from runnerguard.web.auth import LOGIN_SCOPE, THROTTLED, count_failure, throttle
 from runnerguard.web.state import EXTENSION, state
 
 log = logging.getLogger("runnerguard.auth")
@@ -26,6 +30,8 @@ KEY_CONTEXT = b"runnerguard session key v1"
 
 LOGIN_DISABLED = "The dashboard is disabled: set ADMIN_TOKEN to enable it."
 LOGIN_FAILED = "That token is not the admin token."
+BAD_NEXT = "The page to return to after signing in must be a path of this site."
+MAX_NEXT_CHARS = 2000
 CSRF_FAILED = "This form has expired or did not come from this dashboard. Reload the page and try again."
 
 
@@ -88,13 +94,10 @@ def check_csrf() -> None:
 
 
 def logged_in() -> bool:
-    token = state().settings.admin_token
-    # The session remembers a digest of the token it was opened with: changing ADMIN_TOKEN logs everyone out.
-    return bool(token) and hmac.compare_digest(str(session.get("admin", "")), _token_digest(token))
-
-
-def _token_digest(token: str) -> str:
-    return hashlib.sha256(b"runnerguard admin " + token.encode()).hexdigest()
+    web = state()
+    token = web.settings.admin_token
+    # The cookie holds a random id; Redis says whether it is still open (logout and a new token close it).
+    return bool(token) and web_sessions.is_open(web.redis, token, session.get("sid"))
 
 
 def login_required(view: F) -> F:
@@ -109,33 +112,72 @@ def login_required(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _unsafe_char(text: str) -> bool:
+    # Control, format, separator (every kind of space) and unassigned characters: browsers drop or rewrite some
+    # of them (a TAB in "/\t/evil" leaves "//evil", a host), and a newline cannot go in a header at all.
+    return any(unicodedata.category(ch)[0] in "CZ" or ch == "\\" for ch in text)
+
+
+def _local_path(raw: str) -> bool:
+    if len(raw) > MAX_NEXT_CHARS or not raw.startswith("/") or raw.startswith("//") or _unsafe_char(raw):
+        return False
+    parts = urlsplit(raw)
+    if parts.scheme or parts.netloc:
+        return False
+    # The path once decoded must hold too ("/%09/evil", "/%2F/evil"); the query may encode spaces as it likes.
+    path = unquote(parts.path)
+    return not path.startswith("//") and not _unsafe_char(path)
+
+
 def _safe_next(raw: str | None) -> str:
-    # Only a local path: an open redirect after login would hand the session to a phishing page.
-    if raw and raw.startswith("/") and not raw.startswith("//") and "\\" not in raw:
-        return raw
-    return url_for("dashboard.index")
+    """Only a path of this site: an open redirect after login would hand the session to a phishing page."""
+    if not raw:
+        return str(url_for("dashboard.index"))
+    if not _local_path(raw):
+        abort(400, BAD_NEXT)
+    return raw
+
+
+def _throttled(wait: int, next_target: str) -> tuple[str, int, dict[str, str]]:
+    return (render_template("login.html", error=THROTTLED.format(seconds=wait).capitalize() + ".",
+                            next=next_target), 429, {"Retry-After": str(wait)})
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | tuple[str, int] | str:
+def login() -> Response | tuple[str, int] | tuple[str, int, dict[str, str]] | str:
     token = state().settings.admin_token
     if not token:
         return render_template("login.html", error=LOGIN_DISABLED, disabled=True), 403
     if request.method == "GET":
-        return render_template("login.html", error=None, next=request.args.get("next", ""))
+        next_target = request.args.get("next", "")
+        _safe_next(next_target)  # refuse a bad target now, not after the admin typed the token
+        return render_template("login.html", error=None, next=next_target)
     check_csrf()
+    next_target = request.form.get("next", "")
+    target = _safe_next(next_target)
+    web = state()
+    # Before the token is looked at: a throttled client learns nothing, right token or not.
+    wait = throttle(LOGIN_SCOPE).retry_after(request.remote_addr)
+    if wait:
+        return _throttled(wait, next_target)
     presented = request.form.get("token", "")
     if not hmac.compare_digest(presented.strip().encode(), token.encode()):
         log.warning("dashboard login failed", extra={"status": 403})
-        return render_template("login.html", error=LOGIN_FAILED, next=request.form.get("next", "")), 403
+        count_failure(LOGIN_SCOPE)
+        return render_template("login.html", error=LOGIN_FAILED, next=next_target), 403
+    web_sessions.close(web.redis, token, session.get("sid"))
     session.clear()  # a fresh session (and CSRF token) at login: no fixation of one set before
     session.permanent = True
-    session["admin"] = _token_digest(token)
-    return redirect(_safe_next(request.form.get("next")))
+    session["sid"] = web_sessions.open_session(web.redis, token,
+                                               ttl_seconds=int(SESSION_LIFETIME.total_seconds()))
+    return redirect(target)
 
 
 @bp.post("/logout")
 def logout() -> Response:
     check_csrf()
+    web = state()
+    if web.settings.admin_token:
+        web_sessions.close(web.redis, web.settings.admin_token, session.get("sid"))
     session.clear()
     return redirect(url_for("session_auth.login"))

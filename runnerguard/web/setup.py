@@ -12,6 +12,7 @@ from flask import Blueprint, abort, current_app, render_template, request, sessi
 from werkzeug.wrappers import Response
 
 from runnerguard.services import app_setup as app_manifest
+from runnerguard.store import setup_state
 from runnerguard.web.session_auth import login_required
 from runnerguard.web.state import state
 
@@ -23,6 +24,8 @@ DEFAULT_NAME = "runnerguard"
 
 SETUP_DISABLED = ("Setup is off: this runnerguard already has a GitHub App (GITHUB_APP_ID). "
                   "Set RUNNERGUARD_ALLOW_SETUP=1 to create another one.")
+SETUP_JUST_DONE = ("Setup is off: a GitHub App was just created here. Restart runnerguard to use it "
+                   "(with RUNNERGUARD_ALLOW_SETUP=1 to create another one).")
 STATE_MISMATCH = "This callback does not belong to a setup started here (state mismatch). Start the setup again."
 DONE = "The GitHub App {slug} (id {app_id}) is created. Its id, private key and webhook secret are stored in {env}."
 
@@ -30,7 +33,14 @@ DONE = "The GitHub App {slug} (id {app_id}) is created. Its id, private key and 
 def setup_enabled() -> bool:
     settings = state().settings
     # `allow_setup` (RUNNERGUARD_ALLOW_SETUP) lets an admin create a new App over a configured one.
-    return not settings.github_app_id or settings.allow_setup
+    return (not settings.github_app_id or settings.allow_setup) and not _just_created()
+
+
+def _just_created() -> bool:
+    # An App created since this process started (every web process sees it through Redis): this process still
+    # runs the old settings, so setup stays off until a restart loads the new App's id.
+    created = setup_state.created_app_id(state().redis)
+    return created is not None and created != state().settings.github_app_id
 
 
 def env_file() -> Path:
@@ -39,7 +49,7 @@ def env_file() -> Path:
 
 def _guard() -> None:
     if not setup_enabled():
-        abort(404, SETUP_DISABLED)
+        abort(404, SETUP_JUST_DONE if _just_created() else SETUP_DISABLED)
 
 
 @bp.get("/setup")
@@ -82,6 +92,7 @@ def callback() -> tuple[str, int] | str | Response:
         created = app_manifest.convert(state().settings.github_api_url, request.args.get("code", ""))
         path = env_file()
         app_manifest.store(created, path)
+        setup_state.mark_created(state().redis, str(created.app_id))
     except app_manifest.SetupError as exc:
         log.warning("app setup failed: %s", exc)
         return render_template("setup.html", step="error", error=str(exc)), 502

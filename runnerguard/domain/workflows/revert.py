@@ -61,10 +61,18 @@ def revert_runs_on(text: str, changes: Iterable[Change]) -> RevertResult:
             continue
         pinned = _pinned(text, job[1], path, change.context)
         found = locate(job[1], pinned) if pinned is not None else None
-        if found is None or any(source.is_shared(node) for node in found[2]):
+        # The rollback may have rewritten an anchored value itself (keeping its anchor): that one node may be shared.
+        own_anchor = found is not None and change.after.lstrip().startswith("&") and found[1] is found[2][-1]
+        passed = found[2][:-1] if own_anchor and found is not None else (found[2] if found is not None else ())
+        if found is None or any(source.is_shared(node) for node in passed):
             skipped.append(NotReverted(change, REASON_VALUE_GONE))
             continue
         span = value_span(text, found[0], found[1])
+        if text[span[0] : span[1]] != change.after and text.startswith(change.after, span[0]):
+            # The rollback kept a collapsed list's comments after the new value: they are part of what it wrote.
+            tail = change.after[span[1] - span[0]:]
+            if tail.lstrip().startswith("#") and "\n" not in tail:
+                span = (span[0], span[0] + len(change.after))
         overlaps = any(start < span[1] and span[0] < end for start, end in edits if (start, end) != span)
         if text[span[0] : span[1]] != change.after or overlaps or edits.get(span, change.before) != change.before:
             skipped.append(NotReverted(change, REASON_EDITED))

@@ -126,13 +126,31 @@ def _scalar_text(fallback: str, style: str | None) -> str:
     return fallback
 
 
+_COMMENT = re.compile(r"(?<![^\s])#.*")
+
+
+def _comments(text: str) -> list[str]:
+    """The comments inside a block value's text (`- self-hosted # must come first`), in order."""
+    found = []
+    for line in text.splitlines():
+        match = _COMMENT.search(line)
+        if match:
+            found.append(match.group(0).rstrip())
+    return found
+
+
 class _Rewriter:
-    def __init__(self, source: Source, can_take: CanTake, fallback: str) -> None:
+    def __init__(self, source: Source, can_take: CanTake, fallback: str, *, extra_labels_narrow: bool) -> None:
         self.src = source
         self.can_take = can_take
         self.fallback = fallback
+        # False for the no-policy pool ("every runner with self-hosted"): adding labels cannot make a job not its.
+        self.extra_labels_narrow = extra_labels_narrow
         self.edits: dict[tuple[int, int], tuple[str, Change]] = {}
         self.unresolved: list[Unresolved] = []
+        # anchored runs-on nodes whose every use is a runs-on this pool takes: rewritten once, at the anchor
+        self.runs_on_uses: dict[int, list[_Slot]] = {}
+        self.refused_anchors: set[int] = set()
 
     def note(self, job: str, slot: _Slot, reason: str) -> None:
         start = int(slot.node.start_mark.index)
@@ -145,13 +163,18 @@ class _Rewriter:
     def takes(self, labels: Sequence[str]) -> bool:
         return bool(labels) and not self.is_fallback(labels) and self.can_take(labels)
 
-    def rewrite_slot(self, job: str, slot: _Slot) -> None:
+    def rewrite_slot(self, job: str, slot: _Slot, *, anchor: str | None = None) -> None:
         text = self.src.text
         start, end = value_span(text, slot.key, slot.node)
         # A block list or mapping starts on the next line: the scalar that replaces it goes after the colon.
         lead = " " if slot.key is not None and is_block(slot.node) else text[start : slot.node.start_mark.index]
         style = slot.node.style if isinstance(slot.node, ScalarNode) else None
-        after = lead + _scalar_text(self.fallback, style)
+        after = lead + (f"&{anchor} " if anchor else "") + _scalar_text(self.fallback, style)
+        if is_block(slot.node):
+            # A block list collapsed to one line would drop the comments inside it; they follow the new value.
+            notes = _comments(text[int(slot.node.start_mark.index) : end])
+            if notes:
+                after += "  " + " ".join(notes)
         if text[start:end] != after:
             line = self.src.line_of(int(slot.node.start_mark.index))
             change = Change(job, format_where(slot.where), text[start:end], after, line)
@@ -215,9 +238,32 @@ class _Rewriter:
             if self.takes(labels):
                 self.rewrite_slot(job_id, cell)
 
+    def judge_shared(self, job_id: str, slot: _Slot) -> None:
+        """`runs-on: &r [...]` and `runs-on: *r`: rewrite the anchored value (keeping the anchor) when every use of it
+        is the runs-on of a job this pool takes; anything else stays for a person."""
+        node = slot.node
+        anchored = id(node) in self.src.anchored_ids
+        if id(node) in self.src.alias_ids:
+            target = next((a for a, copies in self.src.aliases_of.items() if any(c is node for c in copies)), None)
+            if target is not None and target in self.runs_on_uses and target not in self.refused_anchors:
+                return None  # rewritten (or judged) at its anchor, which YAML puts before every alias
+            raise _Unjudged(REASON_SHARED)
+        uses = self.runs_on_uses.get(id(node), [])
+        aliases = self.src.aliases_of.get(id(node), [])
+        terms = _terms(node)
+        fixed = [term for term in terms if isinstance(term, str)]
+        # Not when an alias of it stands somewhere else than a runs-on, it holds anchors of its own, or an expression.
+        if (not anchored or any(self.src.shared(child) for child in _children(node))
+                or len(uses) != len(aliases) + 1 or len(fixed) != len(terms)):
+            self.refused_anchors.add(id(node))
+            raise _Unjudged(REASON_SHARED)
+        if self.takes(fixed):
+            self.rewrite_slot(job_id, slot, anchor=self.src.anchor_names[id(node)])
+        return None
+
     def judge(self, job_id: str, job: Node, slot: _Slot) -> None:
         if self.src.shared(slot.node):
-            raise _Unjudged(REASON_SHARED)
+            return self.judge_shared(job_id, slot)
         terms = _terms(slot.node)
         refs = [term for term in terms if isinstance(term, _Ref)]
         fixed = [term for term in terms if isinstance(term, str)]
@@ -227,6 +273,11 @@ class _Rewriter:
         if fixed and not self.can_take(fixed):
             return None
         if any(isinstance(term, _Expr) for term in terms):
+            if fixed and not self.extra_labels_narrow and self.takes(fixed):
+                # `[self-hosted, linux, "${{ inputs.runner }}"]` under the pool of every self-hosted runner: the
+                # fixed labels already make the job the pool's, whatever the expression adds.
+                self.rewrite_slot(job_id, slot)
+                return None
             raise _Unjudged(REASON_EXPRESSION if len(terms) == 1 else REASON_MIXED)
         if not refs:
             if self.takes(fixed):
@@ -253,7 +304,23 @@ class _Rewriter:
         found = context_of(rewritten.text, rewritten.jobs[change.job][1], parse_where(change.where))
         return replace(change, context=found[1]) if found else change
 
+    def collect_anchored_uses(self) -> None:
+        """Every job's runs-on that is an anchored node or an alias of one, grouped by the anchored node."""
+        for _key, job in self.src.jobs.values():
+            pair = get_pair(job, RUNS_ON) if isinstance(job, MappingNode) else None
+            if pair is None:
+                continue
+            slot = _Slot((RUNS_ON,), pair[0], pair[1])
+            node = pair[1]
+            if id(node) in self.src.anchored_ids:
+                self.runs_on_uses.setdefault(id(node), []).append(slot)
+            elif id(node) in self.src.alias_ids:
+                for target, copies in self.src.aliases_of.items():
+                    if any(c is node for c in copies):
+                        self.runs_on_uses.setdefault(target, []).append(slot)
+
     def run(self) -> RewriteResult:
+        self.collect_anchored_uses()
         for job_id, (job_key, job) in self.src.jobs.items():
             if not isinstance(job, MappingNode):
                 if not (isinstance(job, ScalarNode) and job.value == ""):
@@ -277,10 +344,18 @@ class _Rewriter:
         return RewriteResult(text, changes, tuple(self.unresolved))
 
 
-def rewrite_runs_on(text: str, *, can_take: CanTake, fallback: str) -> RewriteResult:
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def rewrite_runs_on(text: str, *, can_take: CanTake, fallback: str, extra_labels_narrow: bool = True) -> RewriteResult:
     """Point every job `can_take` accepts at `fallback`; raises WorkflowParseError for a file that is no workflow.
 
     `can_take` is the pool's membership rule (`Pool.can_take`): given the labels a job asks for, could the pool's
     runners take it. Only runs-on values and the matrix values they name change; every other byte stays.
     """
-    return _Rewriter(parse(text), can_take, fallback).run()
+    return _Rewriter(parse(text), can_take, fallback, extra_labels_narrow=extra_labels_narrow).run()

@@ -40,6 +40,8 @@ class _SpanLoader(yaml.SafeLoader):
         super().__init__(stream)
         self.alias_ids: set[int] = set()
         self.anchored_ids: set[int] = set()
+        self.anchor_names: dict[int, str] = {}  # anchored node id -> its anchor's name
+        self.aliases_of: dict[int, list[Node]] = {}  # anchored node id -> every alias copy of it
         self.keep: list[Node] = []  # keeps alias copies alive so their ids stay unique
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
@@ -51,10 +53,12 @@ class _SpanLoader(yaml.SafeLoader):
             alias = copy.copy(node)
             alias.start_mark, alias.end_mark = event.start_mark, event.end_mark
             self.alias_ids.add(id(alias))
+            self.aliases_of.setdefault(id(node), []).append(alias)
             self.keep.append(alias)
             return alias
         if getattr(event, "anchor", None) is not None:
             self.anchored_ids.add(id(node))
+            self.anchor_names[id(node)] = str(event.anchor)
         return node
 
 
@@ -67,6 +71,8 @@ class Source:
     alias_ids: set[int]
     anchored_ids: set[int]
     keep: list[Node]
+    anchor_names: dict[int, str]
+    aliases_of: dict[int, list[Node]]
 
     def is_shared(self, node: Node) -> bool:
         """This very node is an alias or carries an anchor."""
@@ -110,7 +116,8 @@ def parse(text: str) -> Source:
         for key, job in jobs_node.value:
             if isinstance(key, ScalarNode):
                 jobs[key.value] = (key, job)  # a later duplicate wins, as in yaml.safe_load
-    return Source(text, jobs, loader.alias_ids, loader.anchored_ids, loader.keep)
+    return Source(text, jobs, loader.alias_ids, loader.anchored_ids, loader.keep, loader.anchor_names,
+                  loader.aliases_of)
 
 
 def check_parses(text: str, message: str) -> Source:

@@ -1,0 +1,59 @@
+"""What makes a webhook delivery new: its id in one canonical form, its body's digest, and its age."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from runnerguard.domain.timeline import PayloadError, parse_time
+
+# 16 bytes of SHA-256 (128 bits): a chance collision within a retention's worth of deliveries is negligible,
+# and the key stays short (the intake keeps one per accepted body).
+BODY_DIGEST_BYTES = 16
+JOB_TIME_FIELDS = ("created_at", "started_at", "completed_at")
+
+
+def canonical_delivery_id(raw: str) -> str:
+    """GitHub's delivery GUIDs are UUIDs: any case and any placement of dashes of one UUID name one delivery.
+
+    An id that is not a UUID (the simulator, hand-made test deliveries) is kept, lower-cased: GitHub never sends
+    one, and the body digest still catches a replayed body under it.
+    """
+    compact = raw.replace("-", "")
+    if len(compact) == 32:
+        try:
+            return str(uuid.UUID(hex=compact))
+        except ValueError:
+            pass
+    return raw.lower()
+
+
+def body_digest(body: bytes) -> str:
+    """The short hex digest the intake dedupes bodies on (the HMAC covers the body, not the delivery id)."""
+    return hashlib.sha256(body).digest()[:BODY_DIGEST_BYTES].hex()
+
+
+def newest_job_time(payload: Mapping[str, Any]) -> float | None:
+    """The newest of a `workflow_job` payload's timestamps, None when it carries none we can read."""
+    job = payload.get("workflow_job")
+    if not isinstance(job, Mapping):
+        return None
+    newest: float | None = None
+    for name in JOB_TIME_FIELDS:
+        try:
+            when = parse_time(job.get(name))
+        except PayloadError:
+            continue  # the timeline task reports a bad timestamp; here it only cannot make the body stale
+        if when is not None and (newest is None or when > newest):
+            newest = when
+    return newest
+
+
+def is_stale(event: str, payload: Mapping[str, Any], *, now: float, max_age_seconds: int) -> bool:
+    """A `workflow_job` body whose newest timestamp is older than the limit (0 turns the check off)."""
+    if event != "workflow_job" or max_age_seconds <= 0:
+        return False
+    newest = newest_job_time(payload)
+    return newest is not None and now - newest > max_age_seconds
