@@ -60,8 +60,11 @@ def from_local(policy: Policy, host_name: str, *, report_every: float = DEFAULT_
     pools = [p.name for p in policy.pools if host_name in p.hosts]
     caches = [c for c in policy.caches if any(pool in c.pools for pool in pools)]
     commands = [c for c in policy.commands if any(pool in c.pools for pool in pools)]
-    return HostPolicy(policy.host(host_name), {c.name: c for c in caches}, {c.name: c for c in commands},
-                      report_every, "local")
+    declared = policy.host(host_name)
+    # read back through the agent's own parser, whatever class the policy loader keeps its [[host]] tables in
+    host = HostSpec.from_mapping({key: getattr(declared, key) if key != "runner_dir" else str(declared.runner_dir)
+                                  for key in HostSpec.KEYS}) if declared is not None else None
+    return HostPolicy(host, {c.name: c for c in caches}, {c.name: c for c in commands}, report_every, "local")
 
 
 def effective(local: HostPolicy | None, server: HostPolicy | None) -> HostPolicy:
