@@ -122,10 +122,11 @@ def test_a_queued_job_is_prewarmed_reported_and_answered_through_the_public_inte
 
     def host_row() -> dict[str, object] | None:
         rows = requests.get(f"{base}/api/hosts", headers=admin_headers(), timeout=10).json()["hosts"]
-        return next((h for h in rows if h["name"] == "laptop-extra" and h["state"] == "up"), None)
+        return next((h for h in rows if h["name"] == "laptop-extra" and h["state"] == "up"
+                     and h["runner"] == "listening"), None)
 
     host = _until(host_row, timeout=45)
-    assert host["runner"] == "listening" and host["agent_version"]
+    assert host["agent_version"] and host["disk"]
 
 
 def test_a_forged_token_gets_nothing_and_the_agent_says_so(stack: dict[str, object]) -> None:

@@ -83,6 +83,7 @@ class Agent:
         self.local = hostconfig.from_local(local_policy, settings.host) if local_policy is not None else None
         self.policy: HostPolicy = hostconfig.effective(self.local, None)
         self.configured = False
+        self._configured = threading.Event()
         self.broker = CacheBroker(self._warm)
         self.cache_server = CacheServer(settings.listen_host, settings.listen_port, broker=self.broker,
                                         caches=lambda: self.policy.caches)
@@ -139,6 +140,7 @@ class Agent:
                      self.policy.source, len(self.policy.caches), len(self.policy.commands),
                      "present" if self.policy.host else "absent")
         self.configured = True
+        self._configured.set()
         self._config_at = time.monotonic()
 
     def _flush_done(self) -> None:
@@ -280,6 +282,8 @@ class Agent:
         self._cleanups.clear()
 
     def report_loop(self) -> None:
+        # the first report waits (a little) for the config: before it the agent knows no runner directory
+        self._configured.wait(self.policy.report_every)
         backoff = Backoff()
         # the work loop already says why the web tier refuses or cannot be reached: this loop stays quiet about it
         while self._retrying(self.report_once, backoff, quiet=True):
