@@ -8,9 +8,11 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from config import ConfigError, Settings, load_policy, load_settings
+from config.notify_env import load_notify
 from runnerguard import logs
 from runnerguard.cli import deliveries as cli
 from runnerguard.cli import errors as cli_errors
+from runnerguard.cli import notify as cli_notify
 from runnerguard.cli import report as cli_report
 from runnerguard.errors import RunnerguardError, Unavailable
 from runnerguard.web import (
@@ -33,12 +35,13 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     """Build the app; settings default to the environment (a bad one raises ConfigError before anything starts)."""
     try:
         settings = settings or load_settings()
+        policy = load_policy(settings.policy_path)
+        load_notify(policy.notifiers)  # a notifier's missing or bad secret stops start-up, as a bad policy does
     except ConfigError as exc:
         if click.get_current_context(silent=True) is not None:
             # Under the flask command: one line naming the key, not a traceback from inside the app factory.
             raise cli_errors.config_error(exc) from None
         raise
-    policy = load_policy(settings.policy_path)
     logs.configure(settings.log_level)
     client = redis_client or redis.Redis.from_url(
         settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
@@ -56,6 +59,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     for blueprint in (metrics.bp, dashboard.bp, setup.bp):
         app.register_blueprint(blueprint)
     cli_report.init_app(app)
+    cli_notify.init_app(app)
     cli_errors.init_app(app)  # after every command is registered
 
     @app.errorhandler(HTTPException)

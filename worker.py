@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         deps = Deps.from_settings(settings)  # built once; every task gets what it declares of it
+        if not args.prewarm:
+            # A notifier's missing secret stops the worker now, not at the first outage. Not on a runner host:
+            # it runs other people's code, and never needs (nor should hold) the notifiers' secrets.
+            deps.notify()
     except ConfigError as exc:
         print(f"runnerguard worker: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -137,6 +137,9 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
         "handlers.watchdog.sweep_timeouts": (),
         "handlers.watchdog.find_stranded": (),
         "handlers.watchdog.rerun_runner_failures": (),
+        "handlers.notify.fan_out": ("0-1",),  # a notice past the outbox's length: nothing to fan out
+        "handlers.notify.send": ("0-1", "nobody"),
+        "handlers.notify.send_test": ("nobody",),  # no such notifier: fails for that reason
     }
     assert set(calls) == set(tasks.TASKS)  # a new task joins this test
     for n, (path, args) in enumerate(calls.items()):
@@ -156,7 +159,9 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
     assert finished >= {"handlers.timings.record_job", "handlers.rollback.evaluate_after_job",
                         "handlers.rollback.manual_rollback_task", "handlers.rollback.sweep", "handlers.prewarm.prewarm",
                         "handlers.maintenance.trim", "handlers.maintenance.warm_dashboard",
-                        "handlers.watchdog.sweep_timeouts", "handlers.watchdog.rerun_runner_failures"}, outcomes
+                        "handlers.watchdog.sweep_timeouts", "handlers.watchdog.rerun_runner_failures",
+                        "handlers.notify.fan_out", "handlers.notify.send"}, outcomes
+    assert "no notifier named 'nobody'" in outcomes["handlers.notify.send_test"]
     assert "the GitHub App is not configured" in outcomes["handlers.recovery.recover_deliveries"]
     assert "the GitHub App is not configured" in outcomes["handlers.watchdog.find_stranded"]
     assert "no replay nope" in outcomes["handlers.replay.run_bulk_replay"]

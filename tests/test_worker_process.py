@@ -117,3 +117,25 @@ def test_prewarm_is_the_host_agent_and_never_an_rq_worker(start, redis_client: r
     assert process.returncode == 2 and "RUNNERGUARD_URL" in output, output
     assert Worker.all(connection=redis_client) == []
     assert [name for name in (c.get("name") for c in redis_client.client_list()) if name] == []
+
+
+def test_a_notifiers_missing_secret_stops_the_worker_but_not_the_runner_hosts(  # type: ignore[no-untyped-def]
+        redis_url: str, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[notify]]\nkind = "slack"\nurl_env = "RG_TEST_SLACK_URL"\n')
+    env = {**_env(redis_url), "RUNNERGUARD_POLICY": str(policy)}
+    env.pop("RG_TEST_SLACK_URL", None)
+    central = subprocess.run([sys.executable, "worker.py", "--burst"], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert central.returncode == 2 and "RG_TEST_SLACK_URL: is required by the slack-0 notifier" in central.stderr
+    # the runner host's agent, with that policy as its local copy: it starts (its first line says where jobs ask)
+    agent_env = {"PATH": os.environ["PATH"], "RUNNERGUARD_URL": "http://127.0.0.1:9", "RUNNERGUARD_HOST": "test-host",
+                 "RUNNERGUARD_HOST_TOKEN": "t", "RUNNERGUARD_AGENT_LISTEN": "127.0.0.1:0",
+                 "RUNNERGUARD_AGENT_STATE": str(tmp_path / "state"), "RUNNERGUARD_POLICY": str(policy)}
+    runner_host = subprocess.Popen([sys.executable, "worker.py", "--prewarm"], cwd=ROOT, env=agent_env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert runner_host.stdout is not None
+    first = runner_host.stdout.readline()
+    runner_host.send_signal(signal.SIGTERM)
+    rest, _ = runner_host.communicate(timeout=30)
+    assert "jobs ask at" in first and runner_host.returncode == 0, first + rest

@@ -63,6 +63,10 @@ RESTORE_ROLLBACK = TaskSpec("restore_rollback", "handlers.rollback.restore_rollb
 MANUAL_ROLLBACK = TaskSpec("manual_rollback", "handlers.rollback.manual_rollback_task", GITHUB, result_ttl=3600)
 BULK_REPLAY = TaskSpec("bulk_replay", "handlers.replay.run_bulk_replay", EVENTS, timeout=3600, result_ttl=0,
                        retry=())
+# Notifications (issue #17): one fan-out per notice, then one delivery per notifier, each retried on its own.
+NOTIFY_FAN_OUT = TaskSpec("notify", "handlers.notify.fan_out", GITHUB, timeout=60, result_ttl=600)
+NOTIFY_SEND = TaskSpec("notify_send", "handlers.notify.send", GITHUB, timeout=120, result_ttl=600)
+NOTIFY_TEST = TaskSpec("notify_test", "handlers.notify.send_test", GITHUB, timeout=120, result_ttl=600, retry=())
 # Periodic (worker.py --scheduler).
 SWEEP = TaskSpec("sweep", "handlers.rollback.sweep", GITHUB, timeout=600, result_ttl=3600, retry=())
 RECOVER = TaskSpec("recover", "handlers.recovery.recover_deliveries", GITHUB, timeout=900, result_ttl=3600, retry=())
@@ -78,7 +82,8 @@ WATCHDOG_RERUN = TaskSpec("watchdog_rerun", "handlers.watchdog.rerun_runner_fail
 
 TASKS: dict[str, TaskSpec] = {spec.path: spec for spec in (
     TIMINGS, ROLLBACK_CHECK, ROLLBACK_PR, PREWARM, OPEN_ROLLBACK, RESTORE_ROLLBACK, MANUAL_ROLLBACK, BULK_REPLAY,
-    SWEEP, RECOVER, TRIM, WARM_DASHBOARD, WATCHDOG_TIMEOUTS, WATCHDOG_STRANDED, WATCHDOG_RERUN,
+    SWEEP, RECOVER, TRIM, WARM_DASHBOARD, WATCHDOG_TIMEOUTS, WATCHDOG_STRANDED, WATCHDOG_RERUN, NOTIFY_FAN_OUT,
+    NOTIFY_SEND, NOTIFY_TEST,
 )}
 # Old dotted path -> current one, kept for FAILURE_TTL after a rename (a requeued failed job still runs).
 ALIASES: dict[str, str] = {}

@@ -216,3 +216,41 @@ def pool_running(pool: str) -> str:
 JOBS_OPEN = f"{PREFIX}:jobs:open"  # zset "repo_id:job_id" -> started_at, else created_at, of jobs not completed
 WATCHDOG_BLOCKED = f"{PREFIX}:watchdog:blocked"  # hash repo (lower) -> JSON: why the watchdog cannot act there
 WATCHDOG_RECENT = f"{PREFIX}:watchdog:recent"  # list of JSON: the watchdog's latest actions, newest first
+
+
+# --- notifiers (issue #17) ------------------------------------------------------------------------------------------
+
+
+def notify_cooldown(notifier: str, event: str, subject: str) -> str:
+    """String with a TTL: the notice id that notifier last announced (event, subject) with; none again until it
+    expires (or the outage is resolved)."""
+    return f"{PREFIX}:notify:cooldown:{notifier}:{event}:{subject}"
+
+
+def notify_open(notifier: str, subject: str) -> str:
+    """Set of the outage events a notifier announced for a subject ("pool:NAME" or "host:NAME"), not yet resolved."""
+    return f"{PREFIX}:notify:open:{notifier}:{subject}"
+
+
+def notify_resolved(notifier: str, subject: str) -> str:
+    """String with a TTL: the notice id that resolved the subject's outage (a retry of it is still sent)."""
+    return f"{PREFIX}:notify:resolved:{notifier}:{subject}"
+
+
+def notify_status(notifier: str) -> str:
+    """Hash: a notifier's last result, last error and when (the dashboard's notifier table)."""
+    return f"{PREFIX}:notify:status:{notifier}"
+
+
+def notify_issue(notifier: str, pool: str) -> str:
+    """String (JSON): the open outage issue of a pool that a github-issue notifier keeps (number, opened_at...)."""
+    return f"{PREFIX}:notify:issue:{notifier}:{pool}"
+
+
+def notify_issue_lock(notifier: str, pool: str) -> str:
+    return f"{PREFIX}:notify:issue:lock:{notifier}:{pool}"
+
+
+def notify_sent(notifier: str, notice_id: str) -> str:
+    """String with a TTL: this notice reached this notifier (a repeated task sends nothing again)."""
+    return f"{PREFIX}:notify:sent:{notifier}:{notice_id}"

@@ -152,7 +152,7 @@ OPENAPI: dict[str, Any] = {
             "responses": {"202": _json(QUEUED, "queued"), **_errors(400, *AUTH, 404, 409)},
         }},
         "/api/scorecard": {"get": {
-            "summary": "The Phase 3 scorecard per pool: target, actual, pass/fail",
+            "summary": "The scorecard per pool (targets from the policy): target, actual, pass/fail",
             "responses": {"200": _json({"type": "object", "properties": {
                 "generated_at": {"type": "number"}, "window_days": {"type": "integer"},
                 "rows": {"type": "array", "items": {"type": "object", "properties": {

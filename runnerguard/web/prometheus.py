@@ -17,6 +17,8 @@ RESULT_LABEL = {"hits": "hit", "misses": "miss", "errors": "error", "skipped": "
 FAMILIES: dict[str, tuple[str, str]] = {
     "runnerguard_webhook_deliveries_total": ("counter", "Webhook deliveries received, by event and outcome."),
     "runnerguard_jobs_total": ("counter", "Workflow jobs finished, by pool, repository and conclusion."),
+    "runnerguard_notify_total": ("counter", "Notifications by notifier and result: sent, suppressed (cooldown) or "
+                                 "error (one per failed attempt)."),
     "runnerguard_job_queue_seconds": ("histogram", "Seconds a job waited in the queue before a runner took it."),
     "runnerguard_job_run_seconds": ("histogram", "Seconds a job ran, from start to completion."),
     "runnerguard_pool_failure_rate": ("gauge", "Failed over finished jobs of the pool in the last 24 hours."),
@@ -152,7 +154,8 @@ def render(scrape: Scrape) -> str:
     """The whole exposition, families in a stable order, ending with a newline."""
     plain, histograms = _stored(scrape.counters)
     out: list[str] = []
-    for name in ("runnerguard_webhook_deliveries_total", "runnerguard_jobs_total", "runnerguard_watchdog_total"):
+    for name in ("runnerguard_webhook_deliveries_total", "runnerguard_jobs_total", "runnerguard_watchdog_total",
+                 "runnerguard_notify_total"):
         out += _family(name, plain.pop(name, {}))
     for name in ("runnerguard_job_queue_seconds", "runnerguard_job_run_seconds"):
         out += _histogram(name, FAMILIES[name][1], histograms.pop(name, {}))
