@@ -247,9 +247,10 @@ def load_agent_settings(env: Mapping[str, str] | None = None) -> AgentSettings:
     url_raw = env.get("RUNNERGUARD_URL", "").strip()
     if not url_raw:
         raise ConfigError("RUNNERGUARD_URL", "is required: the web tier's base URL, e.g. https://runnerguard.example.org")
-    host = env.get("RUNNERGUARD_HOST", "").strip()
+    # the machine's name by default, as for the central tier: `hosts add` usually registers just that
+    host = env.get("RUNNERGUARD_HOST", "").strip() or socket.gethostname().split(".")[0]
     if not _HOST_NAME.fullmatch(host) or set(host) == {"."}:
-        raise ConfigError("RUNNERGUARD_HOST", f"is required: this host's name as registered (got {host!r:.80})")
+        raise ConfigError("RUNNERGUARD_HOST", f"must be this host's name as registered (got {host!r:.80})")
     listen_host, listen_port = _agent_listen(env.get("RUNNERGUARD_AGENT_LISTEN", "").strip() or DEFAULT_AGENT_LISTEN)
     policy_raw = env.get("RUNNERGUARD_POLICY", "").strip()
     state_raw = env.get("RUNNERGUARD_AGENT_STATE", "").strip() or DEFAULT_AGENT_STATE

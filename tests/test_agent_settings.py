@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -66,7 +67,11 @@ def test_a_non_loopback_or_malformed_listen_address_is_refused_at_start(listen: 
     assert err.value.key == "RUNNERGUARD_AGENT_LISTEN"
 
 
-@pytest.mark.parametrize("host", ["", "..", "a/b", "x" * 65, "laptop extra"])
+def test_the_host_name_defaults_to_the_machines() -> None:
+    assert load_agent_settings({**BASE, "RUNNERGUARD_HOST": ""}).host == socket.gethostname().split(".")[0]
+
+
+@pytest.mark.parametrize("host", ["..", "a/b", "x" * 65, "laptop extra"])
 def test_the_host_name_is_validated(host: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_agent_settings({**BASE, "RUNNERGUARD_HOST": host})

@@ -78,8 +78,11 @@ def _names(fd: int) -> list[str]:
 
 
 def _used(st: os.stat_result) -> float:
-    # relatime updates atime at least daily: a tool read by every job is "used" even though its mtime is old
-    return max(st.st_mtime, st.st_atime)
+    """When it was last used: a regular file's atime counts (relatime updates it at least daily, so a tool every job
+    reads is used even though its mtime is old); a directory's does not, since our own scan lists it."""
+    if stat.S_ISREG(st.st_mode):
+        return max(st.st_mtime, st.st_atime)
+    return st.st_mtime
 
 
 def _newest(parent_fd: int, name: str, dev: int, depth: int | None) -> float:
