@@ -12,14 +12,17 @@ from config.notify_env import load_notify
 from runnerguard import logs
 from runnerguard.cli import deliveries as cli
 from runnerguard.cli import errors as cli_errors
+from runnerguard.cli import hosts as cli_hosts
 from runnerguard.cli import notify as cli_notify
 from runnerguard.cli import report as cli_report
 from runnerguard.errors import RunnerguardError, Unavailable
 from runnerguard.web import (
     admin,
+    agent,
     dashboard,
     deliveries,
     health,
+    hosts_api,
     metrics,
     rollbacks,
     session_auth,
@@ -52,13 +55,16 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     intake = Intake(settings=settings, policy=policy, client=client)
     state.init_app(app, state.WebState(settings=settings, policy=policy, redis=client, intake=intake))
-    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp, watchdog.bp):
+    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp, hosts_api.bp,
+                      watchdog.bp):
         app.register_blueprint(blueprint)
+    agent.init_app(app, redis_url=settings.redis_url, limit=settings.agent_long_polls)
     cli.init_app(app)
     session_auth.init_app(app)  # the dashboard's login: session cookie settings, CSRF token, /login, /logout
     for blueprint in (metrics.bp, dashboard.bp, setup.bp):
         app.register_blueprint(blueprint)
     cli_report.init_app(app)
+    cli_hosts.init_app(app)
     cli_notify.init_app(app)
     cli_errors.init_app(app)  # after every command is registered
 

@@ -12,10 +12,11 @@ from typing import Any
 from config import scorecard_policy
 from config.errors import ConfigError
 from config.notify_policy import NotifierSpec, parse_notifiers
+from runnerguard.domain.hosts import valid_name as valid_host_name
 from runnerguard.domain.pools import DEFAULT_FALLBACK, DEFAULT_POOL, Pool
 from runnerguard.domain.rules import CountingRule
 from runnerguard.domain.scorecard import Targets
-from runnerguard.prewarm import CacheSpec, CommandSpec, HostSpec, SpecError, check_unique
+from runnerguard.prewarm import CacheSpec, CommandSpec, SpecError, check_unique
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 LABEL_RE = re.compile(r"^[^\s,\[\]{}]{1,100}$")
@@ -50,11 +51,35 @@ class StuckQueueRule:
 
 
 @dataclass(frozen=True)
+class HostDownRule:
+    """`host_down` trigger: every host of a pool down (or its runner offline) while a job waited longer than T."""
+
+    after_seconds: int = 15 * 60
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """A runner host the policy declares (`[[host]]`): where its runner lives and when its agent cleans up."""
+
+    name: str
+    runner_dir: str
+    service: str | None = None
+    cleanup_at: float = 0.80
+    keep_days: int = 7
+    dry_run: bool = False
+
+    def public(self) -> dict[str, Any]:
+        return {"name": self.name, "runner_dir": self.runner_dir, "service": self.service,
+                "cleanup_at": self.cleanup_at, "keep_days": self.keep_days, "dry_run": self.dry_run}
+
+
+@dataclass(frozen=True)
 class RollbackPolicy:
     dry_run: bool = False
     cooldown_seconds: int = 24 * 3600
     failure_rate: FailureRateRule = FailureRateRule()
     stuck_queue: StuckQueueRule = StuckQueueRule()
+    host_down: HostDownRule = HostDownRule()
 
 
 @dataclass(frozen=True)
@@ -65,13 +90,21 @@ class Policy:
     rollback: RollbackPolicy = RollbackPolicy()
     caches: tuple[CacheSpec, ...] = field(default=())
     commands: tuple[CommandSpec, ...] = field(default=())
-    notifiers: tuple[NotifierSpec, ...] = field(default=())  # `[[notify]]`: config/notify_policy.py
-    scorecard: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # checked [scorecard]
     hosts: tuple[HostSpec, ...] = field(default=())
 
     def host(self, name: str) -> HostSpec | None:
-        """A runner host the policy declares (`[[host]]`) by name."""
+        """A host the policy declares with `[[host]]` (None for a host only named in a pool's `hosts`)."""
         return next((h for h in self.hosts if h.name == name), None)
+
+    def host_names(self) -> list[str]:
+        """Every host the policy knows of: declared with `[[host]]` or named by a pool, sorted."""
+        return sorted({h.name for h in self.hosts} | {h for p in self.pools for h in p.hosts})
+
+    def host_pools(self, name: str) -> list[str]:
+        """The pools a host serves (a pool's `hosts` names it)."""
+        return [p.name for p in self.pools if name in p.hosts]
+    notifiers: tuple[NotifierSpec, ...] = field(default=())  # `[[notify]]`: config/notify_policy.py
+    scorecard: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # checked [scorecard]
 
     def pool(self, name: str) -> Pool | None:
         """A pool the policy declares by name (None for the implicit default pool; see `find_pool`)."""
@@ -212,9 +245,9 @@ def _watchdog(table: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def parse_policy(data: Mapping[str, Any]) -> Policy:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
-    _check_keys(data, {"pool", "rollback", "cache", "command", "scorecard", "notify", "host"}, "policy")
+    _check_keys(data, {"pool", "rollback", "cache", "command", "host", "scorecard", "notify"}, "policy")
     rollback_table = _table(data.get("rollback", {}), "rollback")
-    _check_keys(rollback_table, {"dry_run", "cooldown", "failure_rate", "stuck_queue"}, "rollback")
+    _check_keys(rollback_table, {"dry_run", "cooldown", "failure_rate", "stuck_queue", "host_down"}, "rollback")
     dry_run = rollback_table.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise ConfigError("rollback.dry_run", f"must be true or false, got {dry_run!r}")
@@ -228,6 +261,10 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
         min_jobs=_positive_int(stuck_table.get("min_jobs", 5), "rollback.stuck_queue.min_jobs"),
         after_seconds=parse_duration(stuck_table.get("after", "2h"), "rollback.stuck_queue.after"),
     )
+    host_down_table = _table(rollback_table.get("host_down", {}), "rollback.host_down")
+    _check_keys(host_down_table, {"after"}, "rollback.host_down")
+    host_down = HostDownRule(after_seconds=parse_duration(host_down_table.get("after", "15m"),
+                                                          "rollback.host_down.after"))
     cooldown = parse_duration(rollback_table.get("cooldown", "24h"), "rollback.cooldown")
     pool_tables = data.get("pool", [])
     if not isinstance(pool_tables, list):
@@ -240,11 +277,6 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
     caches = tuple(_spec(CacheSpec, t, f"cache[{i}]") for i, t in enumerate(_tables(data.get("cache", []), "cache")))
     commands = tuple(_spec(CommandSpec, t, f"command[{i}]")
                      for i, t in enumerate(_tables(data.get("command", []), "command")))
-    hosts = tuple(_spec(HostSpec, t, f"host[{i}]") for i, t in enumerate(_tables(data.get("host", []), "host")))
-    host_names = [h.name for h in hosts]
-    twice = next((n for n in host_names if host_names.count(n) > 1), None)
-    if twice:
-        raise ConfigError(f"host.{twice}", "is declared twice")
     try:
         check_unique(caches)
     except SpecError as exc:
@@ -254,19 +286,53 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
             for pool_name in spec.pools:
                 if pool_name not in names:
                     raise ConfigError(f"{kind}.{spec.name}.pools", f"names pool {pool_name!r}, which is not declared")
+    hosts = tuple(_host(t, i) for i, t in enumerate(_tables(data.get("host", []), "host")))
+    host_names = [h.name for h in hosts]
+    duplicate = next((n for n in host_names if host_names.count(n) > 1), None)
+    if duplicate:
+        raise ConfigError(f"host.{duplicate}", "is declared twice")
     return Policy(
         pools=pools,
         rollback=RollbackPolicy(dry_run=dry_run, cooldown_seconds=cooldown, failure_rate=failure_rate,
-                                stuck_queue=stuck),
+                                stuck_queue=stuck, host_down=host_down),
         caches=caches,
         commands=commands,
+        hosts=hosts,
         notifiers=parse_notifiers(data.get("notify", [])),
         scorecard=_scorecard(data.get("scorecard", {}), "scorecard"),
-        hosts=hosts,
     )
 
 
-def _spec(kind: type[CacheSpec] | type[CommandSpec] | type[HostSpec], table: dict[str, Any], where: str) -> Any:
+HOST_KEYS = {"name", "runner_dir", "service", "cleanup_at", "keep_days", "dry_run"}
+SERVICE_RE = re.compile(r"^[A-Za-z0-9@._:-]{1,200}\.service$")
+
+
+def _host(table: dict[str, Any], index: int) -> HostSpec:
+    where = f"host[{index}]"
+    _check_keys(table, HOST_KEYS, where)
+    if "name" not in table:
+        raise ConfigError(f"{where}.name", "is required")
+    name = _name(table["name"], f"{where}.name")
+    if not valid_host_name(name):  # `$` in NAME_RE lets a trailing newline through; a host name is a fullmatch
+        raise ConfigError(f"{where}.name", f"must be 1-64 characters of letters, digits, '.', '_' or '-', got {name!r}")
+    where = f"host.{name}"
+    runner_dir = table.get("runner_dir")
+    if not isinstance(runner_dir, str) or not runner_dir.startswith("/") or "\x00" in runner_dir \
+            or ".." in runner_dir.split("/"):
+        raise ConfigError(f"{where}.runner_dir", f"is required: an absolute path without '..', got {runner_dir!r}")
+    service = table.get("service")
+    if service is not None and (not isinstance(service, str) or not SERVICE_RE.match(service)):
+        raise ConfigError(f"{where}.service", f"must be a systemd unit name ending in .service, got {service!r}")
+    cleanup_at = _fraction(table["cleanup_at"], f"{where}.cleanup_at") if "cleanup_at" in table else 0.80
+    keep_days = _positive_int(table.get("keep_days", 7), f"{where}.keep_days")
+    dry_run = table.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ConfigError(f"{where}.dry_run", f"must be true or false, got {dry_run!r}")
+    return HostSpec(name=name, runner_dir=runner_dir.rstrip("/") or "/", service=service, cleanup_at=cleanup_at,
+                    keep_days=keep_days, dry_run=dry_run)
+
+
+def _spec(kind: type[CacheSpec] | type[CommandSpec], table: dict[str, Any], where: str) -> Any:
     try:
         return kind.from_mapping(table)
     except SpecError as exc:

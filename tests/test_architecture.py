@@ -134,6 +134,7 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
         "handlers.recovery.recover_deliveries": (None,),
         "handlers.maintenance.trim": (),
         "handlers.maintenance.warm_dashboard": (),
+        "handlers.hosts.check_hosts": (),
         "handlers.watchdog.sweep_timeouts": (),
         "handlers.watchdog.find_stranded": (),
         "handlers.watchdog.rerun_runner_failures": (),
@@ -144,9 +145,8 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
     assert set(calls) == set(tasks.TASKS)  # a new task joins this test
     for n, (path, args) in enumerate(calls.items()):
         spec = tasks.TASKS[path]
-        queue = "prewarm.test-host" if spec.queue == tasks.PREWARM_PREFIX else spec.queue
-        tasks.queue(queue, redis_client).enqueue_call(path, args=args, job_id=f"path-{n}", retry=None)
-    drain(("events", "github", "prewarm.test-host"))
+        tasks.queue(spec.queue, redis_client).enqueue_call(path, args=args, job_id=f"path-{n}", retry=None)
+    drain(("events", "github"))
     outcomes: dict[str, str] = {}
     for n, path in enumerate(calls):
         job = Job.fetch(f"path-{n}", connection=redis_client, serializer=tasks.SERIALIZER)
@@ -160,6 +160,7 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
                         "handlers.rollback.manual_rollback_task", "handlers.rollback.sweep", "handlers.prewarm.prewarm",
                         "handlers.maintenance.trim", "handlers.maintenance.warm_dashboard",
                         "handlers.watchdog.sweep_timeouts", "handlers.watchdog.rerun_runner_failures",
+                        "handlers.hosts.check_hosts",
                         "handlers.notify.fan_out", "handlers.notify.send"}, outcomes
     assert "no notifier named 'nobody'" in outcomes["handlers.notify.send_test"]
     assert "the GitHub App is not configured" in outcomes["handlers.recovery.recover_deliveries"]

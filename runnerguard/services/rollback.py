@@ -23,6 +23,7 @@ from runnerguard.errors import NotFound
 from runnerguard.github import GitHubApp
 from runnerguard.queue import tasks
 from runnerguard.services.rollback_prs import Rollbacks
+from runnerguard.store import hosts as host_store
 from runnerguard.store import jobstore
 from runnerguard.store import rollback_state as states
 
@@ -71,11 +72,21 @@ class RollbackService:
         return rules.stuck_queue(pool.name, waiting_longer=waiting, started_recently=started,
                                  after_seconds=rule.after_seconds, min_jobs=rule.min_jobs)
 
+    def host_down_decision(self, pool: Pool) -> Decision:
+        """Every host of the pool down (or its runner offline) while a job of the pool waits longer than `after`."""
+        rule = self.policy.rollback.host_down
+        now = self.clock()
+        statuses = [host_store.get_status(self.redis, self.policy, name, now=now) for name in pool.hosts]
+        unavailable = [s.why_unavailable(now) for s in statuses if s is not None and s.unavailable]
+        waiting = jobstore.stuck_counts(self.redis, pool.name, now - rule.after_seconds)[0] if pool.hosts else 0
+        return rules.host_down(pool.name, hosts=len(pool.hosts), unavailable=unavailable, waiting_longer=waiting,
+                               after_seconds=rule.after_seconds)
+
     def repos_in_window(self, pool: Pool, decision: Decision) -> list[str]:
         """Repositories that ran jobs of the pool in the window (by completed_at), or that have jobs stuck waiting."""
         since = self.clock() - (decision.window_seconds or 86400)
         repos = jobstore.repos_since(self.redis, pool.name, since)
-        if decision.trigger == rules.STUCK_QUEUE:
+        if decision.trigger in (rules.STUCK_QUEUE, rules.HOST_DOWN):
             repos |= jobstore.waiting_repos(self.redis, pool.name, since)
         return sorted(repos)
 
@@ -107,7 +118,8 @@ class RollbackService:
         """Stuck queues, failure rates, and the state of open PRs."""
         triggered: dict[str, list[str]] = {}
         for pool in self.policy.all_pools:
-            for decision in (self.stuck_queue_decision(pool), self.failure_rate_decision(pool)):
+            for decision in (self.host_down_decision(pool), self.stuck_queue_decision(pool),
+                             self.failure_rate_decision(pool)):
                 queued = self.evaluate(pool, decision)
                 if queued:
                     triggered.setdefault(pool.name, []).extend(queued)

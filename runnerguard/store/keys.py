@@ -203,6 +203,67 @@ def watchdog(repo_id: int, job_id: int) -> str:
     return f"{PREFIX}:watchdog:{repo_id}:{job_id}"
 
 
+# --- runner hosts and their agents (issue #13) ---------------------------------------------------------------------
+
+HOSTS = f"{PREFIX}:hosts"  # hash name -> JSON {created_at, token_sha256} of every host holding a token
+
+
+def host_token(token_sha256: str) -> str:
+    """String: the host a token (by its SHA-256, never the token itself) belongs to."""
+    return f"{PREFIX}:host:token:{token_sha256}"
+
+
+def host_report(name: str) -> str:
+    """String: the host's latest report (JSON, with received_at and healthy_since)."""
+    return f"{PREFIX}:host:{name}:report"
+
+
+def host_notified(name: str) -> str:
+    """String: the last up/down state a Notice was emitted for (the transition check's memory)."""
+    return f"{PREFIX}:host:{name}:notified"
+
+
+def host_cleanups(name: str) -> str:
+    """List: cleanups reported and not yet turned into Notices."""
+    return f"{PREFIX}:host:{name}:cleanups"
+
+
+def work_items(host: str) -> str:
+    """Hash item id -> JSON work item of one host (until done)."""
+    return f"{PREFIX}:work:{host}:items"
+
+
+def work_ready(host: str) -> str:
+    """List of item ids waiting to be offered to the host's agent."""
+    return f"{PREFIX}:work:{host}:ready"
+
+
+def work_leases(host: str) -> str:
+    """Zset item id -> lease expiry: offered, not done yet; offered again once the lease expires."""
+    return f"{PREFIX}:work:{host}:leases"
+
+
+def work_wake(host: str) -> str:
+    """List pushed when work is created: wakes the host's long poll (BLPOP)."""
+    return f"{PREFIX}:work:{host}:wake"
+
+
+def work_once(host: str, item_id: str) -> str:
+    """String with a TTL: this (job, cache or command) was made into work once; replays make nothing more."""
+    return f"{PREFIX}:work:{host}:once:{item_id}"
+
+
+def job_cache_answers(cache: str, host: str) -> str:
+    """Hash hit / waited: the job-side answers of a host's cache (the hit rate a person cares about)."""
+    return f"{PREFIX}:prewarm:jobside:{host}:{cache}"
+
+
+def job_cache_answers_daily(cache: str, host: str, day: str) -> str:
+    return f"{PREFIX}:prewarm:jobside:{host}:{cache}:{day}"
+
+
+WORK_OWNERS = f"{PREFIX}:work:owners"  # hash item id -> host: whose item an id is (403 for another host's)
+
 def watchdog_checked(repo_id: int, job_id: int) -> str:
     """String (epoch seconds, with a TTL): when the watchdog last asked GitHub about a job not seen complete."""
     return f"{PREFIX}:watchdog:checked:{repo_id}:{job_id}"

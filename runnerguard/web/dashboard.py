@@ -13,6 +13,7 @@ from runnerguard.services import replay
 from runnerguard.services import reports as report_data
 from runnerguard.web import dashboard_data, notify_view
 from runnerguard.web.auth import require_admin
+from runnerguard.web.hosts_view import host_views
 from runnerguard.web.session_auth import login_required
 from runnerguard.web.state import state
 
@@ -35,6 +36,7 @@ def index() -> str:
     return render_template(
         "dashboard.html",
         now=now,
+        hosts=host_views(web.redis, web.policy, now=now),
         generated=time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(now)),
         statuses=dashboard_data.statuses(web.redis, web.policy, now=now,
                                          app_configured=bool(web.settings.github_app_id), web_bases=bases),

@@ -68,11 +68,24 @@ ROLLBACK = {"type": "object", "properties": {
     "opened_at": NULLABLE_NUM, "updated_at": NULLABLE_NUM,
 }, "required": ["pool", "repo", "state"]}
 QUEUED = {"type": "object", "properties": {"state": {"type": "string"}}, "required": ["state"]}
+HOST_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
+DISK = {"type": "object", "properties": {"total": {"type": "integer"}, "used": {"type": "integer"},
+                                         "free": {"type": "integer"}, "used_ratio": NULLABLE_NUM},
+        "required": ["total", "used", "free", "used_ratio"]}
+HOST = {"type": "object", "properties": {
+    "name": {"type": "string"}, "last_seen": NULLABLE_NUM,
+    "state": {"type": "string", "enum": ["up", "stale", "down"]},
+    "runner": {"type": "string", "enum": ["listening", "busy", "offline", "unknown"]},
+    "disk": {"type": "object", "additionalProperties": DISK}, "memory": {"type": "object"},
+    "load": {"type": "array", "items": {"type": "number"}}, "uptime": NULLABLE_NUM,
+    "job": {"type": "object", "nullable": True, "properties": {"name": {"type": "string"}}},
+    "agent_version": NULLABLE_STR, "cleanup_at": {"type": "number"}, "healthy_since": NULLABLE_NUM,
+}, "required": ["name", "last_seen", "state", "runner", "disk", "memory", "load", "job", "agent_version"]}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "runnerguard admin API", "version": __version__,
-             "description": "Job timings, pools, the delivery log and replays, rollbacks and caches."},
+             "description": "Job timings, pools, the delivery log and replays, rollbacks, caches and runner hosts."},
     "components": {
         "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
         "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}},
@@ -160,6 +173,25 @@ OPENAPI: dict[str, Any] = {
                     "target": {"type": "string"}, "actual": NULLABLE_NUM, "actual_text": {"type": "string"},
                     "status": {"type": "string"}}, "required": ["pool", "metric", "target", "status"]}}},
                 "required": ["rows"]}), **_errors(*AUTH)},
+        }},
+        "/api/hosts": {
+            "get": {"summary": "Runner hosts as their agents report them: state, disks, runner, job",
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "hosts": {"type": "array", "items": HOST}}, "required": ["hosts"]}), **_errors(*AUTH)}},
+            "post": {"summary": "Add a runner host; the answer carries its token, the only time it is shown",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "properties": {"name": HOST_NAME}, "required": ["name"],
+                         "additionalProperties": False}}}},
+                     "responses": {"201": _json({"type": "object", "properties": {
+                         "name": {"type": "string"}, "token": {"type": "string"}}, "required": ["name", "token"]},
+                         "created"), **_errors(400, *AUTH, 409)}},
+        },
+        "/api/hosts/{name}": {"delete": {
+            "summary": "Revoke a runner host's token",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "name": {"type": "string"}, "revoked": {"type": "boolean"}}, "required": ["name", "revoked"]}),
+                **_errors(400, *AUTH, 404)},
         }},
         "/api/watchdog": {"get": {
             "summary": "The watchdog per pool (max_run, force_after, retries; blocked without a permission)",
