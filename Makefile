@@ -59,6 +59,7 @@ bench: $(DEV_DEPS)
 	$(BIN)/python bench/bench_memory.py --full-wait
 	$(BIN)/python bench/bench_rollback.py
 	$(BIN)/python bench/bench_prewarm.py
+	$(BIN)/python bench/bench_agent_cache.py
 	$(BIN)/python bench/bench_dashboard.py
 
 clean:

@@ -1,16 +1,22 @@
-"""Start an RQ worker for the configured queues (no task code here): `python worker.py [queue ...]`."""
+"""Start an RQ worker for the configured queues (no task code here): `python worker.py [queue ...]`.
+
+`python worker.py --prewarm` is the runner host's agent instead: an HTTP client of the web tier (no Redis).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import time
 
 import redis
 
-from config import ConfigError, load_settings
+from config import ConfigError, load_agent_settings, load_policy, load_settings
 from runnerguard import logs
+from runnerguard.agent import service as agent
 from runnerguard.queue import cron, tasks
 from runnerguard.queue.deps import Deps
 from runnerguard.queue.worker import build_worker, survive_outages
@@ -32,15 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     parser.add_argument("--scheduler", action="store_true",
                         help="run the periodic tasks (rollback sweep, delivery recovery, retention, watchdog) instead")
-    parser.add_argument("--prewarm", action="store_true", help="serve this host's pre-warm queue (RUNNERGUARD_HOST)")
+    parser.add_argument("--prewarm", action="store_true",
+                        help="run the runner host's agent (RUNNERGUARD_URL, RUNNERGUARD_HOST, RUNNERGUARD_HOST_TOKEN)")
     args = parser.parse_args(argv)
+    if args.prewarm:
+        return run_agent()
     try:
         settings = load_settings()
         deps = Deps.from_settings(settings)  # built once; every task gets what it declares of it
-        if not args.prewarm:
-            # A notifier's missing secret stops the worker now, not at the first outage. Not on a runner host:
-            # it runs other people's code, and never needs (nor should hold) the notifiers' secrets.
-            deps.notify()
+        # A notifier's missing secret stops the worker now, not at the first outage. The runner host's agent
+        # (--prewarm, above) never gets here: it runs other people's code and never holds the notifiers' secrets.
+        deps.notify()
     except ConfigError as exc:
         print(f"runnerguard worker: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -54,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         return survive_outages(settings.redis_url, lambda: run_scheduler(
             settings.redis_url, github_configured=bool(settings.github_app_id), level=settings.log_level),
             while_waiting=trim)
-    names = [tasks.PREWARM_PREFIX + settings.host] if args.prewarm else (args.queues or list(settings.queues))
+    names = args.queues or list(settings.queues)
     if args.burst:
         build_worker(deps.redis, names, deps).work(burst=True, logging_level=settings.log_level)
         return 0
@@ -64,7 +72,27 @@ def main(argv: list[str] | None = None) -> int:
         worker.work(with_scheduler=True, logging_level=settings.log_level)
         return worker.stop_was_requested  # a stop we were asked for (SIGTERM, SIGINT), not an outage
 
-    return survive_outages(settings.redis_url, work, while_waiting=None if args.prewarm else trim)
+    return survive_outages(settings.redis_url, work, while_waiting=trim)
+
+
+def run_agent() -> int:
+    """The host agent: it reads only its own settings (never REDIS_URL nor the webhook secret)."""
+    try:
+        settings = load_agent_settings()
+        local = load_policy(settings.policy_path) if settings.policy_path is not None else None
+    except ConfigError as exc:
+        print(f"runnerguard agent: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        return agent.run(settings, local_policy=local, stop=stop)
+    except OSError as exc:  # the listen address is taken: one line, and systemd restarts us
+        print(f"runnerguard agent: cannot listen on {settings.listen_host}:{settings.listen_port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
 
 
 def run_scheduler(redis_url: str, *, github_configured: bool, level: str) -> bool:

@@ -17,10 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import redis  # noqa: E402
 import requests  # noqa: E402
 
-from devtools.redis_server import start_redis  # noqa: E402
 from runnerguard.prewarm import stamp  # noqa: E402
 from runnerguard.prewarm.specs import CacheSpec  # noqa: E402
 from runnerguard.prewarm.warm import warm_cache  # noqa: E402
@@ -50,7 +48,7 @@ def _sha256_prefix(path: Path, length: int) -> str:
     return digest.hexdigest()
 
 
-def bench_hit(work: Path, client: redis.Redis) -> list[tuple[str, str, str]]:
+def bench_hit(work: Path) -> list[tuple[str, str, str]]:
     """A 1 GiB sparse artifact, stamped as installed: the hit check must not read it."""
     root = work / "hit-cache"
     dest = root / "vosk-model-en-us-0.22"
@@ -82,7 +80,7 @@ def bench_hit(work: Path, client: redis.Redis) -> list[tuple[str, str, str]]:
         assert verdict == "hit", verdict
     warms = []
     for _ in range(100):
-        result = warm_cache(spec, redis=client, host="bench")
+        result = warm_cache(spec, host="bench")
         assert result.result == "hit", result
         warms.append(result.seconds * 1000)
 
@@ -93,13 +91,13 @@ def bench_hit(work: Path, client: redis.Redis) -> list[tuple[str, str, str]]:
 
     return [
         row("hit: stamp check only (stat), 1 GiB sparse", checks),
-        row("hit: warm_cache incl. Redis lock + stats", warms),
+        row("hit: warm_cache incl. the host flock", warms),
         ("full sha256 of the same 1 GiB, measured", f"{full_ms:.0f} ms", "what a hit avoids"),
         (f"full sha256, extrapolated from {SAMPLE_BYTES // MIB} MiB", f"{extrapolated_ms:.0f} ms", "(sample x 16)"),
     ]
 
 
-def bench_download(work: Path, client: redis.Redis) -> list[tuple[str, str, str]]:
+def bench_download(work: Path) -> list[tuple[str, str, str]]:
     """The same 200 MiB file from the same loopback server, alternating clients each round."""
     payload = work / "payload.bin"
     block = os.urandom(MIB)
@@ -119,7 +117,7 @@ def bench_download(work: Path, client: redis.Redis) -> list[tuple[str, str, str]
         def warm() -> None:
             shutil.rmtree(spec.dest, ignore_errors=True)
             started = time.perf_counter()
-            result = warm_cache(spec, redis=client, host="bench", session=session)
+            result = warm_cache(spec, host="bench", session=session)
             timings["warm_cache"].append(time.perf_counter() - started)
             assert result.result == "miss", result
 
@@ -168,10 +166,8 @@ def bench_download(work: Path, client: redis.Redis) -> list[tuple[str, str, str]
 
 def main() -> None:
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="rg-bench-") as tmp, start_redis() as server:
-        client = redis.Redis.from_url(server.url)
-        rows = bench_hit(Path(tmp), client) + bench_download(Path(tmp), client)
-        client.close()
+    with tempfile.TemporaryDirectory(prefix="rg-bench-") as tmp:
+        rows = bench_hit(Path(tmp)) + bench_download(Path(tmp))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     line = "  ".join("-" * w for w in widths)
     print(f"{'measurement':<{widths[0]}}  {'result':<{widths[1]}}  target")

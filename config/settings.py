@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -184,4 +186,90 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+DEFAULT_AGENT_LISTEN = "127.0.0.1:8377"
+DEFAULT_AGENT_STATE = "/var/cache/runnerguard/agent"
+_HOST_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """What the runner host's agent reads (`worker.py --prewarm`): no Redis URL, no webhook secret, ever.
+
+    `token` may be empty: the agent then says so and retries, it does not crash-loop (systemd would restart it).
+    """
+
+    url: str
+    host: str
+    token: str = field(default="", repr=False)
+    policy_path: Path | None = None
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8377
+    state_dir: Path = Path(DEFAULT_AGENT_STATE)
+    log_level: str = "INFO"
+
+    def with_overrides(self, **changes: object) -> AgentSettings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _agent_url(raw: str) -> str:
+    """The web tier's base URL: https, or http only to a loopback address (the host token crosses with it)."""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError("RUNNERGUARD_URL", f"must be an https:// URL, got {raw!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigError("RUNNERGUARD_URL", "must be a base URL without credentials, query or fragment")
+    if any(ch.isspace() or ord(ch) < 32 for ch in raw):
+        raise ConfigError("RUNNERGUARD_URL", "must not contain whitespace or control characters")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ConfigError("RUNNERGUARD_URL", f"must be https:// (the host token goes with every request), got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _agent_listen(raw: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[::1]:PORT` for IPv6) on a loopback address only: any job on the host may ask, nobody else."""
+    host, sep, port = raw.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError("RUNNERGUARD_AGENT_LISTEN", f"must be HOST:PORT, got {raw!r}")
+    if not _loopback(host):
+        raise ConfigError("RUNNERGUARD_AGENT_LISTEN", f"must be a loopback address (127.0.0.1, ::1), got {host!r}")
+    return ("127.0.0.1" if host == "localhost" else host), int(port)
+
+
+def load_agent_settings(env: Mapping[str, str] | None = None) -> AgentSettings:
+    """The agent's settings; raises ConfigError naming the key. REDIS_URL and the webhook secret are never read."""
+    env = os.environ if env is None else env
+    url_raw = env.get("RUNNERGUARD_URL", "").strip()
+    if not url_raw:
+        raise ConfigError("RUNNERGUARD_URL", "is required: the web tier's base URL, e.g. https://runnerguard.example.org")
+    # the machine's name by default, as for the central tier: `hosts add` usually registers just that
+    host = env.get("RUNNERGUARD_HOST", "").strip() or socket.gethostname().split(".")[0]
+    if not _HOST_NAME.fullmatch(host) or set(host) == {"."}:
+        raise ConfigError("RUNNERGUARD_HOST", f"must be this host's name as registered (got {host!r:.80})")
+    listen_host, listen_port = _agent_listen(env.get("RUNNERGUARD_AGENT_LISTEN", "").strip() or DEFAULT_AGENT_LISTEN)
+    policy_raw = env.get("RUNNERGUARD_POLICY", "").strip()
+    state_raw = env.get("RUNNERGUARD_AGENT_STATE", "").strip() or DEFAULT_AGENT_STATE
+    if not Path(state_raw).is_absolute():
+        raise ConfigError("RUNNERGUARD_AGENT_STATE", f"must be an absolute path, got {state_raw!r}")
+    return AgentSettings(
+        url=_agent_url(url_raw),
+        host=host,
+        token=env.get("RUNNERGUARD_HOST_TOKEN", "").strip(),
+        policy_path=Path(policy_raw) if policy_raw else None,
+        listen_host=listen_host,
+        listen_port=listen_port,
+        state_dir=Path(state_raw),
+        log_level=env.get("RUNNERGUARD_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+    )
+
+
+__all__ = ["AgentSettings", "ConfigError", "Settings", "load_agent_settings", "load_settings"]

@@ -167,7 +167,11 @@ def main() -> int:
     child_env = {**os.environ, **values, "REDIS_URL": redis_url, "HOST": host, "PORT": port,
                  "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
                  # One control socket per instance, under the data directory, not the user's shared one.
-                 "GUNICORN_CONTROL_SOCKET": str(paths.data_dir / "gunicorn.ctl")}
+                 "GUNICORN_CONTROL_SOCKET": str(paths.data_dir / "gunicorn.ctl"),
+                 # The Procfile's host agent: its own directory here, and a free loopback port unless one is set
+                 # (a second `make run`, or a real agent on 8377, must not stop this one)
+                 "RUNNERGUARD_AGENT_STATE": setting("RUNNERGUARD_AGENT_STATE", str(paths.data_dir / "agent")),
+                 "RUNNERGUARD_AGENT_LISTEN": setting("RUNNERGUARD_AGENT_LISTEN", "127.0.0.1:0")}
     print(f"runnerguard: webhook URL  {service_url}/webhooks/github", flush=True)
     secret = values.get("GITHUB_WEBHOOK_SECRET") or "(from env)"
     print(f"runnerguard: webhook secret (for local use, kept in .env) {secret}")

@@ -9,8 +9,6 @@ import threading
 import time
 from pathlib import Path
 
-import redis
-
 from runnerguard.prewarm import CommandSpec, run_command
 from runnerguard.prewarm.commands import run
 from runnerguard.prewarm.warm import CommandResult
@@ -34,40 +32,40 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_command_runs_in_its_cwd_and_output_is_captured(tmp_path: Path, redis_client: redis.Redis) -> None:
+def test_command_runs_in_its_cwd_and_output_is_captured(tmp_path: Path) -> None:
     spec = command(tmp_path, "import os, sys; print(os.getcwd()); print('warn', file=sys.stderr)")
 
-    result = run_command(spec, redis=redis_client, host=HOST)
+    result = run_command(spec, host=HOST, lock_dir=tmp_path / "locks")
 
     assert (result.result, result.returncode, result.error) == ("ok", 0, None)
     assert result.stdout_tail.strip() == str(tmp_path)
     assert result.stderr_tail.strip() == "warn"
 
 
-def test_only_allow_listed_variables_and_path_reach_the_child(tmp_path: Path, redis_client: redis.Redis) -> None:
+def test_only_allow_listed_variables_and_path_reach_the_child(tmp_path: Path) -> None:
     spec = command(tmp_path, "import json, os; print(json.dumps(dict(os.environ)))", env_allow=["CARGO_HOME", "UNSET"])
     environ = {"CARGO_HOME": "/srv/cargo", "GITHUB_TOKEN": "ghs_secret", "LD_PRELOAD": "/tmp/x.so", "PATH": "/usr/bin"}
 
-    result = run_command(spec, redis=redis_client, host=HOST, environ=environ)
+    result = run_command(spec, host=HOST, lock_dir=tmp_path / "locks", environ=environ)
 
     child = json.loads(result.stdout_tail)
     child.pop("LC_CTYPE", None)  # Python may set this one itself at start-up
     assert child == {"CARGO_HOME": "/srv/cargo", "PATH": "/usr/bin"}
 
 
-def test_argv_elements_are_never_interpreted_by_a_shell(tmp_path: Path, redis_client: redis.Redis) -> None:
+def test_argv_elements_are_never_interpreted_by_a_shell(tmp_path: Path) -> None:
     hostile = "$(touch pwned); `touch pwned2` && rm -rf ."
     spec = CommandSpec.from_mapping({
         "name": "echo", "argv": ["echo", hostile], "cwd": str(tmp_path), "timeout_seconds": 5, "pools": ["p"],
     })
 
-    result = run_command(spec, redis=redis_client, host=HOST, environ=os.environ)
+    result = run_command(spec, host=HOST, lock_dir=tmp_path / "locks", environ=os.environ)
 
     assert result.stdout_tail == hostile + "\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locks"]  # nothing but our own lock directory
 
 
-def test_timeout_kills_the_child_and_the_grandchild_it_spawned(tmp_path: Path, redis_client: redis.Redis) -> None:
+def test_timeout_kills_the_child_and_the_grandchild_it_spawned(tmp_path: Path) -> None:
     pid_file = tmp_path / "grandchild.pid"
     code = (
         "import subprocess, sys, time\n"
@@ -78,7 +76,7 @@ def test_timeout_kills_the_child_and_the_grandchild_it_spawned(tmp_path: Path, r
     spec = command(tmp_path, code, timeout=2.0)  # room for a loaded host to start both processes first
 
     started = time.monotonic()
-    result = run_command(spec, redis=redis_client, host=HOST, environ=os.environ)
+    result = run_command(spec, host=HOST, lock_dir=tmp_path / "locks", environ=os.environ)
 
     assert result.result == "timeout" and "timed out after 2s" in (result.error or "")
     assert time.monotonic() - started < 8
@@ -101,13 +99,13 @@ def test_child_ignoring_sigterm_gets_sigkill_after_the_grace(tmp_path: Path) -> 
     assert outcome.seconds < 5
 
 
-def test_failing_command_reports_its_exit_code(tmp_path: Path, redis_client: redis.Redis) -> None:
-    result = run_command(command(tmp_path, "raise SystemExit(3)"), redis=redis_client, host=HOST, environ=os.environ)
+def test_failing_command_reports_its_exit_code(tmp_path: Path) -> None:
+    result = run_command(command(tmp_path, "raise SystemExit(3)"), host=HOST, lock_dir=tmp_path / "locks", environ=os.environ)
     assert (result.result, result.returncode, result.error) == ("failed", 3, "exited with 3")
 
 
 def test_missing_working_directory_or_program_is_an_error_not_an_exception(
-    tmp_path: Path, redis_client: redis.Redis
+    tmp_path: Path
 ) -> None:
     gone = command(tmp_path / "no-such-mirror", "print(1)")
     missing = CommandSpec.from_mapping({
@@ -115,8 +113,8 @@ def test_missing_working_directory_or_program_is_an_error_not_an_exception(
         "pools": ["p"],
     })
 
-    no_cwd = run_command(gone, redis=redis_client, host=HOST)
-    no_prog = run_command(missing, redis=redis_client, host=HOST)
+    no_cwd = run_command(gone, host=HOST, lock_dir=tmp_path / "locks")
+    no_prog = run_command(missing, host=HOST, lock_dir=tmp_path / "locks")
 
     assert no_cwd.result == "error" and "does not exist" in (no_cwd.error or "")
     assert no_prog.result == "error" and "cannot start" in (no_prog.error or "")
@@ -131,14 +129,12 @@ def test_output_is_bounded_to_its_tail(tmp_path: Path) -> None:
     assert outcome.stdout.startswith("[... 999003 bytes dropped ...]")
 
 
-def test_same_command_on_the_same_host_runs_once_at_a_time(tmp_path: Path, redis_url: str) -> None:
+def test_same_command_on_the_same_host_runs_once_at_a_time(tmp_path: Path) -> None:
     spec = command(tmp_path, "import time; print('ran', flush=True); time.sleep(1)")
     results: list[CommandResult] = []
 
     def go() -> None:
-        client = redis.Redis.from_url(redis_url)
-        results.append(run_command(spec, redis=client, host=HOST, environ=os.environ))
-        client.close()
+        results.append(run_command(spec, host=HOST, lock_dir=tmp_path / "locks", environ=os.environ))
 
     first = threading.Thread(target=go)
     first.start()

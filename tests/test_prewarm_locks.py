@@ -1,4 +1,4 @@
-"""The two prewarm locks (Redis across workers, flock on the host), and concurrent prewarms downloading once."""
+"""The prewarm lock (an flock on the host), and concurrent prewarms downloading once."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from runnerguard.prewarm import cache_rows, locks, warm_cache
+from runnerguard.prewarm import locks, warm_cache
 from runnerguard.prewarm.specs import CacheSpec
 from runnerguard.prewarm.warm import PrewarmResult
-from runnerguard.store import keys
 from tests.test_prewarm_server import LoopbackServer, cache_spec, sha256_file
 
 HOST = "laptop-extra"
@@ -34,40 +32,12 @@ def test_flock_is_exclusive_across_separate_opens_and_released_on_exit(tmp_path:
         assert again
 
 
-def test_held_yields_none_while_another_worker_holds_the_redis_lock(tmp_path: Path, redis_client: redis.Redis) -> None:
-    key = keys.prewarm_lock("model", "laptop")
-    other = redis_client.lock(key, timeout=30)
-    assert other.acquire(blocking=False)
-    with locks.held(redis_client, key, tmp_path / "model.lock", wait=0.2) as lease:
-        assert lease is None
-    other.release()
-    with locks.held(redis_client, key, tmp_path / "model.lock") as lease:
-        assert lease is not None
-        assert 0 < redis_client.pttl(key) <= locks.REDIS_LOCK_SECONDS * 1000
-    assert redis_client.exists(key) == 0
-
-
-def test_lease_renewal_pushes_the_redis_expiry_back(
-    tmp_path: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(locks, "RENEW_EVERY_SECONDS", 0.0)
-    key = keys.prewarm_lock("model", "laptop")
-    with locks.held(redis_client, key, tmp_path / "model.lock") as lease:
-        assert lease is not None
-        redis_client.pexpire(key, 500)  # as if most of the lock's time had gone by mid-download
-        lease.renew()
-        assert redis_client.pttl(key) > 100_000
-        assert not lease.lost
-
-
-def _race(spec: CacheSpec, redis_url: str, lock_wait: float, server: LoopbackServer) -> list[PrewarmResult]:
+def _race(spec: CacheSpec, lock_wait: float, server: LoopbackServer) -> list[PrewarmResult]:
     """Start one prewarm, and a second one for the same cache while the first is mid-download."""
     results: list[PrewarmResult] = []
 
     def warm() -> None:
-        client = redis.Redis.from_url(redis_url)  # separate connections, as separate workers would have
-        results.append(warm_cache(spec, redis=client, host=HOST, lock_wait=lock_wait))
-        client.close()
+        results.append(warm_cache(spec, host=HOST, lock_wait=lock_wait))
 
     first = threading.Thread(target=warm)
     first.start()
@@ -80,14 +50,14 @@ def _race(spec: CacheSpec, redis_url: str, lock_wait: float, server: LoopbackSer
 
 
 def test_two_concurrent_prewarms_download_once_and_both_end_with_the_artifact(
-    server: LoopbackServer, tmp_path: Path, redis_client: redis.Redis, redis_url: str
+    server: LoopbackServer, tmp_path: Path
 ) -> None:
     blob = tmp_path / "model.bin"
     blob.write_bytes(os.urandom(640_000))
     spec = cache_spec(tmp_path / "cache", server.add(blob), blob, unpack="none", ttl_seconds=0)
     server.throttle = 0.05  # ~0.5 s of download: the second prewarm surely arrives mid-way
 
-    results = _race(spec, redis_url, 10.0, server)
+    results = _race(spec, 10.0, server)
 
     assert sorted(r.result for r in results) == ["hit", "miss"]
     assert len(server.gets()) == 1
@@ -95,16 +65,24 @@ def test_two_concurrent_prewarms_download_once_and_both_end_with_the_artifact(
 
 
 def test_concurrent_prewarm_without_waiting_is_skipped_not_blocked(
-    server: LoopbackServer, tmp_path: Path, redis_client: redis.Redis, redis_url: str
+    server: LoopbackServer, tmp_path: Path
 ) -> None:
     blob = tmp_path / "model.bin"
     blob.write_bytes(os.urandom(640_000))
     spec = cache_spec(tmp_path / "cache", server.add(blob), blob, unpack="none")
     server.throttle = 0.05
 
-    results = _race(spec, redis_url, 0.0, server)
+    results = _race(spec, 0.0, server)
 
     assert sorted(r.result for r in results) == ["miss", "skipped"]
     assert len(server.gets()) == 1
-    [row] = cache_rows(redis_client)
-    assert (row["misses"], row["skipped"], row["hits"]) == (1, 1, 0)
+
+
+def test_a_lock_file_replaced_by_a_symlink_is_refused_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep")
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp" / "model.lock").symlink_to(outside)  # a job that can write the cache root plants this
+    with pytest.raises(OSError), locks.file_lock(tmp_path / "tmp" / "model.lock"):
+        pass
+    assert outside.read_text() == "keep"

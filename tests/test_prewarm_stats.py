@@ -6,9 +6,8 @@ import time
 
 import redis
 
-from runnerguard.prewarm import cache_rows, hit_rate
 from runnerguard.store import keys
-from runnerguard.store.prewarm_stats import record, record_job_answers, set_state, window_rows
+from runnerguard.store.prewarm_stats import cache_rows, hit_rate, record, record_job_answers, set_state, window_rows
 
 
 def test_hit_rate_is_none_before_any_prewarm_and_counts_errors_as_not_hits() -> None:

@@ -109,13 +109,14 @@ def test_the_scheduler_stops_when_asked(start, redis_client: redis.Redis) -> Non
     wait_for(lambda: not cron_scheduler_registry.get_keys(redis_client), timeout=5, what="scheduler deregistered")
 
 
-def test_the_prewarm_worker_serves_its_hosts_queue_and_stops_when_asked(start, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+def test_prewarm_is_the_host_agent_and_never_an_rq_worker(start, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
+    # the central tier's environment (REDIS_URL, the webhook secret) does not make --prewarm a Redis client: it is the
+    # runner host's agent, which wants RUNNERGUARD_URL and says so (tests/test_agent_e2e.py runs it for real)
     process = start("--prewarm")
-    wait_for(lambda: _waiting_for_work(redis_client), timeout=20, what="worker idle")
-    assert [q.name for q in Worker.all(connection=redis_client)[0].queues] == ["prewarm.test-host"]
-    code, output = _stop(process)
-    assert code == 0, output
-    assert "lost Redis" not in output
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 2 and "RUNNERGUARD_URL" in output, output
+    assert Worker.all(connection=redis_client) == []
+    assert [name for name in (c.get("name") for c in redis_client.client_list()) if name] == []
 
 
 def test_a_notifiers_missing_secret_stops_the_worker_but_not_the_runner_hosts(  # type: ignore[no-untyped-def]
@@ -127,6 +128,14 @@ def test_a_notifiers_missing_secret_stops_the_worker_but_not_the_runner_hosts(  
     central = subprocess.run([sys.executable, "worker.py", "--burst"], cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=60, check=False)
     assert central.returncode == 2 and "RG_TEST_SLACK_URL: is required by the slack-0 notifier" in central.stderr
-    runner_host = subprocess.run([sys.executable, "worker.py", "--prewarm", "--burst"], cwd=ROOT, env=env,
-                                 capture_output=True, text=True, timeout=60, check=False)
-    assert runner_host.returncode == 0, runner_host.stderr
+    # the runner host's agent, with that policy as its local copy: it starts (its first line says where jobs ask)
+    agent_env = {"PATH": os.environ["PATH"], "RUNNERGUARD_URL": "http://127.0.0.1:9", "RUNNERGUARD_HOST": "test-host",
+                 "RUNNERGUARD_HOST_TOKEN": "t", "RUNNERGUARD_AGENT_LISTEN": "127.0.0.1:0",
+                 "RUNNERGUARD_AGENT_STATE": str(tmp_path / "state"), "RUNNERGUARD_POLICY": str(policy)}
+    runner_host = subprocess.Popen([sys.executable, "worker.py", "--prewarm"], cwd=ROOT, env=agent_env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert runner_host.stdout is not None
+    first = runner_host.stdout.readline()
+    runner_host.send_signal(signal.SIGTERM)
+    rest, _ = runner_host.communicate(timeout=30)
+    assert "jobs ask at" in first and runner_host.returncode == 0, first + rest

@@ -11,13 +11,11 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Literal
 
-import redis
-from redis.exceptions import LockError
-
+from runnerguard.prewarm.locks import file_lock
 from runnerguard.prewarm.specs import CommandSpec, safe_name
-from runnerguard.store import keys
 
 log = logging.getLogger(__name__)
 
@@ -140,28 +138,24 @@ class CommandResult:
 def run_command(
     spec: CommandSpec,
     *,
-    redis: redis.Redis,
     host: str,
+    lock_dir: Path,
     environ: Mapping[str, str] | None = None,
     lock_wait: float = 0.0,
 ) -> CommandResult:
     """Run a policy command once per host at a time (e.g. `git fetch` in a mirror); never raises for its failures.
 
-    `environ` is where allowed variables are taken from (default: this process's environment, read at call time).
+    `lock_dir` holds the host-side flock of each command (the agent's own state directory, not the command's cwd,
+    which a job may be able to write). `environ` is where allowed variables are taken from (default: this
+    process's environment, read at call time).
     """
     host = safe_name(host, key="host")
     started = time.monotonic()
-    # "cmd/" cannot occur in a cache name, so a command and a cache of the same name never share a lock
-    key = keys.prewarm_lock(f"cmd/{spec.name}", host)
-    lock = redis.lock(key, timeout=spec.timeout_seconds + 60, blocking=lock_wait > 0,
-                      blocking_timeout=lock_wait if lock_wait > 0 else None)
-    if not lock.acquire():
-        return CommandResult(spec.name, host, "skipped", None, time.monotonic() - started)
-    try:
+    # "cmd-" files sit in a directory of their own, so a command and a cache of the same name never share a lock
+    with file_lock(lock_dir / f"cmd-{spec.name}.lock", wait=lock_wait) as got:
+        if not got:
+            return CommandResult(spec.name, host, "skipped", None, time.monotonic() - started)
         outcome = run(spec, environ=os.environ if environ is None else environ)
-    finally:
-        with contextlib.suppress(LockError):  # expired during a command longer than its timeout: nothing to free
-            lock.release()
     log.info("prewarm command %s on %s: %s rc=%s", spec.name, host, outcome.status, outcome.returncode,
              extra={"command": spec.name, "host": host, "result": outcome.status, "seconds": outcome.seconds})
     return CommandResult(spec.name, host, outcome.status, outcome.returncode, outcome.seconds, outcome.stdout,

@@ -18,6 +18,8 @@ UNPACK_KINDS: tuple[Unpack, ...] = ("none", "zip", "tar.gz", "tar.zst")
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# a systemd unit name as `systemctl` takes it; never starting with '-', so it cannot read as an option
+UNIT_NAME = re.compile(r"[A-Za-z0-9_:@][A-Za-z0-9_.:@\\-]{0,240}\.service")
 
 DEFAULT_TTL_SECONDS = 600
 MAX_TTL_SECONDS = 7 * 24 * 3600
@@ -220,6 +222,50 @@ class CommandSpec:
             pools=_names(table, "pools", required=True),
             repos=_names(table, "repos", required=False, check=safe_repo),
         )
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """A runner host the policy declares: where its runner lives, its service unit, when and how to clean up."""
+
+    name: str
+    runner_dir: Path
+    service: str | None = None
+    cleanup_at: float = 0.80
+    keep_days: int = 7
+    dry_run: bool = False
+
+    KEYS = frozenset({"name", "runner_dir", "service", "cleanup_at", "keep_days", "dry_run"})
+
+    @property
+    def work_dir(self) -> Path:
+        """The runner's work directory (`_work`): workspaces, `_temp`, `_tool`, `_actions`."""
+        return self.runner_dir / "_work"
+
+    @property
+    def diag_dir(self) -> Path:
+        """Where the runner writes its own `Runner_*.log` files."""
+        return self.runner_dir / "_diag"
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]) -> HostSpec:
+        _refuse_unknown(table, cls.KEYS, "host")
+        name = safe_name(table.get("name"))
+        runner_dir = _abs_path(table, "runner_dir")
+        if runner_dir == Path("/"):
+            raise SpecError("runner_dir", "must be the runner's own directory, not /")
+        service = table.get("service")
+        if service is not None and (not isinstance(service, str) or not UNIT_NAME.fullmatch(service)):
+            raise SpecError("service", f"must be a systemd unit name ending in .service (got {service!r:.80})")
+        cleanup_at = table.get("cleanup_at", 0.80)
+        if isinstance(cleanup_at, bool) or not isinstance(cleanup_at, int | float) or not 0 < cleanup_at <= 1:
+            raise SpecError("cleanup_at", f"must be a fraction in (0, 1] (got {cleanup_at!r:.40})")
+        keep_days = _int(table, "keep_days", 7, low=0, high=3650)
+        dry_run = table.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise SpecError("dry_run", f"must be true or false (got {dry_run!r:.40})")
+        return cls(name=name, runner_dir=runner_dir, service=service, cleanup_at=float(cleanup_at),
+                   keep_days=keep_days if keep_days is not None else 7, dry_run=dry_run)
 
 
 def check_unique(caches: Sequence[CacheSpec]) -> None:

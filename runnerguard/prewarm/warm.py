@@ -1,9 +1,8 @@
-"""Entry points the prewarm task calls: warm one cache artifact, or run one policy command, best effort."""
+"""Entry points the host agent calls: warm one cache artifact, or run one policy command, best effort."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -12,12 +11,11 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-import redis
 import requests
 
 from runnerguard.errors import RunnerguardError
@@ -26,8 +24,6 @@ from runnerguard.prewarm.commands import CommandResult, run_command
 from runnerguard.prewarm.download import Downloaded, DownloadError, discard, download
 from runnerguard.prewarm.specs import CacheSpec, SpecError, safe_name
 from runnerguard.prewarm.unpack import UnsafeArchive, unpack
-from runnerguard.store import keys
-from runnerguard.store import prewarm_stats as stats
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +59,9 @@ class PrewarmResult:
     bytes: int
     seconds: float
     error: str | None = None
-    detail: str = ""  # why: "stamp" / "verified after a stat change" (hit), "within ttl" / lock busy (skipped),
+    detail: str = ""  # why: "stamp" / "verified after a stat change" (hit), lock busy (skipped),
     # "missing" / "changed" / "outdated" (miss)
+    evicted: tuple[str, ...] = ()  # artifacts of the same root evicted for the quota (the agent reports them)
 
 
 @dataclass
@@ -73,13 +70,13 @@ class _Run:
 
     spec: CacheSpec
     host: str
-    client: redis.Redis
     clock: Callable[[], float]
     disk_usage: disk.DiskUsage
     max_fill: float
     session: requests.Session
     retries: int
     nbytes: int = 0
+    evicted: list[str] = field(default_factory=list)
 
     def count(self, chunk: int) -> None:
         self.nbytes += chunk
@@ -107,10 +104,10 @@ def _evict(run: _Run, incoming: int) -> None:
     for gone in disk.evict_for_quota(run.spec.root, quota=quota, incoming=incoming, keep=run.spec.name,
                                      now=run.clock()):
         log.info("prewarm evicted %s (%d bytes) from %s", gone.name, gone.size, run.spec.root)
-        stats.set_state(run.client, gone.name, run.host, "missing", now=run.clock())
+        run.evicted.append(gone.name)
 
 
-def _fetch(run: _Run, part: Path, lease: locks.Lease) -> Downloaded:
+def _fetch(run: _Run, part: Path) -> Downloaded:
     spec = run.spec
 
     def before_body(remaining: int | None, total: int | None) -> None:
@@ -121,7 +118,6 @@ def _fetch(run: _Run, part: Path, lease: locks.Lease) -> Downloaded:
 
     def progress(chunk: int) -> None:
         run.count(chunk)
-        lease.renew()
 
     if spec.size is not None:
         # the size is pinned: refuse before opening a connection at all (a resumable .part needs only the rest)
@@ -185,12 +181,12 @@ def _sweep(spec: CacheSpec) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _install(run: _Run, lease: locks.Lease) -> None:
+def _install(run: _Run) -> None:
     spec = run.spec
     tmp_dir = spec.root / stamp.TMP_DIR
     part = tmp_dir / f"{spec.name}.part"
     _sweep(spec)
-    got = _fetch(run, part, lease)
+    got = _fetch(run, part)
     into = Path(tempfile.mkdtemp(prefix=f"{spec.name}.new-", dir=tmp_dir))
     try:
         # the unpack budget is what the fill limit still allows: a zip bomb stops there instead of filling the disk
@@ -212,7 +208,7 @@ def _write_manifests(run: _Run) -> None:
             stamp.write_manifests(run.spec.root, now=run.clock())
 
 
-def _warm_locked(run: _Run, lease: locks.Lease) -> tuple[Result, str]:
+def _warm_locked(run: _Run) -> tuple[Result, str]:
     spec = run.spec
     verdict, found = stamp.check(spec)
     if verdict == "changed" and found is not None and stamp.verify(spec, found):
@@ -234,7 +230,7 @@ def _warm_locked(run: _Run, lease: locks.Lease) -> tuple[Result, str]:
         # a corrupted tree must not be used by the jobs that start while we download a fresh copy
         disk.remove_tree(spec.dest, spec.root)
     try:
-        _install(run, lease)
+        _install(run)
     finally:
         _write_manifests(run)  # also after a failure: an eviction may have changed what is installed
     return "miss", verdict
@@ -243,7 +239,6 @@ def _warm_locked(run: _Run, lease: locks.Lease) -> tuple[Result, str]:
 def warm_cache(
     spec: CacheSpec,
     *,
-    redis: redis.Redis,
     host: str,
     clock: Callable[[], float] = time.time,
     disk_usage: disk.DiskUsage = shutil.disk_usage,
@@ -252,48 +247,34 @@ def warm_cache(
     lock_wait: float = 0.0,
     retries: int = DEFAULT_RETRIES,
 ) -> PrewarmResult:
-    """Make sure `spec`'s artifact is installed on this host; records the outcome in Redis and returns it.
+    """Make sure `spec`'s artifact is installed on this host and return what happened (the agent reports it).
 
-    `lock_wait` is how long to wait for a warm-up of the same cache running elsewhere (0: skip at once, so a
-    worker is never parked behind a long download). Expected failures come back as result 'error'; only a
-    bad `host` (SpecError) or a Redis outage raise.
+    `lock_wait` is how long to wait for a warm-up of the same cache already running on this host (0: skip at
+    once). Expected failures come back as result 'error'; only a bad `host` (SpecError) raises.
     """
     host = safe_name(host, key="host")
     started = time.monotonic()
-    client = redis
-    recent_key = keys.prewarm_recent(spec.name, host)
+    own_session = session is None
+    run = _Run(spec, host, clock, disk_usage, max_fill, session or requests.Session(), retries)
 
-    def finish(result: Result, counter: stats.Counter, *, detail: str = "", error: str | None = None,
-               state: stats.State | None = None, nbytes: int = 0) -> PrewarmResult:
+    def finish(result: Result, *, detail: str = "", error: str | None = None, nbytes: int = 0) -> PrewarmResult:
         seconds = time.monotonic() - started
-        stats.record(client, spec.name, host, counter=counter, state=state, nbytes=nbytes, seconds=seconds,
-                     sha256=spec.sha256 if state == "installed" else None, error=error, now=clock())
-        if result in ("hit", "miss") and spec.ttl_seconds:
-            client.set(recent_key, json.dumps({"result": result, "at": clock()}), ex=spec.ttl_seconds)
         log.info("prewarm %s on %s: %s %s", spec.name, host, result, error or detail,
                  extra={"cache": spec.name, "host": host, "result": result, "bytes": nbytes, "seconds": seconds})
-        return PrewarmResult(spec.name, host, result, nbytes, seconds, error, detail)
+        return PrewarmResult(spec.name, host, result, nbytes, seconds, error, detail, tuple(run.evicted))
 
-    # a prewarm done within the TTL counts as a hit without touching the disk
-    if spec.ttl_seconds and client.exists(recent_key):
-        return finish("skipped", "hits", detail="within ttl", state="installed")
-    own_session = session is None
-    run = _Run(spec, host, client, clock, disk_usage, max_fill, session or requests.Session(), retries)
     try:
         spec.root.joinpath(stamp.TMP_DIR).mkdir(parents=True, exist_ok=True)
-        with locks.held(client, keys.prewarm_lock(spec.name, host), disk.lock_path(spec.root, spec.name),
-                        wait=lock_wait) as lease:
-            if lease is None:
-                return finish("skipped", "skipped", detail="another prewarm of this cache holds the lock")
-            if spec.ttl_seconds and client.exists(recent_key):  # finished while we waited for the lock
-                return finish("skipped", "hits", detail="within ttl", state="installed")
-            result, detail = _warm_locked(run, lease)
+        with locks.file_lock(disk.lock_path(spec.root, spec.name), wait=lock_wait) as got:
+            if not got:
+                return finish("skipped", detail="another prewarm of this cache holds the lock")
+            result, detail = _warm_locked(run)
     except EXPECTED_ERRORS as exc:
         message = str(exc) if isinstance(exc, ChecksumMismatch | NotOurs) else f"{exc.__class__.__name__}: {exc}"
-        return finish("error", "errors", error=message, state="failed", nbytes=run.nbytes)
+        return finish("error", error=message, nbytes=run.nbytes)
     finally:
         if own_session:
             run.session.close()
     if result == "hit":
-        return finish("hit", "hits", detail=detail, state="installed")
-    return finish("miss", "misses", detail=detail, state="installed", nbytes=run.nbytes)
+        return finish("hit", detail=detail)
+    return finish("miss", detail=detail, nbytes=run.nbytes)
