@@ -13,6 +13,7 @@ from runnerguard.cli import deliveries as cli
 from runnerguard.cli import errors as cli_errors
 from runnerguard.cli import report as cli_report
 from runnerguard.errors import RunnerguardError, Unavailable
+from runnerguard.store import connection
 from runnerguard.web import (
     admin,
     dashboard,
@@ -39,9 +40,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
         raise
     policy = load_policy(settings.policy_path)
     logs.configure(settings.log_level)
-    client = redis_client or redis.Redis.from_url(
-        settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
-    )
+    client = redis_client or connection.connect(settings)  # REDIS_URL, or the primary the Sentinels name
     app = Flask("runnerguard")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["SECRET_KEY"] = settings.secret_key or None
