@@ -73,6 +73,8 @@ def run_scheduler(settings: Settings, *, github_configured: bool, level: str) ->
     periodic = [(tasks.SWEEP, SWEEP_EVERY), (tasks.TRIM, TRIM_EVERY), (tasks.WARM_DASHBOARD, DASHBOARD_EVERY)]
     if github_configured:
         periodic.append((tasks.RECOVER, RECOVER_EVERY))
+    if settings.periodic_every_seconds:
+        periodic = [(spec, settings.periodic_every_seconds) for spec, _ in periodic]  # tests, demos
     cron.scheduler(client, periodic, level=level).start()
     return True  # start() returns only when asked to stop
 

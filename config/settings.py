@@ -54,6 +54,7 @@ class Settings:
     redis_sentinel_password: str = field(default="", repr=False)
     redis_password: str = field(default="", repr=False)
     redis_min_replicas: int = 0
+    periodic_every_seconds: int = 0  # 0: each periodic task at its own interval (worker.py); else all at this one
     redis_wait_ms: int = 1000  # how long the intake waits for them (GitHub gives a delivery 10 s)
 
     @property
@@ -190,6 +191,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_password=env.get("REDIS_PASSWORD", ""),
         redis_min_replicas=_int(env, "RUNNERGUARD_REDIS_MIN_REPLICAS", 0, minimum=0),
         redis_wait_ms=wait_ms,
+        periodic_every_seconds=_int(env, "RUNNERGUARD_PERIODIC_EVERY_SECONDS", 0, minimum=0),
     )
 
 

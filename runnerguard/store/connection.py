@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from redis.connection import parse_url
-from redis.sentinel import Sentinel
+from redis.connection import SSLConnection, parse_url
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from config import Settings
 
@@ -14,6 +14,25 @@ from config import Settings
 SOCKET_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
 HEALTH_CHECK_EVERY = 30
+
+
+class FollowingConnection(SentinelManagedConnection):
+    """A Sentinel-managed connection that asks the Sentinels again on every reconnect, whichever path reconnects.
+
+    In redis-py 8.1, a command sent on a dropped connection reconnects through `send_packed_command` ->
+    `connect_check_health`, which skips the Sentinel lookup of `SentinelManagedConnection.connect` and dials the
+    old primary's address forever (found here: SIGKILL the primary, every later command is refused by the dead
+    address while the Sentinels name the new one). Reconnecting through `connect()` first follows the failover.
+    """
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:
+            self.connect()  # type: ignore[no-untyped-call]  # redis-py's Sentinel module is untyped
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+
+class FollowingSSLConnection(FollowingConnection, SSLConnection):
+    """The same over TLS (rediss:// with REDIS_SENTINELS)."""
 
 
 def connect(settings: Settings, *, socket_timeout: float | None = SOCKET_TIMEOUT,
@@ -43,9 +62,10 @@ def _sentinel_master(settings: Settings, options: dict[str, Any]) -> redis.Redis
     if "password" not in data and settings.redis_password:
         data["password"] = settings.redis_password
     if settings.redis_url.startswith("rediss://"):
-        # SentinelConnectionPool picks its TLS connection class from `ssl`; the ssl_* query options pass through.
-        data["ssl"] = True
+        # The ssl_* query options (ssl_ca_certs, ssl_cert_reqs ...) pass through to the TLS connections.
+        data["connection_class"] = FollowingSSLConnection
         data.update({k: v for k, v in url.items() if k.startswith("ssl_")})
+    data.setdefault("connection_class", FollowingConnection)
     sentinel_options = {"socket_timeout": CONNECT_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT,
                         "password": settings.redis_sentinel_password or None}
     # redis-py's Sentinel module is untyped.

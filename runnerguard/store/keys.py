@@ -201,3 +201,8 @@ NOTICES = f"{PREFIX}:notices"  # stream of Notice JSON (runnerguard/store/notice
 def watchdog(repo_id: int, job_id: int) -> str:
     """Hash: what the watchdog did to the job (cancelled_at, forced_at, rerun_at, reason)."""
     return f"{PREFIX}:watchdog:{repo_id}:{job_id}"
+
+
+def periodic_slot(task: str, slot: int) -> str:
+    """String with a TTL: the scheduler that set it enqueues `task` for this interval slot; the others skip it."""
+    return f"{PREFIX}:cron:{task}:{slot}"
