@@ -40,7 +40,10 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
         raise
     policy = load_policy(settings.policy_path)
     logs.configure(settings.log_level)
-    client = redis_client or connection.connect(settings)  # REDIS_URL, or the primary the Sentinels name
+    # REDIS_URL, or the primary the Sentinels name; short timeouts: a delivery is answered well within GitHub's 10 s.
+    client = redis_client or connection.connect(settings, socket_timeout=connection.web_socket_timeout(settings),
+                                                socket_connect_timeout=connection.WEB_CONNECT_TIMEOUT,
+                                                retries=connection.WEB_RETRIES)
     app = Flask("runnerguard")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["SECRET_KEY"] = settings.secret_key or None

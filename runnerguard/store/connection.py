@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.connection import SSLConnection, parse_url
+from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from config import Settings
@@ -14,6 +16,13 @@ from config import Settings
 SOCKET_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
 HEALTH_CHECK_EVERY = 30
+SENTINEL_TIMEOUT = 1.0  # a Sentinel answers in milliseconds; a silent one (its host cut off) is skipped after this
+# The web's budget: GitHub gives up on a delivery after 10 s and counts it failed. A primary whose host vanished
+# without closing its sockets must cost a request a few seconds (then 503), never GitHub's whole 10 s: measured in
+# the three-host reliability run, redis-py's defaults (5 s reads, 3 retries) held requests for over a minute.
+WEB_SOCKET_TIMEOUT = 2.0
+WEB_CONNECT_TIMEOUT = 1.0
+WEB_RETRIES = 1
 
 
 class FollowingConnection(SentinelManagedConnection):
@@ -35,9 +44,15 @@ class FollowingSSLConnection(FollowingConnection, SSLConnection):
     """The same over TLS (rediss:// with REDIS_SENTINELS)."""
 
 
+def web_socket_timeout(settings: Settings) -> float:
+    """WEB_SOCKET_TIMEOUT, or longer when the intake waits longer than that for its replicas (WAIT's answer)."""
+    waits = settings.redis_wait_ms / 1000 + 1 if settings.redis_min_replicas else 0.0
+    return max(WEB_SOCKET_TIMEOUT, waits)
+
+
 def connect(settings: Settings, *, socket_timeout: float | None = SOCKET_TIMEOUT,
             socket_connect_timeout: float = CONNECT_TIMEOUT,
-            health_check_interval: int = HEALTH_CHECK_EVERY) -> redis.Redis:
+            health_check_interval: int = HEALTH_CHECK_EVERY, retries: int | None = None) -> redis.Redis:
     """A client of the configured Redis; with REDIS_SENTINELS, of the current primary, wherever it moves.
 
     A Sentinel-managed client asks the Sentinels for the primary whenever it (re)connects, and drops a connection
@@ -46,6 +61,8 @@ def connect(settings: Settings, *, socket_timeout: float | None = SOCKET_TIMEOUT
     """
     options: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout,
                                "health_check_interval": health_check_interval}
+    if retries is not None:  # else redis-py's default (3 retries, exponential backoff)
+        options["retry"] = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries)
     if not settings.redis_sentinels:
         if settings.redis_password:
             options["password"] = settings.redis_password  # a URL's own password wins (from_url overrides it)
@@ -66,7 +83,7 @@ def _sentinel_master(settings: Settings, options: dict[str, Any]) -> redis.Redis
         data["connection_class"] = FollowingSSLConnection
         data.update({k: v for k, v in url.items() if k.startswith("ssl_")})
     data.setdefault("connection_class", FollowingConnection)
-    sentinel_options = {"socket_timeout": CONNECT_TIMEOUT, "socket_connect_timeout": CONNECT_TIMEOUT,
+    sentinel_options = {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT,
                         "password": settings.redis_sentinel_password or None}
     # redis-py's Sentinel module is untyped.
     sentinel = Sentinel(list(settings.redis_sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
