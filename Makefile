@@ -58,6 +58,8 @@ bench: $(DEV_DEPS)
 	$(BIN)/python bench/bench_rollback.py
 	$(BIN)/python bench/bench_prewarm.py
 	$(BIN)/python bench/bench_dashboard.py
+	$(BIN)/python bench/bench_replicas.py
+	$(BIN)/python bench/bench_capacity.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

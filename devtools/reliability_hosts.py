@@ -29,7 +29,7 @@ from pathlib import Path
 
 import redis
 from rq import Queue, Worker
-from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from config import load_settings
 from devtools import netns
@@ -58,6 +58,7 @@ QUEUES = ("events", "github")
 FAILOVER_TARGET = 30.0
 RETRY_TARGET = 180.0  # the cut-off host's task done elsewhere: heartbeat TTL (75 s) + cleanup pass + retry delay
 SENDER_THREADS = 48
+DRAIN_TIMEOUT = 420.0
 BIN = Path(sys.executable).parent
 
 
@@ -342,8 +343,13 @@ class Scenario:
         wait_for(lambda: client.hexists(test_tasks.FINISHED, slow.guid), timeout=RETRY_TARGET + 120, every=1,
                  what="the cut-off host's task retried elsewhere")
         retried = float(client.hget(test_tasks.FINISHED, slow.guid).split(b":")[0]) - cut  # type: ignore[union-attr]
-        drained = wait_for(lambda: not self._pending(client, [*guids, slow.guid]) and self._idle(client),
-                           timeout=180, every=1, what="every delivery processed")
+        try:
+            # Tasks cut off by the failover or the cut come back once their execution expires (75 s), then after
+            # their retry delay; a queue drained on the old primary but not on the new one is served again.
+            drained = wait_for(lambda: not self._pending(client, [*guids, slow.guid]) and self._idle(client),
+                               timeout=DRAIN_TIMEOUT, every=1, what="every delivery processed")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}: {self._describe(client, [*guids, slow.guid])}") from None
         twice = not_exactly_once(client, guids)
         wrong = timeline_mismatches(client, [*plan, slow])
         counted, finished = jobs_counted(client), completed_jobs([*plan, slow])
@@ -387,6 +393,20 @@ class Scenario:
                                      for t in json.loads(listed)):
                 out.append(guid)
         return out
+
+    def _describe(self, client: redis.Redis, guids: list[str]) -> str:
+        pending = self._pending(client, guids)
+        parts = [f"{len(pending)} pending, e.g. {pending[:3]}"]
+        for q in (*QUEUES, test_tasks.QUEUE):
+            parts.append(f"{q}: queued {Queue(q, connection=client).count}, started "
+                         f"{StartedJobRegistry(q, connection=client).count}, scheduled "
+                         f"{ScheduledJobRegistry(q, connection=client).count}, failed "
+                         f"{FailedJobRegistry(q, connection=client).count}")
+        for guid in pending[:3]:
+            raw = client.hgetall(f"rg:delivery:{guid}")
+            parts.append(f"{guid}: {'recorded' if raw else 'NOT RECORDED'} "
+                         f"{ {k.decode(): v.decode()[:60] for k, v in raw.items() if k.startswith(b'task')} }")
+        return "; ".join(parts)
 
     @staticmethod
     def _idle(client: redis.Redis) -> bool:

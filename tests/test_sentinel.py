@@ -225,3 +225,11 @@ def test_rediss_talks_tls_to_a_managed_redis_and_checks_its_certificate(tls_redi
     with pytest.raises(redis.RedisError):
         connection.connect(load_settings({**BASE, "REDIS_URL": f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"}),
                            socket_timeout=1).ping()
+
+
+def test_the_web_waits_for_redis_briefly_but_never_shorter_than_its_replica_wait() -> None:
+    plain = load_settings({**BASE, "REDIS_URL": "redis://h/0"})
+    waiting = load_settings({**BASE, "REDIS_URL": "redis://h/0", "RUNNERGUARD_REDIS_MIN_REPLICAS": "1",
+                             "RUNNERGUARD_REDIS_WAIT_MS": "5000"})
+    assert connection.web_socket_timeout(plain) == connection.WEB_SOCKET_TIMEOUT
+    assert connection.web_socket_timeout(waiting) == 6.0  # WAIT's answer comes after up to 5 s: no timeout before
