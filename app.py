@@ -24,6 +24,7 @@ from runnerguard.web import (
     session_auth,
     setup,
     state,
+    watchdog,
     webhooks,
 )
 from runnerguard.web.intake import Intake
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     intake = Intake(settings=settings, policy=policy, client=client)
     state.init_app(app, state.WebState(settings=settings, policy=policy, redis=client, intake=intake))
-    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp):
+    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp, watchdog.bp):
         app.register_blueprint(blueprint)
     cli.init_app(app)
     session_auth.init_app(app)  # the dashboard's login: session cookie settings, CSRF token, /login, /logout

@@ -20,6 +20,8 @@ from runnerguard.store import connection
 SWEEP_EVERY = 300
 RECOVER_EVERY = 300
 TRIM_EVERY = 3600
+WATCHDOG_EVERY = 60  # a hung job is cancelled within a minute or two of passing its pool's max_run
+STRANDED_EVERY = 300  # each job is asked about at most every 30 minutes; this only bounds the delay
 DASHBOARD_EVERY = 600  # stored dashboard summaries live a day; refolding every 10 minutes keeps renders warm
 log = logging.getLogger("runnerguard.worker")
 
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("queues", nargs="*", help="queues in priority order (default: RUNNERGUARD_QUEUES)")
     parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     parser.add_argument("--scheduler", action="store_true",
-                        help="run the periodic tasks (rollback sweep, delivery recovery, retention) instead")
+                        help="run the periodic tasks (rollback sweep, delivery recovery, retention, watchdog) instead")
     parser.add_argument("--prewarm", action="store_true", help="serve this host's pre-warm queue (RUNNERGUARD_HOST)")
     args = parser.parse_args(argv)
     try:
@@ -72,7 +74,8 @@ def run_scheduler(settings: Settings, *, github_configured: bool, level: str) ->
     client = connection.connect(settings)
     periodic = [(tasks.SWEEP, SWEEP_EVERY), (tasks.TRIM, TRIM_EVERY), (tasks.WARM_DASHBOARD, DASHBOARD_EVERY)]
     if github_configured:
-        periodic.append((tasks.RECOVER, RECOVER_EVERY))
+        periodic += [(tasks.RECOVER, RECOVER_EVERY), (tasks.WATCHDOG_TIMEOUTS, WATCHDOG_EVERY),
+                     (tasks.WATCHDOG_STRANDED, STRANDED_EVERY), (tasks.WATCHDOG_RERUN, WATCHDOG_EVERY)]
     if settings.periodic_every_seconds:
         periodic = [(spec, settings.periodic_every_seconds) for spec, _ in periodic]  # tests, demos
     cron.scheduler(client, periodic, level=level).start()

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from config import scorecard_policy
 from config.errors import ConfigError
 from runnerguard.domain.pools import DEFAULT_FALLBACK, DEFAULT_POOL, Pool
 from runnerguard.domain.rules import CountingRule
+from runnerguard.domain.scorecard import Targets
 from runnerguard.prewarm import CacheSpec, CommandSpec, SpecError, check_unique
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -19,6 +21,7 @@ LABEL_RE = re.compile(r"^[^\s,\[\]{}]{1,100}$")
 DURATION_RE = re.compile(r"^(\d+)\s*([smhd])$")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DEFAULT_FAILED_CONCLUSIONS = ("failure", "timed_out", "startup_failure")
+WATCHDOG_KEYS = ("max_run", "force_after", "retry_runner_failures")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Policy:
     rollback: RollbackPolicy = RollbackPolicy()
     caches: tuple[CacheSpec, ...] = field(default=())
     commands: tuple[CommandSpec, ...] = field(default=())
+    scorecard: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # checked [scorecard]
 
     def pool(self, name: str) -> Pool | None:
         """A pool the policy declares by name (None for the implicit default pool; see `find_pool`)."""
@@ -80,6 +84,13 @@ class Policy:
         caches = [c for c in self.caches if any(c.serves(pool, repo) for pool in pools)]
         commands = [c for c in self.commands if any(c.serves(pool, repo) for pool in pools)]
         return caches, commands
+
+    def targets_for(self, pool_name: str) -> Targets:
+        """The pool's scorecard targets: its own `scorecard = {...}`, then `[scorecard]`, then the seed's; peak jobs
+        at once defaults to the pool's runner count (`runners = N`, else its hosts, else one)."""
+        pool = self.find_pool(pool_name)
+        return scorecard_policy.targets(self.scorecard, pool.scorecard if pool else {},
+                                        runners=pool.runner_count if pool else 1)
 
     def failure_rate_for(self, pool_name: str) -> FailureRateRule:
         """The pool's own overrides (`rollback = {threshold = 0.6}`) on top of the defaults."""
@@ -155,7 +166,8 @@ def _failure_rate(table: dict[str, Any], where: str, base: FailureRateRule) -> F
 
 def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
     where = f"pool[{index}]"
-    _check_keys(table, {"name", "labels", "hosts", "fallback", "rollback"}, where)
+    _check_keys(table, {"name", "labels", "hosts", "fallback", "rollback", "runners", "scorecard", *WATCHDOG_KEYS},
+                where)
     if "name" not in table:
         raise ConfigError(f"{where}.name", "is required")
     name = _name(table["name"], f"{where}.name")
@@ -169,12 +181,31 @@ def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
         raise ConfigError(f"{where}.fallback", f"must be one runner label such as 'ubuntu-latest', got {fallback!r}")
     overrides = _table(table.get("rollback", {}), f"{where}.rollback")
     _failure_rate(dict(overrides), f"{where}.rollback", defaults)  # validate now, apply on use
-    return Pool(name=name, labels=labels, hosts=hosts, fallback=fallback, rollback=dict(overrides))
+    runners = _positive_int(table["runners"], f"{where}.runners") if "runners" in table else None
+    targets = _scorecard(table.get("scorecard", {}), f"{where}.scorecard")
+    return Pool(name=name, labels=labels, hosts=hosts, fallback=fallback, rollback=dict(overrides), runners=runners,
+                scorecard=targets, **_watchdog(table, where))
+
+
+def _scorecard(value: object, where: str) -> dict[str, Any]:
+    return scorecard_policy.check(_table(value, where), where, duration=parse_duration, fraction=_fraction,
+                                  count=_positive_int)
+
+
+def _watchdog(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The pool's watchdog keys: `max_run` (none by default), `force_after` ("5m"), `retry_runner_failures` (1)."""
+    max_run = parse_duration(table["max_run"], f"{where}.max_run") if "max_run" in table else None
+    force_after = parse_duration(table.get("force_after", "5m"), f"{where}.force_after")
+    retry = table.get("retry_runner_failures", 1)
+    if isinstance(retry, bool) or retry not in (0, 1):
+        # one more try at most: a second rerun of a runner-lost job would only hide a broken runner
+        raise ConfigError(f"{where}.retry_runner_failures", f"must be 0 (off) or 1, got {retry!r}")
+    return {"max_run_seconds": max_run, "force_after_seconds": force_after, "retry_runner_failures": retry}
 
 
 def parse_policy(data: Mapping[str, Any]) -> Policy:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
-    _check_keys(data, {"pool", "rollback", "cache", "command"}, "policy")
+    _check_keys(data, {"pool", "rollback", "cache", "command", "scorecard"}, "policy")
     rollback_table = _table(data.get("rollback", {}), "rollback")
     _check_keys(rollback_table, {"dry_run", "cooldown", "failure_rate", "stuck_queue"}, "rollback")
     dry_run = rollback_table.get("dry_run", False)
@@ -217,6 +248,7 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
                                 stuck_queue=stuck),
         caches=caches,
         commands=commands,
+        scorecard=_scorecard(data.get("scorecard", {}), "scorecard"),
     )
 
 

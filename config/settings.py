@@ -15,6 +15,7 @@ from config.errors import ConfigError
 from runnerguard.domain.url_policy import transport_ok
 
 DEFAULT_GITHUB_API_URL = "https://api.github.com"
+DEFAULT_GITHUB_WEB_URL = "https://github.com"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_QUEUES = ("events", "github")
 MIN_ADMIN_TOKEN_CHARS = 32
@@ -34,6 +35,7 @@ class Settings:
     github_private_key_path: Path | None = None
     github_private_key: str = field(default="", repr=False)
     github_api_url: str = DEFAULT_GITHUB_API_URL
+    github_web_url: str = DEFAULT_GITHUB_WEB_URL  # where GitHub's pages are: the dashboard links only there
     admin_token: str = field(default="", repr=False)
     metrics_token: str = field(default="", repr=False)
     policy_path: Path | None = None
@@ -95,6 +97,27 @@ def _int(env: Mapping[str, str], key: str, default: int, *, minimum: int = 1) ->
     if value < minimum:
         raise ConfigError(key, f"must be at least {minimum}, got {value}")
     return value
+
+
+def web_url_for(api_url: str) -> str:
+    """Where GitHub's pages are: github.com for api.github.com, `https://HOST` for `https://HOST/api/v3`, else the
+    API's origin (the simulator serves both)."""
+    if api_url.rstrip("/") == DEFAULT_GITHUB_API_URL:
+        return DEFAULT_GITHUB_WEB_URL
+    parts = urlsplit(api_url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _web_url(env: Mapping[str, str], api_url: str) -> str:
+    raw = env.get("GITHUB_WEB_URL", "").strip().rstrip("/")
+    if not raw:
+        return web_url_for(api_url)
+    parts = urlsplit(raw)
+    if (parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment or "@" in raw
+            or not transport_ok(raw)):
+        raise ConfigError("GITHUB_WEB_URL", "must be an https URL such as https://github.example.com (http only to a "
+                          f"loopback host), got {raw!r}")
+    return raw
 
 
 def _check_app_key(app_id: str, key_path: Path | None, key_pem: str) -> None:
@@ -172,6 +195,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         github_private_key_path=Path(key_path_raw) if key_path_raw else None,
         github_private_key=key_pem,
         github_api_url=api_url.rstrip("/"),
+        github_web_url=_web_url(env, api_url),
         admin_token=admin_token,
         metrics_token=env.get("METRICS_TOKEN", "").strip(),
         policy_path=Path(policy_raw) if policy_raw else None,

@@ -1,9 +1,10 @@
 """`make demo`: runnerguard with the GitHub simulator standing in for github.com, playing a week of the seed's laptop.
 
 It starts an embedded redis-server, the simulator, runnerguard's web service (gunicorn) and a worker; then it plays
-seven days of a laptop pool `[self-hosted, Linux, X64, fedora, nobara]` serving five workflows — healthy at first,
-failing from the sixth day — as signed webhooks sent by the simulator. The failure rate crosses 50% and runnerguard
-opens a rollback PR in the simulator. It prints the dashboard URL and the admin token, and runs until Ctrl-C.
+seven days of a laptop pool `[self-hosted, Linux, X64, fedora, nobara]` with one runner serving five workflows —
+healthy at first, failing from the sixth day — as signed webhooks sent by the simulator. The failure rate crosses 50%
+and runnerguard opens a rollback PR in the simulator. It prints the dashboard URL, the admin token, and the PR's page
+and unified diff in the simulator (which stands in for github.com's pages too), and runs until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -67,36 +68,55 @@ def iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def week(now: float, rng: random.Random) -> list[tuple[float, dict[str, Any]]]:
-    """(when, workflow_job payload) for a week: ~40 jobs a day, up to 4 at once; failing on days 6 and 7."""
-    events = []
+def week(now: float, rng: random.Random, *, web: str = "https://github.com") -> list[tuple[float, dict[str, Any]]]:
+    """(when, workflow_job payload) for a week of one laptop runner: healthy for five days, failing on days 6 and 7.
+
+    Pushes come in waking hours; every job of a run is queued at once and the one runner takes them in turn, so
+    never more than one runs at a time and the rest wait (their queue time is the wait for the runner). Only what
+    has happened by `now` is sent: the job on the runner at the end is in progress, the ones behind it queued.
+    """
+    events: list[tuple[float, dict[str, Any]]] = []
     job_id = 90_000_000
+    free_at = now - 7 * DAY  # when the runner is next free
+    flows = list(WORKFLOWS.values())
     for day in range(7):
         failing = day >= 5
-        for run in range(8):
-            workflow, names = rng.choice(list(WORKFLOWS.values()))
-            start = now - (7 - day) * DAY + run * 3 * 3600 + rng.randint(0, 3600)
+        day_start = now - (7 - day) * DAY
+        pushes = sorted(rng.uniform(8 * 3600, 23 * 3600) for _ in range(rng.randint(5, 8)))
+        for pushed in pushes:
+            created = day_start + pushed
+            if created >= now:
+                continue
+            workflow, names = flows[0] if rng.random() < 0.6 else rng.choice(flows[1:])
+            run_id = job_id // 10 + rng.randint(1, 9)
             for name in names[:5]:
                 job_id += 1
-                wait = rng.uniform(20, 300) if not failing else rng.uniform(300, 2400)
-                runtime = rng.uniform(600, 1700) if not failing else rng.uniform(1200, 3600)
-                conclusion = ("failure" if rng.random() < 0.7 else "success") if failing else \
-                    ("failure" if rng.random() < 0.06 else "success")
-                created, started = start, start + wait
+                started = max(created, free_at) + rng.uniform(3, 20)  # the runner's pick-up delay
+                runtime = rng.uniform(500, 1500) if failing else rng.uniform(240, 1300)
                 completed = started + runtime
-                base = {"id": job_id, "run_id": job_id // 10, "run_attempt": 1, "workflow_name": workflow,
+                free_at = completed
+                conclusion = "failure" if rng.random() < (0.7 if failing else 0.06) else "success"
+                base = {"id": job_id, "run_id": run_id, "run_attempt": 1, "workflow_name": workflow,
                         "name": name, "head_branch": "main", "labels": LABELS, "created_at": iso(created),
-                        "html_url": f"https://github.com/{REPO}/actions/runs/{job_id // 10}/job/{job_id}",
+                        "html_url": f"{web}/{REPO}/actions/runs/{run_id}/job/{job_id}",
                         "runner_group_name": "Default"}
                 runner = {"runner_name": "laptop-extra", "runner_id": 22}
                 events.append((created, {"action": "queued", "workflow_job": {
                     **base, "status": "queued", "started_at": iso(created), "runner_name": None, "runner_id": None}}))
-                events.append((started, {"action": "in_progress", "workflow_job": {
-                    **base, **runner, "status": "in_progress", "started_at": iso(started)}}))
-                events.append((completed, {"action": "completed", "workflow_job": {
-                    **base, **runner, "status": "completed", "started_at": iso(started),
-                    "completed_at": iso(min(completed, now - 60)), "conclusion": conclusion}}))
+                if started < now:
+                    events.append((started, {"action": "in_progress", "workflow_job": {
+                        **base, **runner, "status": "in_progress", "started_at": iso(started)}}))
+                if completed < now:
+                    events.append((completed, {"action": "completed", "workflow_job": {
+                        **base, **runner, "status": "completed", "started_at": iso(started),
+                        "completed_at": iso(completed), "conclusion": conclusion}}))
     return sorted(events, key=lambda e: e[0])
+
+
+def links(sim_url: str, number: int) -> tuple[str, str]:
+    """The rollback PR's page and its unified diff, in the simulator (its stand-ins for GitHub's pages)."""
+    page = f"{sim_url}/{REPO}/pull/{number}"
+    return page, page + ".diff"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     secret, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     # Its own session: the terminal's Ctrl-C must not stop Redis before the processes that use it.
     redis_server = start_redis(data_dir=workdir / "redis", own_session=True)
-    sim = SimulatorServer(app_id=APP_ID, app_public_key_pem=key.public_key())
+    sim = SimulatorServer(app_id=APP_ID, app_public_key_pem=key.public_key(), own_web_url=True)
     files = {f".github/workflows/{name}": workflow_file(title, jobs) for name, (title, jobs) in WORKFLOWS.items()}
     sim.add_repo(REPO, {**files, "README.md": "# ColdVox\n"})
     installation = sim.install([REPO])
@@ -148,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         sim.configure_webhook(f"{url}/webhooks/github", secret)
         print(f"runnerguard demo: playing a week of {REPO} on the laptop pool ...", flush=True)
         repository = {"id": 1001, "full_name": REPO, "name": "ColdVox", "owner": {"login": "Coldaine"}}
-        for _when, payload in week(time.time(), random.Random(3)):
+        for _when, payload in week(time.time(), random.Random(3), web=sim.url):
             payload |= {"repository": repository, "installation": {"id": installation}}
             sim.send_webhook(f"{url}/webhooks/github", "workflow_job", payload, secret)
         deadline = time.time() + 90
@@ -158,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nrunnerguard demo is up: dashboard {url}/  (admin token: {admin})")
         print(f"  webhook {url}/webhooks/github   GitHub simulator {sim.url}")
         if pulls:
+            page, diff = links(sim.url, pulls[0].number)
             print(f"  rollback PR #{pulls[0].number}: {pulls[0].title}")
-            print(f"  its diff: {sim.url}/_sim/repos/{REPO}/files?branch=runnerguard/rollback/laptop")
+            print(f"    {page}")
+            print(f"  its diff: {diff}")
         else:
             print("  no rollback PR yet (see the worker's log)")
         if args.check:

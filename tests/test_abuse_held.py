@@ -115,7 +115,7 @@ def _patterns() -> Iterator[tuple[str, re.Pattern[str]]]:
                 yield f"{module.__name__}.{name}", value
 
 
-def test_every_input_pattern_takes_under_10_ms_on_100k_characters() -> None:
+def test_no_input_pattern_backtracks_on_100k_characters() -> None:
     # As the code uses them: anchored (match / fullmatch). An unanchored search of an identifier pattern is
     # quadratic by nature (prometheus.LABEL_RE: a minute on 100 k letters); none runs on outside input.
     patterns = list(_patterns())
@@ -123,14 +123,15 @@ def test_every_input_pattern_takes_under_10_ms_on_100k_characters() -> None:
     for name, pattern in patterns:
         for text in HOSTILE_TEXTS:
             for method in (pattern.fullmatch, pattern.match):
-                # The best of three: a loaded machine (the suite runs on two workers) can pause one call for a few
-                # ms, while backtracking on 100 k characters takes seconds every time.
+                # The best of three, under 100 ms: a linear scan of 100 k characters takes 1-5 ms idle and up to
+                # ~15 ms on this 2-core machine under the parallel suite, while backtracking takes seconds. (The
+                # review's 10 ms figure was measured idle; a unit test must not fail on a busy machine.)
                 timings = []
                 for _ in range(3):
                     started = time.perf_counter()
                     method(text)
                     timings.append(time.perf_counter() - started)
-                assert min(timings) < 0.010, (name, method.__name__, text[:10], timings)
+                assert min(timings) < 0.100, (name, method.__name__, text[:10], timings)
 
 
 @pytest.mark.parametrize("where", ["query", "form", "cookie", "x-header", "basic"])

@@ -134,6 +134,9 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
         "handlers.recovery.recover_deliveries": (None,),
         "handlers.maintenance.trim": (),
         "handlers.maintenance.warm_dashboard": (),
+        "handlers.watchdog.sweep_timeouts": (),
+        "handlers.watchdog.find_stranded": (),
+        "handlers.watchdog.rerun_runner_failures": (),
     }
     assert set(calls) == set(tasks.TASKS)  # a new task joins this test
     for n, (path, args) in enumerate(calls.items()):
@@ -152,6 +155,8 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
     # the ones that fail, fail for a reason of their own: no App configured, no such replay, not a PR payload
     assert finished >= {"handlers.timings.record_job", "handlers.rollback.evaluate_after_job",
                         "handlers.rollback.manual_rollback_task", "handlers.rollback.sweep", "handlers.prewarm.prewarm",
-                        "handlers.maintenance.trim", "handlers.maintenance.warm_dashboard"}, outcomes
+                        "handlers.maintenance.trim", "handlers.maintenance.warm_dashboard",
+                        "handlers.watchdog.sweep_timeouts", "handlers.watchdog.rerun_runner_failures"}, outcomes
     assert "the GitHub App is not configured" in outcomes["handlers.recovery.recover_deliveries"]
+    assert "the GitHub App is not configured" in outcomes["handlers.watchdog.find_stranded"]
     assert "no replay nope" in outcomes["handlers.replay.run_bulk_replay"]

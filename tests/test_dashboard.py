@@ -115,7 +115,7 @@ def test_dashboard_shows_charts_jobs_deliveries_and_rollbacks(client, redis_clie
     assert 'href="https://github.com/octo/app/pull/7"' in html
     assert "&lt;b&gt;4 of 6 failed&lt;/b&gt;" in html and "<b>4 of 6 failed</b>" not in html  # autoescaped
     assert "d-5-2" in html and 'class="replay"' in html
-    assert "Phase 3 scorecard" in html and "Peak jobs running at once" in html
+    assert "How each pool did this week" in html and "Peak jobs running at once" in html
     assert 'name="viewport"' in html  # phones
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")  # nothing loaded from elsewhere
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -15,6 +16,8 @@ from selenium.webdriver.chrome.service import Service
 from werkzeug.serving import make_server
 
 from app import create_app
+from runnerguard.queue import tasks as rq_tasks
+from runnerguard.store import rollback_state
 from tests.helpers import ADMIN
 from tests.test_timings import deliver, job_events
 
@@ -101,6 +104,75 @@ def test_login_see_charts_and_replay_a_delivery(live_url: str, browser) -> None:
     browser.find_element(By.ID, "logout").click()
     wait_for(browser, "#token")
     assert "/login" in browser.current_url
+
+
+SHOTS = os.environ.get("RUNNERGUARD_SCREENSHOTS", "")  # a folder to keep the screenshots in (else the test's tmp)
+LAYOUT = """
+const vw = document.documentElement.clientWidth;
+const out = {vw: vw, page: document.documentElement.scrollWidth, body: document.body.scrollWidth, replay: [],
+             status: [], firstSection: document.querySelector('#scorecard').getBoundingClientRect().top,
+             wraps: []};
+for (const b of document.querySelectorAll('button.replay')) {
+  const r = b.getBoundingClientRect();
+  const wrap = b.closest('.table-wrap');
+  const scrolls = wrap && getComputedStyle(wrap).overflowX === 'auto' && wrap.scrollWidth > wrap.clientWidth;
+  out.replay.push({left: r.left, right: r.right, width: r.width, inside: r.left >= 0 && r.right <= vw,
+                   scrollable: !!scrolls});
+}
+for (const s of document.querySelectorAll('#status .status[data-pool]')) {
+  const r = s.getBoundingClientRect();
+  out.status.push({pool: s.dataset.pool, state: s.dataset.state, top: r.top, height: r.height, right: r.right,
+                   text: s.innerText});
+}
+for (const w of document.querySelectorAll('.table-wrap')) {
+  out.wraps.push({id: w.closest('section').id, scroll: w.scrollWidth, client: w.clientWidth});
+}
+return out;
+"""
+
+
+def full_page_shot(browser, width: int, path: Path) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    browser.set_window_size(width, 900)
+    facts = browser.execute_script(LAYOUT)
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(width, min(height + 160, 16000))  # the whole page in one picture
+    browser.save_screenshot(str(path))
+    browser.set_window_size(width, 900)
+    return facts  # type: ignore[no-any-return]
+
+
+def test_screenshots_at_1366_and_390_px_read_well(live_url: str, browser, redis_client, drain, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # a blocked pool with a long reason, a failed open_rollback task and long repository names: the hard cases
+    rollback_state.save(redis_client, rollback_state.RollbackState(
+        pool="self-hosted", repo="octo-organisation-with-a-long-name/a-repository-with-a-rather-long-name",
+        state="blocked", reason="the GitHub App is not configured (open /setup): no installation token can be "
+        "made for octo-organisation-with-a-long-name/a-repository-with-a-rather-long-name"), event="blocked")
+    rq_tasks.enqueue(rq_tasks.OPEN_ROLLBACK, "retired-pool", "octo/app", connection=redis_client,
+                     job_id="rollback_retired-pool")
+    rq_tasks.queue("events", redis_client).enqueue("json.loads", "b-0-2", job_id="b-0-2_timings")
+    drain()
+    browser.get(live_url + "/login")
+    browser.find_element(By.ID, "token").send_keys(ADMIN)
+    browser.find_element(By.ID, "login-button").click()
+    wait_for(browser, "#status .status")
+    folder = Path(SHOTS) if SHOTS else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    for width in (1366, 390):
+        shot = folder / f"dashboard-{width}.png"
+        facts = full_page_shot(browser, width, shot)
+        assert shot.stat().st_size > 20_000, shot  # a picture of a page, not a blank
+        assert facts["page"] <= facts["vw"] and facts["body"] <= facts["vw"], facts  # no sideways scrolling
+        assert facts["replay"], "no Replay button on the page"
+        for button in facts["replay"]:
+            assert button["width"] > 0 and (button["inside"] or button["scrollable"]), (width, button)
+        assert [s["pool"] for s in facts["status"]] == ["self-hosted"], facts["status"]
+        line = facts["status"][0]
+        assert line["state"] == "blocked" and "self-hosted: blocked" in line["text"]
+        assert "the GitHub App is not configured" in line["text"] and "set up the App" in line["text"]
+        assert line["top"] < facts["firstSection"] and line["right"] <= facts["vw"], line  # on top, not cut off
+        if width == 1366:  # a desktop: every table fits its section, nothing scrolls inside
+            assert all(w["scroll"] <= w["client"] for w in facts["wraps"]), facts["wraps"]
+            assert all(b["inside"] for b in facts["replay"])
 
 
 def test_a_tab_in_next_never_sends_the_browser_to_another_host(live_url: str, browser) -> None:  # type: ignore[no-untyped-def]

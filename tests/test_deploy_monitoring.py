@@ -33,7 +33,6 @@ PENDING_METRICS = frozenset({
     "runnerguard_host_up",
     "runnerguard_host_disk_used_ratio",
     "runnerguard_host_runner",
-    "runnerguard_watchdog_total",
 })
 # The rollback state being added beside them (a trigger fired and the PR could not be opened); same rule.
 PENDING_ROLLBACK_STATES = frozenset({"blocked"})

@@ -28,7 +28,7 @@ def test_report_table(app, recorded) -> None:  # type: ignore[no-untyped-def]
     result = app.test_cli_runner().invoke(args=["report"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].startswith("Phase 3 scorecard")
+    assert lines[0].startswith("How each pool did against its targets")
     assert lines[1].split() == ["pool", "measure", "target", "actual", "result"]
     failure = next(line for line in lines if "Failure rate" in line)
     assert "self-hosted" in failure and "20.0%" in failure and "FAIL" in failure

@@ -95,7 +95,7 @@ def _authenticate() -> None:
 
 def _before() -> Response | None:
     g.request_id = uuid.uuid4().hex[:16].upper()
-    if request.path.startswith("/_sim"):
+    if request.path.startswith("/_sim") or request.blueprint == "sim_web":
         return None
     simulator = sim()
     headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
@@ -139,7 +139,7 @@ def _before() -> Response | None:
 
 def _after(response: Response) -> Response:
     response.headers["X-GitHub-Request-Id"] = g.get("request_id", "")
-    if request.path.startswith("/_sim"):
+    if request.path.startswith("/_sim") or request.blueprint == "sim_web":
         return response
     simulator = sim()
     remaining, reset = simulator.rate(g.get("principal", "anonymous"))
@@ -173,6 +173,7 @@ def create_simulator(*, app_id: int, app_public_key_pem: bytes | RSAPublicKey, *
         routes_issues,
         routes_pulls,
         routes_repo,
+        web_pages,
     )
 
     key = app_public_key_pem
@@ -188,6 +189,6 @@ def create_simulator(*, app_id: int, app_public_key_pem: bytes | RSAPublicKey, *
     app.register_error_handler(404, lambda _e: json_response(ApiError(404, "Not Found").body(), 404))
     app.register_error_handler(405, lambda _e: json_response(ApiError(404, "Not Found").body(), 404))
     for blueprint in (routes_app.bp, routes_repo.bp, routes_pulls.bp, routes_actions.bp, routes_issues.bp, control.bp,
-                      control_actions.bp):
+                      control_actions.bp, web_pages.bp):
         app.register_blueprint(blueprint)
     return app

@@ -21,11 +21,13 @@ _not_found = NotFound()
 class SimulatorServer:
     """`SimulatorServer(app_id=..., app_public_key_pem=...)`: serving at `.url` until `.stop()`.
 
+    `own_web_url=True`: the `html_url`s it hands out (pull requests, jobs) are its own pages, not github.com's.
+
     Control methods of `Simulator` (add_repo, install, fail_next, ...) are reachable on the server itself.
     """
 
     def __init__(self, *, app_id: int, app_public_key_pem: bytes | RSAPublicKey, host: str = "127.0.0.1",
-                 port: int = 0, prefix: str = "", **options: Any) -> None:
+                 port: int = 0, prefix: str = "", own_web_url: bool = False, **options: Any) -> None:
         self.app = create_simulator(app_id=app_id, app_public_key_pem=app_public_key_pem, **options)
         self.sim: Simulator = self.app.extensions["github_simulator"]
         self.prefix = prefix.rstrip("/")
@@ -33,6 +35,9 @@ class SimulatorServer:
         wsgi: Any = DispatcherMiddleware(_not_found, {self.prefix: self.app}) if self.prefix else self.app
         self._server = make_server(host, port, wsgi, threaded=True)
         self.host, self.port = host, self._server.server_port
+        if own_web_url:
+            # html_urls point at the simulator's own pages (web_pages.py) instead of github.com.
+            self.sim.web_url = self.url
         # A short poll interval keeps stop() (and so every test's teardown) fast.
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="github-simulator", daemon=True)

@@ -1,4 +1,4 @@
-"""`flask --app app report` (the Phase 3 scorecard as a table) and `flask --app app export` (raw job timings)."""
+"""`flask --app app report` (the scorecard as a table) and `flask --app app export` (raw job timings)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ EXPORT_FIELDS = ("repo", "job_id", "run_id", "run_attempt", "workflow", "name", 
                  "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds")
 EXPORT_BATCH = 500
 BAD_SINCE = "--since must be a duration such as 7d, 24h or 90m, or an ISO 8601 time with a zone, got {raw!r}"
-REPORT_TITLE = "Phase 3 scorecard (last 7 days; fallback activation: last 30 days)"
+REPORT_TITLE = "How each pool did against its targets (last 7 days; time spent rolled back: last 30 days)"
 SUMMARY = "{passed} of {total} targets met, {missing} without data"
 
 
@@ -45,7 +45,7 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-@click.command("report", help="Show the Phase 3 scorecard per pool: target, actual, pass/fail.")
+@click.command("report", help="Show how each pool did against its targets: target, actual, pass/fail.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @with_appcontext
 def report_command(fmt: str) -> None:

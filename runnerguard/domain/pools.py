@@ -18,9 +18,21 @@ class Pool:
     hosts: tuple[str, ...] = ()
     fallback: str = DEFAULT_FALLBACK
     rollback: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
+    runners: int | None = None  # declared `runners = N`; else one runner per host (see runner_count)
+    scorecard: dict[str, object] = field(default_factory=dict, hash=False, compare=False)
     # The no-policy pool stands for "every self-hosted runner": it takes any job that asked for `self-hosted`,
     # whatever other labels came with it, since we cannot know which labels its runners carry.
     any_self_hosted: bool = False
+    # The watchdog (issue #15): a job running longer than max_run is cancelled, force-cancelled force_after later;
+    # a job the runner lost is re-run once when retry_runner_failures is 1.
+    max_run_seconds: int | None = None
+    force_after_seconds: int = 300
+    retry_runner_failures: int = 1
+
+    @property
+    def runner_count(self) -> int:
+        """How many jobs the pool can run at once: `runners = N`, else its hosts (one runner each), else one."""
+        return self.runners or len(self.hosts) or 1
 
     def can_take(self, requested: Iterable[str]) -> bool:
         if self.any_self_hosted:

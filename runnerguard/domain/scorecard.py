@@ -1,4 +1,4 @@
-"""The Phase 3 scorecard, computed per pool from recorded job times: pure (records in, rows out)."""
+"""The scorecard, computed per pool from recorded job times against its targets: pure (records in, rows out)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ DEFAULT_IGNORED = frozenset({"cancelled", "skipped"})
 # Every state but healthy: from the rollback PR's opening until the restore PR merges, the pool is not trusted.
 IN_FORCE_STATES = frozenset({"pr_open", "rolled_back", "restoring"})
 
-# The targets from "Success Metrics for Phase 3" (shared/context/self-hosted-runner-status.md).
+# The seed's targets (its "Success Metrics for Phase 3"); a policy's [scorecard] table sets its own (Targets).
 BUILD_TIME_TARGET = 30 * 60
 CACHE_HIT_TARGET = 0.80
 CONCURRENCY_TARGET = 3
@@ -46,6 +46,18 @@ METRIC_TITLES = {
 
 
 @dataclass(frozen=True)
+class Targets:
+    """What a pool should reach. `peak_concurrency` follows the pool's size: the policy sets it to its runner count."""
+
+    build_time: int = BUILD_TIME_TARGET
+    cache_hit_rate: float = CACHE_HIT_TARGET
+    peak_concurrency: int = CONCURRENCY_TARGET
+    failure_rate: float = FAILURE_RATE_TARGET
+    completion_rate: float = COMPLETION_TARGET
+    fallback_activation: float = FALLBACK_TARGET
+
+
+@dataclass(frozen=True)
 class PoolInput:
     """One pool's data for the scorecard."""
 
@@ -58,6 +70,7 @@ class PoolInput:
     failed_conclusions: frozenset[str] = DEFAULT_FAILED
     ignored_conclusions: frozenset[str] = DEFAULT_IGNORED
     jobs_in_fallback_window: int | None = None  # when None, counted from `jobs`
+    targets: Targets = Targets()
 
 
 @dataclass(frozen=True)
@@ -108,6 +121,10 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def _minutes_short(seconds: float) -> str:
+    return f"{seconds / 60:g} min"
+
+
 def _pct(value: float) -> str:
     return f"{value * 100:.1f}%"
 
@@ -121,30 +138,30 @@ def _row(pool: str, metric: str, target: str, actual: float | None, text: str, *
 
 def rows_for(data: PoolInput, summary: Summary, *, now: float) -> list[Row]:
     """The seven rows of one pool from the summary of its window (the fallback share looks back 30 days)."""
-    pool = data.pool
+    pool, goal = data.pool, data.targets
     median = percentile(summary.success_runs, 0.5)
-    rows = [_row(pool, "build_time", f"< {BUILD_TIME_TARGET // 60} min", median, _minutes(median or 0),
-                 ok=median is not None and median < BUILD_TIME_TARGET,
+    rows = [_row(pool, "build_time", f"< {_minutes_short(goal.build_time)}", median, _minutes(median or 0),
+                 ok=median is not None and median < goal.build_time,
                  detail=f"{len(summary.success_runs)} successful jobs")]
 
     rate = data.cache_hits / data.cache_lookups if data.cache_lookups else None
-    rows.append(_row(pool, "cache_hit_rate", f"> {CACHE_HIT_TARGET:.0%}", rate, _pct(rate or 0),
-                     ok=rate is not None and rate > CACHE_HIT_TARGET,
+    rows.append(_row(pool, "cache_hit_rate", f"> {goal.cache_hit_rate:.0%}", rate, _pct(rate or 0),
+                     ok=rate is not None and rate > goal.cache_hit_rate,
                      detail=f"{data.cache_hits} hits of {data.cache_lookups} pre-warms in 7 days"))
 
     peak = float(summary.peak) if summary.ran else None
-    rows.append(_row(pool, "peak_concurrency", f">= {CONCURRENCY_TARGET}", peak, f"{int(peak or 0)}",
-                     ok=peak is not None and peak >= CONCURRENCY_TARGET,
+    rows.append(_row(pool, "peak_concurrency", f">= {goal.peak_concurrency}", peak, f"{int(peak or 0)}",
+                     ok=peak is not None and peak >= goal.peak_concurrency,
                      detail="the most whose run times overlapped"))
 
     failure = summary.failed / summary.counted if summary.counted else None
-    rows.append(_row(pool, "failure_rate", f"< {FAILURE_RATE_TARGET:.0%}", failure, _pct(failure or 0),
-                     ok=failure is not None and failure < FAILURE_RATE_TARGET,
+    rows.append(_row(pool, "failure_rate", f"< {goal.failure_rate:.0%}", failure, _pct(failure or 0),
+                     ok=failure is not None and failure < goal.failure_rate,
                      detail=f"{summary.failed} failed of {summary.counted} finished"))
 
     completion = summary.reached / summary.settled if summary.settled else None
-    rows.append(_row(pool, "completion_rate", f"> {COMPLETION_TARGET:.0%}", completion, _pct(completion or 0),
-                     ok=completion is not None and completion > COMPLETION_TARGET,
+    rows.append(_row(pool, "completion_rate", f"> {goal.completion_rate:.0%}", completion, _pct(completion or 0),
+                     ok=completion is not None and completion > goal.completion_rate,
                      detail=f"{summary.reached} reached success or failure of {summary.settled} queued"))
 
     stuck = data.stuck_after_seconds
@@ -159,8 +176,8 @@ def rows_for(data: PoolInput, summary: Summary, *, now: float) -> list[Row]:
     # No rollback and no job in 30 days says nothing about the pool: that is "no data", not a 0% pass.
     known = bool(data.rollback_periods) or recent > 0
     share = in_force_share(data.rollback_periods, fallback_since, now) if known else None
-    rows.append(_row(pool, "fallback_activation", f"< {FALLBACK_TARGET:.0%}", share, _pct(share or 0),
-                     ok=share is not None and share < FALLBACK_TARGET,
+    rows.append(_row(pool, "fallback_activation", f"< {goal.fallback_activation:.0%}", share, _pct(share or 0),
+                     ok=share is not None and share < goal.fallback_activation,
                      detail=f"{len(data.rollback_periods)} rollback periods"))
     return rows
 
@@ -181,6 +198,6 @@ def score(pools: Iterable[PoolInput], *, now: float, window: int = WEEK) -> list
 
 
 __all__ = [  # the pure pieces callers and tests take from here, wherever they live
-    "COMPLETED_CONCLUSIONS", "FAIL", "NO_DATA", "PASS", "JobTimes", "PoolInput", "Row", "Rule", "Summary",
+    "COMPLETED_CONCLUSIONS", "FAIL", "NO_DATA", "PASS", "JobTimes", "PoolInput", "Row", "Rule", "Summary", "Targets",
     "in_force_share", "peak_concurrency", "percentile", "periods_from_history", "rows_for", "score", "score_pool",
 ]

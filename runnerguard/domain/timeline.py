@@ -153,5 +153,7 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
         queue_seconds=queue_seconds,
         run_seconds=run_seconds,
         seen={action: record["seen"][action] for action in sorted(record["seen"])},
+        # "rest" when the most advanced state was read back from GitHub's API (the watchdog), not delivered
+        source=snapshots[top].get("source") or "webhook",
     )
     return record

@@ -231,6 +231,7 @@ class Job:
     completed_at: datetime | None
     run_attempt: int = 1
     steps: tuple[Step, ...] = ()
+    runner_id: int | None = None  # set once a runner took the job (the timeline's "it ran")
 
     @classmethod
     def from_json(cls, data: Any) -> Job:
@@ -256,6 +257,7 @@ class Job:
             completed_at=time_field(d, "completed_at", "job", optional=True),
             run_attempt=attempt_from(d, "job"),
             steps=steps_from(d.get("steps"), "job"),
+            runner_id=opt(d, "runner_id", int, "job"),
         )
 
 

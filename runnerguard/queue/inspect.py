@@ -20,6 +20,16 @@ class FailedTask:
     task: str
     ended_at: float | None
     error: str
+    delivery: str | None = None  # the delivery, only for tasks that serve one (open_rollback's first id is a pool)
+
+
+def delivery_of(func_name: str, job_id: str, first: str | None) -> str | None:
+    """The delivery a failed task served: its first id, when the task is one of those that take a delivery."""
+    spec = tasks.spec_for(func_name)
+    if spec is not None:
+        return first if spec.takes_delivery else None
+    # Outside the table (refused by the worker): a delivery task's job id starts with its delivery (job_id_for).
+    return first if first and job_id.startswith(first + "_") else None
 
 
 def _names(client: redis.Redis, configured: tuple[str, ...]) -> list[str]:
@@ -50,10 +60,11 @@ def failed_tasks(client: redis.Redis, configured: tuple[str, ...], *, limit: int
                 args, func_name = (), "<unreadable>"
             result = job.latest_result()
             error = ((result.exc_string if result is not None else None) or "").strip().splitlines()
+            first = args[0] if args and isinstance(args[0], str) else None
             found.append(FailedTask(
-                queue=name, id=job.id, guid=args[0] if args and isinstance(args[0], str) else None,
+                queue=name, id=job.id, guid=first,
                 task=func_name.rsplit(".", 1)[-1], ended_at=job.ended_at.timestamp() if job.ended_at else None,
-                error=error[-1][:200] if error else "",
+                error=error[-1][:200] if error else "", delivery=delivery_of(func_name, job.id, first),
             ))
     found.sort(key=lambda row: row.ended_at or 0.0, reverse=True)
     return found[:limit]

@@ -68,10 +68,17 @@ SWEEP = TaskSpec("sweep", "handlers.rollback.sweep", GITHUB, timeout=600, result
 RECOVER = TaskSpec("recover", "handlers.recovery.recover_deliveries", GITHUB, timeout=900, result_ttl=3600, retry=())
 TRIM = TaskSpec("trim", "handlers.maintenance.trim", EVENTS, result_ttl=3600, retry=())
 WARM_DASHBOARD = TaskSpec("warm_dashboard", "handlers.maintenance.warm_dashboard", EVENTS, result_ttl=600, retry=())
+# The watchdog (each call it makes is claimed first, so a second worker or the next tick never repeats one).
+WATCHDOG_TIMEOUTS = TaskSpec("watchdog_timeouts", "handlers.watchdog.sweep_timeouts", GITHUB, result_ttl=600,
+                             retry=())
+WATCHDOG_STRANDED = TaskSpec("watchdog_stranded", "handlers.watchdog.find_stranded", GITHUB, result_ttl=600,
+                             retry=())
+WATCHDOG_RERUN = TaskSpec("watchdog_rerun", "handlers.watchdog.rerun_runner_failures", GITHUB, result_ttl=600,
+                          retry=())
 
 TASKS: dict[str, TaskSpec] = {spec.path: spec for spec in (
     TIMINGS, ROLLBACK_CHECK, ROLLBACK_PR, PREWARM, OPEN_ROLLBACK, RESTORE_ROLLBACK, MANUAL_ROLLBACK, BULK_REPLAY,
-    SWEEP, RECOVER, TRIM, WARM_DASHBOARD,
+    SWEEP, RECOVER, TRIM, WARM_DASHBOARD, WATCHDOG_TIMEOUTS, WATCHDOG_STRANDED, WATCHDOG_RERUN,
 )}
 # Old dotted path -> current one, kept for FAILURE_TTL after a rename (a requeued failed job still runs).
 ALIASES: dict[str, str] = {}

@@ -45,7 +45,7 @@ def pool_input(client: redis.Redis, policy: Policy, pool: str, *, now: float,
         stuck_after_seconds=rule.stuck_after_seconds, failed_conclusions=rule.failed,
         ignored_conclusions=rule.ignored,
         # the fallback share looks back 30 days: a count is all it needs of the jobs there (O(log n))
-        jobs_in_fallback_window=int(recent),
+        jobs_in_fallback_window=int(recent), targets=policy.targets_for(pool),
     )
 
 

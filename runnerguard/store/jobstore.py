@@ -21,6 +21,7 @@ __all__ = ["CountingRule"]
 PUBLIC_FIELDS = (
     "repo", "job_id", "run_id", "run_attempt", "workflow", "name", "labels", "pools", "runner_name", "status",
     "conclusion", "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds", "created_at_approximate",
+    "source",
 )
 
 
@@ -106,6 +107,9 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
     if created is not None:
         pipe.zadd(keys.JOBS_BY_CREATED, {job: created})
         pipe.zadd(keys.repo_created(repo), {job: created})
+    # Not completed: the watchdog's stranded-job check looks here (score: the last sign of progress).
+    _set_membership(pipe, keys.JOBS_OPEN, job, (started if started is not None else created)
+                    if completed is None else None)
     if completed is not None:
         _set_membership(pipe, keys.repo_finished(repo), job, completed if counted else None)
         _set_membership(pipe, keys.repo_failed(repo), job, completed if failed else None)
@@ -119,6 +123,8 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
         _set_membership(pipe, keys.pool_waiting(pool), job, created if waiting else None)
         if started is not None:
             pipe.zadd(keys.pool_started(pool), {job: started})
+        # Running: the watchdog's timeout sweep reads the oldest of these, O(log n + hung jobs) a minute.
+        _set_membership(pipe, keys.pool_running(pool), job, started if completed is None else None)
         if completed is not None:
             _set_membership(pipe, keys.pool_finished(pool), job, completed if counted else None)
             _set_membership(pipe, keys.pool_failed(pool), job, completed if failed else None)
@@ -233,6 +239,23 @@ def find(
     return records[:limit]
 
 
+def running_before(client: redis.Redis, pool: str, before: float, limit: int = 200) -> list[str]:
+    """Members of the pool's jobs started at or before `before` and not completed, longest running first."""
+    members = client.zrangebyscore(keys.pool_running(pool), "-inf", before, start=0, num=limit)
+    return [m.decode() for m in members]  # type: ignore[union-attr]
+
+
+def open_before(client: redis.Redis, before: float, limit: int = 500) -> list[str]:
+    """Members of jobs not completed whose last sign of progress (start, else creation) is at or before `before`."""
+    members = client.zrangebyscore(keys.JOBS_OPEN, "-inf", before, start=0, num=limit)
+    return [m.decode() for m in members]  # type: ignore[union-attr]
+
+
+def forget_open(client: redis.Redis, record: dict[str, Any]) -> None:
+    """GitHub no longer knows the job (404): stop asking about it. A later delivery of the job indexes it again."""
+    client.zrem(keys.JOBS_OPEN, member(record))
+
+
 def failed_jobs(client: redis.Redis, pool: str, since: float, limit: int = 50) -> list[dict[str, Any]]:
     """The most recent failed jobs of a pool in the window (the evidence in a rollback PR)."""
     members = client.zrevrangebyscore(keys.pool_failed(pool), "+inf", since, start=0, num=limit)
@@ -243,10 +266,11 @@ def trim_indexes(client: redis.Redis, *, retention_seconds: int, now: float) -> 
     """Retention for pools and repos that stopped getting jobs (active ones are trimmed as they are written)."""
     cutoff = now - retention_seconds
     pipe = client.pipeline(transaction=False)
-    indexes = [keys.JOBS_BY_CREATED]
+    indexes = [keys.JOBS_BY_CREATED, keys.JOBS_OPEN]
     for pool in (m.decode() for m in client.smembers(keys.POOLS_SEEN)):  # type: ignore[union-attr]
-        # also the two a write does not trim: waiting jobs (left by a lost "started" delivery), repos by last job
-        indexes += [*_pool_time_indexes(pool), keys.pool_waiting(pool), keys.pool_repos(pool)]
+        # also those a write does not trim: waiting jobs (left by a lost "started" delivery), repos by last job,
+        # running jobs (left by a lost "completed" delivery the watchdog could not read back)
+        indexes += [*_pool_time_indexes(pool), keys.pool_waiting(pool), keys.pool_repos(pool), keys.pool_running(pool)]
     for repo in (m.decode() for m in client.smembers(keys.REPOS_SEEN)):  # type: ignore[union-attr]
         indexes += _repo_time_indexes(repo)
     for index in indexes:

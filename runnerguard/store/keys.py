@@ -203,6 +203,21 @@ def watchdog(repo_id: int, job_id: int) -> str:
     return f"{PREFIX}:watchdog:{repo_id}:{job_id}"
 
 
+def watchdog_checked(repo_id: int, job_id: int) -> str:
+    """String (epoch seconds, with a TTL): when the watchdog last asked GitHub about a job not seen complete."""
+    return f"{PREFIX}:watchdog:checked:{repo_id}:{job_id}"
+
+
+def pool_running(pool: str) -> str:
+    """Zset "repo_id:job_id" -> started_at of jobs of the pool started and not completed (the watchdog's sweep)."""
+    return f"{PREFIX}:pool:{pool}:running"
+
+
+JOBS_OPEN = f"{PREFIX}:jobs:open"  # zset "repo_id:job_id" -> started_at, else created_at, of jobs not completed
+WATCHDOG_BLOCKED = f"{PREFIX}:watchdog:blocked"  # hash repo (lower) -> JSON: why the watchdog cannot act there
+WATCHDOG_RECENT = f"{PREFIX}:watchdog:recent"  # list of JSON: the watchdog's latest actions, newest first
+
+
 def periodic_slot(task: str, slot: int) -> str:
     """String with a TTL: the scheduler that set it enqueues `task` for this interval slot; the others skip it."""
     return f"{PREFIX}:cron:{task}:{slot}"

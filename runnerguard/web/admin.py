@@ -10,6 +10,7 @@ from config.policy import NAME_RE
 from runnerguard.domain import timeparse
 from runnerguard.errors import InvalidInput
 from runnerguard.store import jobstore
+from runnerguard.store import watchdog as watchdog_store
 from runnerguard.store.prewarm_stats import cache_rows
 from runnerguard.web.auth import require_admin
 from runnerguard.web.openapi import OPENAPI
@@ -41,7 +42,8 @@ def list_jobs() -> Response:
         web.redis, repo=request.args.get("repo") or None, pool=request.args.get("pool") or None,
         since=parse_since(request.args.get("since")), limit=parse_limit(request.args.get("limit")),
     )
-    return jsonify(jobs=[jobstore.public(r) for r in records])
+    marks = watchdog_store.load_many(web.redis, [(r["repo_id"], r["job_id"]) for r in records])
+    return jsonify(jobs=[{**jobstore.public(r), "watchdog": mark} for r, mark in zip(records, marks, strict=True)])
 
 
 @bp.get("/pools")

@@ -1,4 +1,4 @@
-"""The dashboard (`/`, session login), its replay form, and the scorecard as JSON (`/api/scorecard`)."""
+"""The dashboard (`/`, session login), its replay form, its icon, and the scorecard as JSON (`/api/scorecard`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import time
 from flask import Blueprint, Response, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from runnerguard.domain.links import web_bases
 from runnerguard.errors import NotFound
 from runnerguard.services import replay
 from runnerguard.services import reports as report_data
@@ -19,6 +20,10 @@ bp = Blueprint("dashboard", __name__, template_folder="templates")
 GUID_MAX = 64
 REPLAYED = "Replaying delivery {guid}: {tasks}."
 REPLAY_UNKNOWN = "No delivery {guid} is recorded (it may have expired)."
+# A shield on a dark square: the browser's tab icon, served so /favicon.ico is never a 404.
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" '
+           'fill="#111827"/><path d="M16 5l9 3.5v6.5c0 6-4 10-9 12-5-2-9-6-9-12V8.5z" fill="#16a34a"/>'
+           '<path d="M11.5 16.5l3 3 6-6.5" stroke="#fff" stroke-width="2.5" fill="none"/></svg>')
 
 
 @bp.get("/")
@@ -26,17 +31,25 @@ REPLAY_UNKNOWN = "No delivery {guid} is recorded (it may have expired)."
 def index() -> str:
     web = state()
     now = time.time()
+    bases = web_bases(web.settings.github_web_url)
     return render_template(
         "dashboard.html",
         now=now,
         generated=time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(now)),
+        statuses=dashboard_data.statuses(web.redis, web.policy, now=now,
+                                         app_configured=bool(web.settings.github_app_id), web_bases=bases),
         pools=dashboard_data.pool_views(web.redis, web.policy, now=now),
         caches=dashboard_data.cache_rows(web.redis),
-        rollbacks=dashboard_data.rollbacks(web.redis),
-        jobs=dashboard_data.latest_jobs(web.redis),
+        rollbacks=dashboard_data.rollbacks(web.redis, bases),
+        jobs=dashboard_data.latest_jobs(web.redis, bases),
         deliveries=dashboard_data.recent_deliveries(web.redis),
         failed=dashboard_data.failed_tasks(web.redis, web.settings.queues),
     )
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    return Response(FAVICON, mimetype="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
 
 
 @bp.post("/dashboard/deliveries/<guid>/replay")

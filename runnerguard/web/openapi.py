@@ -40,6 +40,10 @@ JOB = {"type": "object", "properties": {
     "queue_seconds": NULLABLE_NUM, "run_seconds": NULLABLE_NUM,
     # true when no delivery carried created_at (older GHES): created_at is then the best time known
     "created_at_approximate": {"type": "boolean", "nullable": True},
+    # "rest" when the job's latest state was read back from GitHub's API by the watchdog
+    "source": {"type": "string", "nullable": True},
+    # what the watchdog did to the job: cancelled_at, forced_at, rerun_at (epoch seconds), reason
+    "watchdog": {"type": "object", "nullable": True},
 }, "required": ["repo", "job_id", "labels", "pools", "status"]}
 DELIVERY = {"type": "object", "properties": {
     "guid": {"type": "string"}, "event": {"type": "string"}, "action": NULLABLE_STR, "repo": NULLABLE_STR,
@@ -148,7 +152,7 @@ OPENAPI: dict[str, Any] = {
             "responses": {"202": _json(QUEUED, "queued"), **_errors(400, *AUTH, 404, 409)},
         }},
         "/api/scorecard": {"get": {
-            "summary": "The Phase 3 scorecard per pool: target, actual, pass/fail",
+            "summary": "The scorecard per pool (targets from the policy): target, actual, pass/fail",
             "responses": {"200": _json({"type": "object", "properties": {
                 "generated_at": {"type": "number"}, "window_days": {"type": "integer"},
                 "rows": {"type": "array", "items": {"type": "object", "properties": {
@@ -156,6 +160,20 @@ OPENAPI: dict[str, Any] = {
                     "target": {"type": "string"}, "actual": NULLABLE_NUM, "actual_text": {"type": "string"},
                     "status": {"type": "string"}}, "required": ["pool", "metric", "target", "status"]}}},
                 "required": ["rows"]}), **_errors(*AUTH)},
+        }},
+        "/api/watchdog": {"get": {
+            "summary": "The watchdog per pool (max_run, force_after, retries; blocked without a permission)",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "pools": {"type": "array", "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "max_run_seconds": NULLABLE_INT,
+                    "force_after_seconds": {"type": "integer"}, "retry_runner_failures": {"type": "integer"},
+                    "state": {"type": "string", "enum": ["watching", "off", "blocked"]}, "reason": NULLABLE_STR},
+                    "required": ["name", "state"]}},
+                "blocked": {"type": "array", "items": {"type": "object", "properties": {
+                    "repo": {"type": "string"}, "permission": {"type": "string"}, "reason": {"type": "string"},
+                    "at": {"type": "number"}}, "required": ["repo", "permission", "reason", "at"]}},
+                "recent": {"type": "array", "items": {"type": "object"}}},
+                "required": ["pools", "blocked", "recent"]}), **_errors(*AUTH)},
         }},
         "/api/caches": {"get": {
             "summary": "Pre-warmed caches per host",

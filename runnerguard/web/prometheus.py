@@ -25,6 +25,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "runnerguard_cache_hit_rate": ("gauge", "Pre-warm hits over all pre-warms of a cache on a host."),
     "runnerguard_queue_depth": ("gauge", "Tasks waiting in an RQ queue."),
     "runnerguard_failed_tasks": ("gauge", "Tasks in an RQ queue's failed registry."),
+    "runnerguard_watchdog_total": ("counter", "The watchdog's cancels, force-cancels and re-runs, by pool and action."),
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Bounds every label set shows even before an observation reached them (written as metrics.observe_on writes them).
@@ -151,7 +152,7 @@ def render(scrape: Scrape) -> str:
     """The whole exposition, families in a stable order, ending with a newline."""
     plain, histograms = _stored(scrape.counters)
     out: list[str] = []
-    for name in ("runnerguard_webhook_deliveries_total", "runnerguard_jobs_total"):
+    for name in ("runnerguard_webhook_deliveries_total", "runnerguard_jobs_total", "runnerguard_watchdog_total"):
         out += _family(name, plain.pop(name, {}))
     for name in ("runnerguard_job_queue_seconds", "runnerguard_job_run_seconds"):
         out += _histogram(name, FAMILIES[name][1], histograms.pop(name, {}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 from markupsafe import Markup, escape
 
@@ -22,8 +23,13 @@ def _fmt_day(t: float) -> str:
 def line_chart(
     title: str, series: Sequence[Series], *, since: float, until: float,
     fmt: Callable[[float], str], y_max: float | None = None, hline: float | None = None, hline_label: str = "",
+    mark_last: bool = False,
 ) -> Markup:
-    """A line per series over [since, until]; gaps (None) break the line; an optional dashed reference line."""
+    """A line per series over [since, until]; gaps (None) break the line; an optional dashed reference line.
+
+    `mark_last`: the first series' latest value as a labelled point, and a marker where it crossed `hline` upwards
+    (the latest crossing labelled with its time), so "where is it now, and since when" reads at a glance.
+    """
     values = [v for s in series for _, v in s.points if v is not None]
     top = max([*values, hline or 0.0, y_max or 0.0, 1e-9])
     if y_max is None:
@@ -63,11 +69,42 @@ def line_chart(
                 parts.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"/>')
         parts.append(f'<text x="{LEFT + 8 + 70 * n}" y="{TOP + 14}" fill="{colour}" class="legend">'
                      f"{escape(line.name)}</text>")
+    if mark_last and series:
+        parts += _marks(series[0].points, x, y, fmt, hline)
     if not values:
         parts.append(f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" class="empty" text-anchor="middle">'
                      f"{NO_DATA}</text>")
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every piece of text in it went through escape()
+
+
+def _marks(points: Sequence[tuple[float, float | None]], x: Callable[[float], float], y: Callable[[float], float],
+           fmt: Callable[[float], str], hline: float | None) -> list[str]:
+    known = [(t, v) for t, v in points if v is not None]
+    if not known:
+        return []
+    out = []
+    if hline is not None:
+        crossings = [(t0 + (hline - v0) / (v1 - v0) * (t1 - t0))
+                     for (t0, v0), (t1, v1) in pairwise(known) if v0 <= hline < v1]
+        for n, t in enumerate(crossings):
+            out.append(f'<path class="crossing" d="M{x(t):.1f},{y(hline) - 7:.1f} l-5,-9 h10 z">'
+                       f"<title>crossed {escape(fmt(hline))} at {escape(_fmt_time(t))}</title></path>")
+            if n == len(crossings) - 1:
+                anchor = "end" if x(t) > LEFT + (WIDTH - LEFT - RIGHT) * 0.6 else "start"
+                shift = -8 if anchor == "end" else 8
+                out.append(f'<text x="{x(t) + shift:.1f}" y="{y(hline) - 9:.1f}" class="crossing-label" '
+                           f'text-anchor="{anchor}">crossed {escape(_fmt_time(t))}</text>')
+    t, v = known[-1]
+    out.append(f'<circle class="last" cx="{x(t):.1f}" cy="{y(v):.1f}" r="5"/>')
+    label_y = y(v) + 18 if y(v) < TOP + 18 else y(v) - 9
+    out.append(f'<text class="last-label" x="{x(t) - 8:.1f}" y="{label_y:.1f}" text-anchor="end">'
+               f"now {escape(fmt(v))}</text>")
+    return out
+
+
+def _fmt_time(t: float) -> str:
+    return time.strftime("%a %d %H:%M", time.gmtime(t))
 
 
 def _runs(points: Sequence[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
