@@ -8,17 +8,22 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from config import ConfigError, Settings, load_policy, load_settings
+from config.notify_env import load_notify
 from runnerguard import logs
 from runnerguard.cli import deliveries as cli
 from runnerguard.cli import errors as cli_errors
+from runnerguard.cli import hosts as cli_hosts
+from runnerguard.cli import notify as cli_notify
 from runnerguard.cli import report as cli_report
 from runnerguard.errors import RunnerguardError, Unavailable
 from runnerguard.store import connection
 from runnerguard.web import (
     admin,
+    agent,
     dashboard,
     deliveries,
     health,
+    hosts_api,
     metrics,
     rollbacks,
     session_auth,
@@ -34,12 +39,13 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     """Build the app; settings default to the environment (a bad one raises ConfigError before anything starts)."""
     try:
         settings = settings or load_settings()
+        policy = load_policy(settings.policy_path)
+        load_notify(policy.notifiers)  # a notifier's missing or bad secret stops start-up, as a bad policy does
     except ConfigError as exc:
         if click.get_current_context(silent=True) is not None:
             # Under the flask command: one line naming the key, not a traceback from inside the app factory.
             raise cli_errors.config_error(exc) from None
         raise
-    policy = load_policy(settings.policy_path)
     logs.configure(settings.log_level)
     # REDIS_URL, or the primary the Sentinels name; short timeouts: a delivery is answered well within GitHub's 10 s.
     client = redis_client or connection.connect(settings, socket_timeout=connection.web_socket_timeout(settings),
@@ -51,13 +57,17 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     app.json.sort_keys = False  # type: ignore[attr-defined]
     intake = Intake(settings=settings, policy=policy, client=client)
     state.init_app(app, state.WebState(settings=settings, policy=policy, redis=client, intake=intake))
-    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp, watchdog.bp):
+    for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp, hosts_api.bp,
+                      watchdog.bp):
         app.register_blueprint(blueprint)
+    agent.init_app(app, redis_url=settings.redis_url, limit=settings.agent_long_polls)
     cli.init_app(app)
     session_auth.init_app(app)  # the dashboard's login: session cookie settings, CSRF token, /login, /logout
     for blueprint in (metrics.bp, dashboard.bp, setup.bp):
         app.register_blueprint(blueprint)
     cli_report.init_app(app)
+    cli_hosts.init_app(app)
+    cli_notify.init_app(app)
     cli_errors.init_app(app)  # after every command is registered
 
     @app.errorhandler(HTTPException)

@@ -20,6 +20,7 @@ from runnerguard.store import connection
 SWEEP_EVERY = 300
 RECOVER_EVERY = 300
 TRIM_EVERY = 3600
+CHECK_HOSTS_EVERY = 60  # a host is down 600 s after its last report: told within a minute of that
 WATCHDOG_EVERY = 60  # a hung job is cancelled within a minute or two of passing its pool's max_run
 STRANDED_EVERY = 300  # each job is asked about at most every 30 minutes; this only bounds the delay
 DASHBOARD_EVERY = 600  # stored dashboard summaries live a day; refolding every 10 minutes keeps renders warm
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         deps = Deps.from_settings(settings)  # built once; every task gets what it declares of it
+        if not args.prewarm:
+            # A notifier's missing secret stops the worker now, not at the first outage. Not on a runner host:
+            # it runs other people's code, and never needs (nor should hold) the notifiers' secrets.
+            deps.notify()
     except ConfigError as exc:
         print(f"runnerguard worker: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -72,7 +77,8 @@ def run_scheduler(settings: Settings, *, github_configured: bool, level: str) ->
     """RQ's cron scheduler: it only enqueues; the workers run the tasks. Several may run, on several hosts: each
     periodic task takes a per-slot lock before it enqueues (cron.TaskCronJob), so a slot runs once."""
     client = connection.connect(settings)
-    periodic = [(tasks.SWEEP, SWEEP_EVERY), (tasks.TRIM, TRIM_EVERY), (tasks.WARM_DASHBOARD, DASHBOARD_EVERY)]
+    periodic = [(tasks.SWEEP, SWEEP_EVERY), (tasks.TRIM, TRIM_EVERY), (tasks.WARM_DASHBOARD, DASHBOARD_EVERY),
+                (tasks.CHECK_HOSTS, CHECK_HOSTS_EVERY)]
     if github_configured:
         periodic += [(tasks.RECOVER, RECOVER_EVERY), (tasks.WATCHDOG_TIMEOUTS, WATCHDOG_EVERY),
                      (tasks.WATCHDOG_STRANDED, STRANDED_EVERY), (tasks.WATCHDOG_RERUN, WATCHDOG_EVERY)]

@@ -11,6 +11,8 @@ from typing import Any
 
 from config import scorecard_policy
 from config.errors import ConfigError
+from config.notify_policy import NotifierSpec, parse_notifiers
+from runnerguard.domain.hosts import valid_name as valid_host_name
 from runnerguard.domain.pools import DEFAULT_FALLBACK, DEFAULT_POOL, Pool
 from runnerguard.domain.rules import CountingRule
 from runnerguard.domain.scorecard import Targets
@@ -20,7 +22,10 @@ NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 LABEL_RE = re.compile(r"^[^\s,\[\]{}]{1,100}$")
 DURATION_RE = re.compile(r"^(\d+)\s*([smhd])$")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-DEFAULT_FAILED_CONCLUSIONS = ("failure", "timed_out", "startup_failure")
+# startup_failure is a run's conclusion, never a job's (issue #14): listing it matched nothing.
+DEFAULT_FAILED_CONCLUSIONS = ("failure", "timed_out")
+FAILURE_CAUSES = ("runner", "code", "timeout", "unknown")
+DEFAULT_COUNTED_CAUSES = ("runner", "timeout", "unknown")
 WATCHDOG_KEYS = ("max_run", "force_after", "retry_runner_failures")
 
 
@@ -34,10 +39,15 @@ class FailureRateRule:
     failed_conclusions: tuple[str, ...] = DEFAULT_FAILED_CONCLUSIONS
     # cancelled and skipped jobs count neither as failed nor as finished unless listed here.
     ignored_conclusions: tuple[str, ...] = ("cancelled", "skipped")
+    # Which failure causes count as failed (a failure proven to be the code's never moves a pool), and whether jobs
+    # of runs from forks count at all. Fleet-wide only: the pool indexes are kept with one rule.
+    counted_causes: tuple[str, ...] = DEFAULT_COUNTED_CAUSES
+    count_forks: bool = False
 
     @property
     def counting(self) -> CountingRule:
-        return CountingRule(failed=frozenset(self.failed_conclusions), ignored=frozenset(self.ignored_conclusions))
+        return CountingRule(failed=frozenset(self.failed_conclusions), ignored=frozenset(self.ignored_conclusions),
+                            counted=frozenset(self.counted_causes), count_forks=self.count_forks)
 
 
 @dataclass(frozen=True)
@@ -49,11 +59,35 @@ class StuckQueueRule:
 
 
 @dataclass(frozen=True)
+class HostDownRule:
+    """`host_down` trigger: every host of a pool down (or its runner offline) while a job waited longer than T."""
+
+    after_seconds: int = 15 * 60
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """A runner host the policy declares (`[[host]]`): where its runner lives and when its agent cleans up."""
+
+    name: str
+    runner_dir: str
+    service: str | None = None
+    cleanup_at: float = 0.80
+    keep_days: int = 7
+    dry_run: bool = False
+
+    def public(self) -> dict[str, Any]:
+        return {"name": self.name, "runner_dir": self.runner_dir, "service": self.service,
+                "cleanup_at": self.cleanup_at, "keep_days": self.keep_days, "dry_run": self.dry_run}
+
+
+@dataclass(frozen=True)
 class RollbackPolicy:
     dry_run: bool = False
     cooldown_seconds: int = 24 * 3600
     failure_rate: FailureRateRule = FailureRateRule()
     stuck_queue: StuckQueueRule = StuckQueueRule()
+    host_down: HostDownRule = HostDownRule()
 
 
 @dataclass(frozen=True)
@@ -64,6 +98,20 @@ class Policy:
     rollback: RollbackPolicy = RollbackPolicy()
     caches: tuple[CacheSpec, ...] = field(default=())
     commands: tuple[CommandSpec, ...] = field(default=())
+    hosts: tuple[HostSpec, ...] = field(default=())
+
+    def host(self, name: str) -> HostSpec | None:
+        """A host the policy declares with `[[host]]` (None for a host only named in a pool's `hosts`)."""
+        return next((h for h in self.hosts if h.name == name), None)
+
+    def host_names(self) -> list[str]:
+        """Every host the policy knows of: declared with `[[host]]` or named by a pool, sorted."""
+        return sorted({h.name for h in self.hosts} | {h for p in self.pools for h in p.hosts})
+
+    def host_pools(self, name: str) -> list[str]:
+        """The pools a host serves (a pool's `hosts` names it)."""
+        return [p.name for p in self.pools if name in p.hosts]
+    notifiers: tuple[NotifierSpec, ...] = field(default=())  # `[[notify]]`: config/notify_policy.py
     scorecard: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # checked [scorecard]
 
     def pool(self, name: str) -> Pool | None:
@@ -152,8 +200,18 @@ def _positive_int(value: object, key: str) -> int:
 
 
 def _failure_rate(table: dict[str, Any], where: str, base: FailureRateRule) -> FailureRateRule:
-    _check_keys(table, {"window", "threshold", "min_jobs", "failed", "ignored"}, where)
+    _check_keys(table, {"window", "threshold", "min_jobs", "failed", "ignored", "count", "count_forks"}, where)
+    counted = base.counted_causes
+    if "count" in table:
+        counted = _str_list(table["count"], f"{where}.count", allow_empty=True)
+        wrong = sorted(set(counted) - set(FAILURE_CAUSES))
+        if wrong:
+            raise ConfigError(f"{where}.count", f"unknown cause {wrong[0]!r} (one of {', '.join(FAILURE_CAUSES)})")
+    count_forks = table.get("count_forks", base.count_forks)
+    if not isinstance(count_forks, bool):
+        raise ConfigError(f"{where}.count_forks", f"must be true or false, got {count_forks!r}")
     return FailureRateRule(
+        counted_causes=counted, count_forks=count_forks,
         window_seconds=parse_duration(table["window"], f"{where}.window") if "window" in table else base.window_seconds,
         threshold=_fraction(table["threshold"], f"{where}.threshold") if "threshold" in table else base.threshold,
         min_jobs=_positive_int(table["min_jobs"], f"{where}.min_jobs") if "min_jobs" in table else base.min_jobs,
@@ -181,6 +239,9 @@ def _pool(table: dict[str, Any], index: int, defaults: FailureRateRule) -> Pool:
         raise ConfigError(f"{where}.fallback", f"must be one runner label such as 'ubuntu-latest', got {fallback!r}")
     overrides = _table(table.get("rollback", {}), f"{where}.rollback")
     _failure_rate(dict(overrides), f"{where}.rollback", defaults)  # validate now, apply on use
+    for fleet_wide in ("count", "count_forks"):
+        if fleet_wide in overrides:
+            raise ConfigError(f"{where}.rollback.{fleet_wide}", "is fleet-wide: set it in [rollback.failure_rate]")
     runners = _positive_int(table["runners"], f"{where}.runners") if "runners" in table else None
     targets = _scorecard(table.get("scorecard", {}), f"{where}.scorecard")
     return Pool(name=name, labels=labels, hosts=hosts, fallback=fallback, rollback=dict(overrides), runners=runners,
@@ -205,9 +266,9 @@ def _watchdog(table: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def parse_policy(data: Mapping[str, Any]) -> Policy:
     """Validate a parsed TOML document; raises ConfigError naming the first bad key."""
-    _check_keys(data, {"pool", "rollback", "cache", "command", "scorecard"}, "policy")
+    _check_keys(data, {"pool", "rollback", "cache", "command", "host", "scorecard", "notify"}, "policy")
     rollback_table = _table(data.get("rollback", {}), "rollback")
-    _check_keys(rollback_table, {"dry_run", "cooldown", "failure_rate", "stuck_queue"}, "rollback")
+    _check_keys(rollback_table, {"dry_run", "cooldown", "failure_rate", "stuck_queue", "host_down"}, "rollback")
     dry_run = rollback_table.get("dry_run", False)
     if not isinstance(dry_run, bool):
         raise ConfigError("rollback.dry_run", f"must be true or false, got {dry_run!r}")
@@ -221,6 +282,10 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
         min_jobs=_positive_int(stuck_table.get("min_jobs", 5), "rollback.stuck_queue.min_jobs"),
         after_seconds=parse_duration(stuck_table.get("after", "2h"), "rollback.stuck_queue.after"),
     )
+    host_down_table = _table(rollback_table.get("host_down", {}), "rollback.host_down")
+    _check_keys(host_down_table, {"after"}, "rollback.host_down")
+    host_down = HostDownRule(after_seconds=parse_duration(host_down_table.get("after", "15m"),
+                                                          "rollback.host_down.after"))
     cooldown = parse_duration(rollback_table.get("cooldown", "24h"), "rollback.cooldown")
     pool_tables = data.get("pool", [])
     if not isinstance(pool_tables, list):
@@ -242,14 +307,50 @@ def parse_policy(data: Mapping[str, Any]) -> Policy:
             for pool_name in spec.pools:
                 if pool_name not in names:
                     raise ConfigError(f"{kind}.{spec.name}.pools", f"names pool {pool_name!r}, which is not declared")
+    hosts = tuple(_host(t, i) for i, t in enumerate(_tables(data.get("host", []), "host")))
+    host_names = [h.name for h in hosts]
+    duplicate = next((n for n in host_names if host_names.count(n) > 1), None)
+    if duplicate:
+        raise ConfigError(f"host.{duplicate}", "is declared twice")
     return Policy(
         pools=pools,
         rollback=RollbackPolicy(dry_run=dry_run, cooldown_seconds=cooldown, failure_rate=failure_rate,
-                                stuck_queue=stuck),
+                                stuck_queue=stuck, host_down=host_down),
         caches=caches,
         commands=commands,
+        hosts=hosts,
+        notifiers=parse_notifiers(data.get("notify", [])),
         scorecard=_scorecard(data.get("scorecard", {}), "scorecard"),
     )
+
+
+HOST_KEYS = {"name", "runner_dir", "service", "cleanup_at", "keep_days", "dry_run"}
+SERVICE_RE = re.compile(r"^[A-Za-z0-9@._:-]{1,200}\.service$")
+
+
+def _host(table: dict[str, Any], index: int) -> HostSpec:
+    where = f"host[{index}]"
+    _check_keys(table, HOST_KEYS, where)
+    if "name" not in table:
+        raise ConfigError(f"{where}.name", "is required")
+    name = _name(table["name"], f"{where}.name")
+    if not valid_host_name(name):  # `$` in NAME_RE lets a trailing newline through; a host name is a fullmatch
+        raise ConfigError(f"{where}.name", f"must be 1-64 characters of letters, digits, '.', '_' or '-', got {name!r}")
+    where = f"host.{name}"
+    runner_dir = table.get("runner_dir")
+    if not isinstance(runner_dir, str) or not runner_dir.startswith("/") or "\x00" in runner_dir \
+            or ".." in runner_dir.split("/"):
+        raise ConfigError(f"{where}.runner_dir", f"is required: an absolute path without '..', got {runner_dir!r}")
+    service = table.get("service")
+    if service is not None and (not isinstance(service, str) or not SERVICE_RE.match(service)):
+        raise ConfigError(f"{where}.service", f"must be a systemd unit name ending in .service, got {service!r}")
+    cleanup_at = _fraction(table["cleanup_at"], f"{where}.cleanup_at") if "cleanup_at" in table else 0.80
+    keep_days = _positive_int(table.get("keep_days", 7), f"{where}.keep_days")
+    dry_run = table.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise ConfigError(f"{where}.dry_run", f"must be true or false, got {dry_run!r}")
+    return HostSpec(name=name, runner_dir=runner_dir.rstrip("/") or "/", service=service, cleanup_at=cleanup_at,
+                    keep_days=keep_days, dry_run=dry_run)
 
 
 def _spec(kind: type[CacheSpec] | type[CommandSpec], table: dict[str, Any], where: str) -> Any:

@@ -47,6 +47,9 @@ class Settings:
     log_level: str = "INFO"
     secret_key: str = field(default="", repr=False)
     allow_setup: bool = False
+    # Long polls one web process holds at once (GET /agent/v1/work); more answer 204 at once with Retry-After.
+    # deploy/gunicorn.conf.py gives each process this many threads more than intake needs.
+    agent_long_polls: int = 8
     max_delivery_age_hours: int = 72
     redis_budget_bytes: int = 0
     # Redis Sentinel (issue #18): the primary is found through these; REDIS_URL then only lends its password,
@@ -207,6 +210,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=env.get("RUNNERGUARD_LOG_LEVEL", "INFO").strip().upper() or "INFO",
         secret_key=env.get("RUNNERGUARD_SECRET_KEY", ""),
         allow_setup=env.get("RUNNERGUARD_ALLOW_SETUP", "").strip().lower() in ("1", "true", "yes"),
+        agent_long_polls=_int(env, "RUNNERGUARD_AGENT_LONG_POLLS", 8),
         max_delivery_age_hours=_int(env, "RUNNERGUARD_MAX_DELIVERY_AGE_HOURS", 72, minimum=0),
         redis_budget_bytes=_int(env, "RUNNERGUARD_REDIS_BUDGET_BYTES", 0, minimum=0),
         redis_sentinels=sentinels,

@@ -9,7 +9,11 @@ workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_coun
 # next request's work (bench/bench_ingest.py: ~40% of bare Flask with sync workers, ~50% with gthread, same settings
 # for both apps).
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# 4 threads for intake and the API, plus one per long poll a process may hold for the runner hosts' agents
+# (GET /agent/v1/work waits up to 30 s; RUNNERGUARD_AGENT_LONG_POLLS caps them per process, default 8, and answers
+# the ones beyond at once). The 8 extra threads mostly sleep in a Redis BLPOP: bench/bench_agent_poll.py measures
+# intake's ack latency with 20 agents polling against none.
+threads = int(os.environ.get("GUNICORN_THREADS", str(4 + int(os.environ.get("RUNNERGUARD_AGENT_LONG_POLLS", "8")))))
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

@@ -1,4 +1,7 @@
-"""Pre-warm caches on the runner host the moment a job is queued (best effort: never blocks or fails a job)."""
+"""Pre-warm on `queued`: the central worker turns the job into work items for the hosts that serve its pools.
+
+The runner hosts' agents fetch them over HTTP (runnerguard/web/agent.py); nothing here runs on a runner host.
+"""
 
 from __future__ import annotations
 
@@ -7,40 +10,21 @@ from collections.abc import Callable
 
 import redis
 
-from config import Policy, Settings
+from config import Policy
 from runnerguard.domain.events import WorkflowJobEvent
-from runnerguard.domain.pools import pools_for
 from runnerguard.domain.timeline import PayloadError
-from runnerguard.prewarm import SpecError, run_command, safe_repo, warm_cache
+from runnerguard.services import hosts
 from runnerguard.store.deliveries import Delivery
 
 log = logging.getLogger("runnerguard.prewarm")
 
 
-def _job_facts(delivery: Delivery) -> tuple[tuple[str, ...], str | None]:
-    """Labels and repository, strictly validated: both come from outside (fork PRs included)."""
+def prewarm(delivery: Delivery, *, redis: redis.Redis, policy: Policy, clock: Callable[[], float]) -> int:
+    """Work items for this queued job, at most once per (host, job, cache or command) whatever the replays."""
     try:
         event = WorkflowJobEvent.parse(delivery.payload())
     except (PayloadError, ValueError):
-        return (), None
-    try:
-        return event.labels, safe_repo(event.repo)
-    except SpecError:
-        return event.labels, None  # a repo name we would not trust near a path: only repo-agnostic specs apply
-
-
-def prewarm(delivery: Delivery, *, redis: redis.Redis, settings: Settings, policy: Policy,
-            clock: Callable[[], float]) -> None:
-    """Runs on the runner host (worker.py --prewarm): warm what the job's pools need, here."""
-    labels, repo = _job_facts(delivery)
-    host = settings.host
-    pools = [p.name for p in policy.pools if host in p.hosts and p.name in pools_for(labels, policy.pools)]
-    caches, commands = policy.prewarm_specs_for(pools, repo)
-    for spec in caches:
-        result = warm_cache(spec, redis=redis, host=host, clock=clock)
-        log.info("prewarm %s: %s", spec.name, result.result,
-                 extra={"delivery_id": delivery.guid, "status": result.result, "error": result.error})
-    for command in commands:
-        outcome = run_command(command, redis=redis, host=host)
-        log.info("prewarm command %s: %s", command.name, outcome.result,
-                 extra={"delivery_id": delivery.guid, "status": outcome.result, "error": outcome.error})
+        return 0  # a payload we cannot read warms nothing; the timeline task reports it
+    created = hosts.make_work(redis, policy, event, now=clock())
+    log.info("prewarm work", extra={"delivery_id": delivery.guid, "job_id": event.job_id, "status": str(created)})
+    return created

@@ -9,6 +9,7 @@ from typing import Any
 import redis
 
 from config import Policy
+from runnerguard.domain.causes import FAILING
 from runnerguard.domain.events import PullRequestEvent
 from runnerguard.domain.timeline import PayloadError
 from runnerguard.github import GitHubApp
@@ -23,9 +24,12 @@ def _service(redis: redis.Redis, policy: Policy, github: GitHubApp | None,
 
 def evaluate_after_job(delivery: Delivery, *, redis: redis.Redis, policy: Policy,
                        clock: Callable[[], float]) -> None:
-    labels = (delivery.payload().get("workflow_job") or {}).get("labels") or []
+    job = delivery.payload().get("workflow_job") or {}
+    labels = job.get("labels") or []
     if not isinstance(labels, list):
         raise PayloadError("workflow_job.labels must be a list")
+    if job.get("conclusion") in FAILING:
+        return  # its cause task evaluates the trigger once the cause is known (handlers/causes.py)
     # No GitHub here: this task only counts and queues; open_rollback does the GitHub work.
     _service(redis, policy, None, clock).after_job(tuple(str(label) for label in labels))
 

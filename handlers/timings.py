@@ -30,6 +30,8 @@ def record_job(delivery: Delivery, *, redis: redis.Redis, settings: Settings, po
         rule=policy.rollback.failure_rate.counting,
         retention_seconds=settings.job_retention_seconds,
         now=clock(),
+        # Its route queues the cause task (runnerguard/queue/routing.py), which counts a failed job with its cause.
+        failed_counted_later=True,
         # The delivery's "done" goes in the same atomic write as the timeline: one round trip fewer per event.
         also=lambda pipe: deliveries.mark_task_on(pipe, delivery.guid, "timings", deliveries.DONE, now=clock()),
     )

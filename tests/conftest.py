@@ -19,6 +19,7 @@ from runnerguard.queue.worker import RunnerguardWorker, build_worker
 from runnerguard.services.rollback import RollbackService
 from tests.github_fixtures import *  # noqa: F403
 from tests.helpers import ADMIN, SECRET
+from tests.notify_receivers import *  # noqa: F403
 
 SHARED = Path(os.environ.get("RUNNERGUARD_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 

@@ -130,20 +130,24 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
         "handlers.rollback.manual_rollback_task": ("self-hosted", None, "a note"),
         "handlers.rollback.sweep": (),
         "handlers.prewarm.prewarm": (guid,),
+        "handlers.causes.attribute_job": (guid,),
         "handlers.replay.run_bulk_replay": ("nope",),
         "handlers.recovery.recover_deliveries": (None,),
         "handlers.maintenance.trim": (),
         "handlers.maintenance.warm_dashboard": (),
+        "handlers.hosts.check_hosts": (),
         "handlers.watchdog.sweep_timeouts": (),
         "handlers.watchdog.find_stranded": (),
         "handlers.watchdog.rerun_runner_failures": (),
+        "handlers.notify.fan_out": ("0-1",),  # a notice past the outbox's length: nothing to fan out
+        "handlers.notify.send": ("0-1", "nobody"),
+        "handlers.notify.send_test": ("nobody",),  # no such notifier: fails for that reason
     }
     assert set(calls) == set(tasks.TASKS)  # a new task joins this test
     for n, (path, args) in enumerate(calls.items()):
         spec = tasks.TASKS[path]
-        queue = "prewarm.test-host" if spec.queue == tasks.PREWARM_PREFIX else spec.queue
-        tasks.queue(queue, redis_client).enqueue_call(path, args=args, job_id=f"path-{n}", retry=None)
-    drain(("events", "github", "prewarm.test-host"))
+        tasks.queue(spec.queue, redis_client).enqueue_call(path, args=args, job_id=f"path-{n}", retry=None)
+    drain(("events", "github"))
     outcomes: dict[str, str] = {}
     for n, path in enumerate(calls):
         job = Job.fetch(f"path-{n}", connection=redis_client, serializer=tasks.SERIALIZER)
@@ -155,8 +159,12 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
     # the ones that fail, fail for a reason of their own: no App configured, no such replay, not a PR payload
     assert finished >= {"handlers.timings.record_job", "handlers.rollback.evaluate_after_job",
                         "handlers.rollback.manual_rollback_task", "handlers.rollback.sweep", "handlers.prewarm.prewarm",
+                        "handlers.causes.attribute_job",
                         "handlers.maintenance.trim", "handlers.maintenance.warm_dashboard",
-                        "handlers.watchdog.sweep_timeouts", "handlers.watchdog.rerun_runner_failures"}, outcomes
+                        "handlers.watchdog.sweep_timeouts", "handlers.watchdog.rerun_runner_failures",
+                        "handlers.hosts.check_hosts",
+                        "handlers.notify.fan_out", "handlers.notify.send"}, outcomes
+    assert "no notifier named 'nobody'" in outcomes["handlers.notify.send_test"]
     assert "the GitHub App is not configured" in outcomes["handlers.recovery.recover_deliveries"]
     assert "the GitHub App is not configured" in outcomes["handlers.watchdog.find_stranded"]
     assert "no replay nope" in outcomes["handlers.replay.run_bulk_replay"]

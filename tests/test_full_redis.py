@@ -14,6 +14,7 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 from rq import Queue, Worker
+from rq.serializers import JSONSerializer
 
 from app import create_app
 from config import Settings
@@ -139,8 +140,7 @@ def test_over_the_budget_the_intake_sheds_prewarm_and_metric_writes_but_records_
     roomy = create_app(settings.with_overrides(policy_path=policy, redis_budget_bytes=10**12)).test_client()
     body = dumps(job_payload("queued", id=1))
     assert roomy.post("/webhooks/github", data=body,
-                      headers=signed_headers(body, "workflow_job")).get_json()["queued"] == [
-        "timings", "prewarm@prewarm.test-host"]
+                      headers=signed_headers(body, "workflow_job")).get_json()["queued"] == ["timings", "prewarm"]
     before = metrics.value(redis_client, "runnerguard_webhook_deliveries_total",
                            {"event": "workflow_job", "outcome": "accepted"})
     tight = create_app(settings.with_overrides(policy_path=policy, redis_budget_bytes=1)).test_client()
@@ -149,7 +149,8 @@ def test_over_the_budget_the_intake_sheds_prewarm_and_metric_writes_but_records_
     assert answer.status_code == 202 and answer.get_json()["queued"] == ["timings"]
     stored = deliveries.load(redis_client, "tight-1")
     assert stored is not None and stored.tasks == ("timings",)
-    assert Queue("prewarm.test-host", connection=redis_client).count == 1  # only the first delivery's
+    queued = Queue("events", connection=redis_client, serializer=JSONSerializer).get_jobs()  # the central worker
+    assert [job.func_name for job in queued].count("handlers.prewarm.prewarm") == 1  # only the first delivery's
     assert metrics.value(redis_client, "runnerguard_webhook_deliveries_total",
                          {"event": "workflow_job", "outcome": "accepted"}) == before
 

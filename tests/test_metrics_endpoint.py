@@ -45,8 +45,9 @@ def test_metrics_after_real_jobs_and_replays(client, redis_client, drain) -> Non
     assert response.content_type.startswith("text/plain; version=0.0.4")
     text = response.get_data(as_text=True)
     jobs = samples(text, "runnerguard_jobs_total")
-    assert jobs[(("conclusion", "failure"), ("pool", "self-hosted"), ("repo", "octo/app"))] == 2
-    assert jobs[(("conclusion", "success"), ("pool", "self-hosted"), ("repo", "octo/app"))] == 2
+    # the cause label: a failed job's first cause (no evidence either way here), "none" for the others
+    assert jobs[(("cause", "unknown"), ("conclusion", "failure"), ("pool", "self-hosted"), ("repo", "octo/app"))] == 2
+    assert jobs[(("cause", "none"), ("conclusion", "success"), ("pool", "self-hosted"), ("repo", "octo/app"))] == 2
     assert samples(text, "runnerguard_job_run_seconds_count")[(("pool", "self-hosted"),)] == 4
     assert samples(text, "runnerguard_job_queue_seconds_sum")[(("pool", "self-hosted"),)] == 240
     deliveries = samples(text, "runnerguard_webhook_deliveries_total")

@@ -8,7 +8,7 @@ import redis
 
 from runnerguard.prewarm import cache_rows, hit_rate
 from runnerguard.store import keys
-from runnerguard.store.prewarm_stats import record, set_state, window_rows
+from runnerguard.store.prewarm_stats import record, record_job_answers, set_state, window_rows
 
 
 def test_hit_rate_is_none_before_any_prewarm_and_counts_errors_as_not_hits() -> None:
@@ -78,5 +78,17 @@ def test_the_scorecard_window_counts_only_the_last_seven_days(redis_client: redi
     for days_ago, counter in ((10, "misses"), (3, "misses"), (1, "hits"), (0, "hits"), (0, "errors")):
         record(redis_client, "model", "laptop-extra", counter=counter, state=None, now=now - days_ago * 86400)
     rows = window_rows(redis_client, days=7, now=now)
-    assert rows == [{"name": "model", "host": "laptop-extra", "hits": 2, "misses": 1, "errors": 1}]
+    assert rows == [{"name": "model", "host": "laptop-extra", "hits": 2, "misses": 1, "errors": 1, "job_hits": 0,
+                     "job_waited": 0}]
     assert 0 < redis_client.ttl("rg:prewarm:daily:laptop-extra:model:" + time.strftime("%Y-%m-%d", time.gmtime(now)))
+
+
+def test_job_side_answers_count_in_the_window_and_win_over_prewarms(redis_client: redis.Redis) -> None:
+    now = 1_795_000_000.0
+    record(redis_client, "model", "laptop-extra", counter="misses", state="installed", now=now)
+    record_job_answers(redis_client, "model", "laptop-extra", hit=3, waited=1, now=now - 10 * 86400)  # too old
+    record_job_answers(redis_client, "model", "laptop-extra", hit=1, waited=1, now=now)
+    (row,) = window_rows(redis_client, days=7, now=now)
+    assert (row["job_hits"], row["job_waited"], row["misses"]) == (1, 1, 1)
+    (total,) = cache_rows(redis_client)
+    assert (total["job_hits"], total["job_waited"], total["hit_rate"], total["prewarm_hit_rate"]) == (4, 2, 0.6667, 0.0)

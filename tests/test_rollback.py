@@ -194,7 +194,7 @@ def test_dry_run_records_the_would_be_pr_without_writing(client, github_sim, rep
     run_all(policy=parse_policy({"rollback": {"dry_run": True}}))
     assert github_sim.pulls(REPO) == []
     state = rollback_state.load(redis_client, "self-hosted", REPO)
-    assert state.dry_run and state.state == "pr_open"
+    assert state.dry_run and state.state == "blocked" and "dry_run" in (state.reason or "")
     history = rollback_state.history(redis_client, "self-hosted", REPO)
     assert history[-1]["event"] == "dry_run" and history[-1]["title"].startswith("Roll back self-hosted")
 
@@ -263,7 +263,8 @@ def test_pull_request_events_move_the_state(client, github_sim, repo_on_sim, run
     run_all()
     pr = github_sim.pulls(REPO)[0]
     event = {"action": "closed", "repository": {"id": 77, "full_name": REPO},
-             "pull_request": {"number": pr.number, "merged": True, "head": {"ref": pr.head}}}
+             "pull_request": {"number": pr.number, "merged": True, "user": {"login": pr.user},
+                              "head": {"ref": pr.head, "repo": {"id": 77}}}}
     body = dumps(event)
     assert client.post("/webhooks/github", data=body, headers=signed_headers(body, "pull_request")).status_code == 202
     run_all()

@@ -55,7 +55,8 @@ def test_jobs_recorded_by_the_worker_are_served_by_the_api(client, redis_client,
     for n, conclusion in enumerate(["success", "failure", "failure", "cancelled"]):
         for i, event in enumerate(job_events(100 + n, conclusion, created=now - 3600 + n)):
             deliver(client, event, f"g-{n}-{i}")
-    assert drain() == 16  # 12 timeline tasks, and a rollback check for each of the 4 completions
+    # 12 timeline tasks, a rollback check and a cause (or fork) check for each of the 4 completions
+    assert drain() == 20
     jobs = client.get("/api/jobs?repo=octo/app", headers=admin_headers()).get_json()["jobs"]
     assert len(jobs) == 4
     first = next(j for j in jobs if j["job_id"] == 100)
@@ -188,7 +189,8 @@ def test_job_counters_and_histograms_count_each_job_once(client, redis_client, d
     for i, e in enumerate(events + events):  # every delivery twice, under different ids (a redelivery storm)
         deliver(client, e, f"m-{i}")
     drain()
-    labels = {"pool": "self-hosted", "repo": "octo/app", "conclusion": "failure"}
+    # a failed job is counted once, by its cause task, with the cause it first got
+    labels = {"pool": "self-hosted", "repo": "octo/app", "conclusion": "failure", "cause": "unknown"}
     assert metrics.value(redis_client, "runnerguard_jobs_total", labels) == 1
     assert metrics.value(redis_client, "runnerguard_job_run_seconds_count", {"pool": "self-hosted"}) == 1
     assert metrics.value(redis_client, "runnerguard_job_run_seconds_bucket", {"pool": "self-hosted", "le": "600"}) == 1

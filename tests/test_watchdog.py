@@ -295,14 +295,14 @@ def test_a_stranded_job_is_completed_from_rest_once(
     ended = record(redis_client, github_sim, job)
     assert (ended["status"], ended["conclusion"], ended["source"]) == ("completed", "cancelled", "rest")
     assert metrics.value(redis_client, "runnerguard_jobs_total",
-                         {"pool": "gpu", "repo": REPO, "conclusion": "cancelled"}) == 1
+                         {"pool": "gpu", "repo": REPO, "conclusion": "cancelled", "cause": "unknown"}) == 1
     for _ in range(3):
         fake_clock.advance(HOUR)
         assert dog.find_stranded().asked == 0
     # The webhook turning up late changes nothing: the same job, counted once, its end as GitHub said.
     seen(redis_client, github_sim, job, "completed", p, fake_clock())
     assert metrics.value(redis_client, "runnerguard_jobs_total",
-                         {"pool": "gpu", "repo": REPO, "conclusion": "cancelled"}) == 1
+                         {"pool": "gpu", "repo": REPO, "conclusion": "cancelled", "cause": "unknown"}) == 1
     assert sum(f"/actions/jobs/{job.id}" in r.path for r in github_sim.requests) == 1
 
 

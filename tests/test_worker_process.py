@@ -116,3 +116,17 @@ def test_the_prewarm_worker_serves_its_hosts_queue_and_stops_when_asked(start, r
     code, output = _stop(process)
     assert code == 0, output
     assert "lost Redis" not in output
+
+
+def test_a_notifiers_missing_secret_stops_the_worker_but_not_the_runner_hosts(  # type: ignore[no-untyped-def]
+        redis_url: str, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[notify]]\nkind = "slack"\nurl_env = "RG_TEST_SLACK_URL"\n')
+    env = {**_env(redis_url), "RUNNERGUARD_POLICY": str(policy)}
+    env.pop("RG_TEST_SLACK_URL", None)
+    central = subprocess.run([sys.executable, "worker.py", "--burst"], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert central.returncode == 2 and "RG_TEST_SLACK_URL: is required by the slack-0 notifier" in central.stderr
+    runner_host = subprocess.run([sys.executable, "worker.py", "--prewarm", "--burst"], cwd=ROOT, env=env,
+                                 capture_output=True, text=True, timeout=60, check=False)
+    assert runner_host.returncode == 0, runner_host.stderr

@@ -33,6 +33,11 @@ def list_command(as_json: bool) -> None:
     if not rows:
         click.echo("no rollback yet: every pool is healthy")
     for row in rows:
+        if row["state"] == rollback_state.BLOCKED:
+            # the line a person acts on: what fired and what stops runnerguard from acting on it
+            click.echo(f"{row['pool']}: {row['trigger_summary'] or 'triggered'}; rollback blocked: {row['reason']}"
+                       f"  [{row['repo']}]")
+            continue
         click.echo(f"{row['pool']:<16} {row['repo']:<40} {row['state']:<12} {row['pr_url'] or '-'}  "
                    f"{row['reason'] or ''}")
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runnerguard.domain.rules import Decision, human_duration
+from runnerguard.domain import causes
+from runnerguard.domain.rules import FAILURE_RATE, STUCK_QUEUE, Decision, human_duration
 
 LABEL = "runnerguard:rollback"
 RESTORE_LABEL = "runnerguard:restore"
@@ -16,11 +18,16 @@ RESTORE_COMMIT_MESSAGE = "Restore {pool}: run its jobs on self-hosted runners ag
 TITLE = "Roll back {pool} to {fallback}: {reason}"
 RESTORE_TITLE = "Restore {pool}: move jobs back to its self-hosted runners"
 MAX_JOBS_LISTED = 20
+# A word joiner after "@" and inside "://": GitHub then neither mentions the name nor links the address, and the
+# text still reads the same (issue #14: a workflow named "CI @octocat https://evil.example/2").
+JOINER = "\u2060"
+JOB_URL = re.compile(r"^https://[A-Za-z0-9.-]{1,253}(?::\d{1,5})?/([A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100})"
+                     r"/actions/runs/\d{1,20}/job/\d{1,20}$")
 NEEDS_A_PERSON = "### Needs a person\nThese `runs-on` values could not be resolved statically and were left alone:"
 
 BODY = """\
 runnerguard moved the jobs that the **{pool}** runner pool would take to `{fallback}`, because {reason}.
-
+{summary}
 ### Evidence
 | window | finished | failed | rate | threshold | minimum jobs |
 | --- | --- | --- | --- | --- | --- |
@@ -62,31 +69,71 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
 
+def plain(text: str) -> str:
+    """Text for a title or a commit message: one line, no mention, no autolink."""
+    flat = " ".join(text.split())
+    return flat.replace("@", "@" + JOINER).replace("://", ":" + JOINER + "//").replace("www.", "www" + JOINER + ".")
+
+
 def title(pool: str, fallback: str, decision: Decision) -> str:
-    return TITLE.format(pool=pool, fallback=fallback, reason=decision.reason)
+    return plain(TITLE.format(pool=pool, fallback=fallback, reason=decision.reason))
+
+
+def commit_message(pool: str, fallback: str, decision: Decision) -> str:
+    return COMMIT_MESSAGE.format(pool=pool, fallback=fallback, reason=plain(decision.reason))
+
+
+def trigger_summary(decision: Decision) -> str:
+    """What fired, as `rollback list` says it: "failing, 75% of 8 jobs in 24h"."""
+    if decision.trigger == FAILURE_RATE:
+        rate = decision.rate or 0.0
+        return f"failing, {rate:.0%} of {decision.finished} jobs in {human_duration(decision.window_seconds)}"
+    if decision.trigger == STUCK_QUEUE:
+        return f"stuck, {decision.reason}"
+    return plain(decision.reason)
+
+
+def cause_summary(jobs: Sequence[Mapping[str, Any]]) -> str:
+    """"9 of 13 failures were the runner's: lost communication 5, set-up 4" (empty with no failure listed)."""
+    return plain(causes.summarize(jobs).line())
+
+
+def _link(job: Mapping[str, Any], name: str) -> str:
+    """A link only to the job's own page on GitHub: the payload's html_url is data, not a place to send people."""
+    url = str(job.get("html_url") or "")
+    match = JOB_URL.match(url)
+    if match is None or match.group(1).lower() != str(job.get("repo") or "").lower():
+        return name
+    return f"[{name}]({url})"
 
 
 def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> str:
     if not jobs:
         return "_No failing job to list._"
-    rows = ["| job | workflow | runner | conclusion | completed |", "| --- | --- | --- | --- | --- |"]
+    rows = ["| job | workflow | runner | conclusion | cause | completed |", "| --- | --- | --- | --- | --- | --- |"]
     for job in jobs[:MAX_JOBS_LISTED]:
         name = _md(str(job.get("name") or job.get("job_id")))
-        link = f"[{name}]({job['html_url']})" if str(job.get("html_url") or "").startswith("https://") else name
-        rows.append(f"| {link} | {_md(str(job.get('workflow') or ''))} | {_md(str(job.get('runner_name') or '-'))} "
-                    f"| {job.get('conclusion')} | {job.get('completed_at') or ''} |")
+        cause = job.get("failure_cause")
+        cause_text = f"{cause}: {_md(str(job.get('failure_evidence') or ''))}" if cause else "-"
+        rows.append(f"| {_link(job, name)} | {_md(str(job.get('workflow') or ''))} "
+                    f"| {_md(str(job.get('runner_name') or '-'))} | {_md(str(job.get('conclusion')))} "
+                    f"| {cause_text} | {job.get('completed_at') or ''} |")
     if len(jobs) > MAX_JOBS_LISTED:
         rows.append(f"\n…and {len(jobs) - MAX_JOBS_LISTED} more.")
     return "\n".join(rows)
 
 
 def _md(text: str) -> str:
-    """Payload text (job names, workflow names) is attacker-controlled on forks: no markdown or HTML from it."""
-    return "".join(f"\\{c}" if c in "\\`*_[]()<>|#!~" else c for c in text.replace("\n", " "))[:120]
+    """Payload text (job names, workflow names) is attacker-controlled on forks: no markdown, HTML, mention or link."""
+    escaped = "".join(f"\\{c}" if c in "\\`*_[]()<>|#!~" else c for c in text.replace("\n", " ")[:120])
+    return plain(escaped)
 
 
 def body(*, pool: str, repo: str, fallback: str, decision: Decision, jobs: Sequence[Mapping[str, Any]],
-         files: Mapping[str, int], unresolved: Sequence[Mapping[str, Any]]) -> str:
+         files: Mapping[str, int], unresolved: Sequence[Mapping[str, Any]],
+         counted: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """`jobs` are listed (the most recent first); `counted` (default: `jobs`) are the failures the summary counts."""
+    summary = cause_summary(jobs if counted is None else counted)
     file_lines = "\n".join(f"- `{path}`: {count} value(s)" for path, count in sorted(files.items()))
     unresolved_text = ""
     if unresolved:
@@ -96,7 +143,8 @@ def body(*, pool: str, repo: str, fallback: str, decision: Decision, jobs: Seque
         )
         unresolved_text = f"\n{NEEDS_A_PERSON}\n{lines}\n"
     return BODY.format(
-        pool=pool, repo=repo, fallback=fallback, reason=decision.reason, window=human_duration(decision.window_seconds)
+        pool=pool, repo=repo, fallback=fallback, reason=plain(decision.reason),
+        summary=f"\n{summary}.\n" if summary else "", window=human_duration(decision.window_seconds)
         if decision.window_seconds else "-", finished=decision.finished, failed=decision.failed,
         rate=_percent(decision.rate), threshold=_percent(decision.threshold) if decision.threshold else "-",
         min_jobs=decision.min_jobs or "-", jobs=jobs_table(jobs), files=file_lines, unresolved=unresolved_text,
@@ -105,7 +153,7 @@ def body(*, pool: str, repo: str, fallback: str, decision: Decision, jobs: Seque
 
 
 def evidence_comment(pool: str, decision: Decision, jobs: Sequence[Mapping[str, Any]], when: str) -> str:
-    return EVIDENCE_COMMENT.format(pool=pool, reason=decision.reason, when=when, jobs=jobs_table(jobs))
+    return EVIDENCE_COMMENT.format(pool=pool, reason=plain(decision.reason), when=when, jobs=jobs_table(jobs))
 
 
 def restore_body(pool: str, rollback_url: str | None, files: Mapping[str, int],

@@ -51,7 +51,8 @@ class Rule(CountingRule):
     stuck_after_seconds: int = 2 * 3600
 
     def digest(self) -> str:
-        text = f"{','.join(sorted(self.failed))}|{','.join(sorted(self.ignored))}|{self.stuck_after_seconds}"
+        text = (f"{','.join(sorted(self.failed))}|{','.join(sorted(self.ignored))}|{self.stuck_after_seconds}"
+                f"|{','.join(sorted(self.counted))}|{self.count_forks}")
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

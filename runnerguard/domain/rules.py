@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FAILURE_RATE, STUCK_QUEUE, MANUAL = "failure_rate", "stuck_queue", "manual"
+FAILURE_RATE, STUCK_QUEUE, MANUAL, HOST_DOWN = "failure_rate", "stuck_queue", "manual", "host_down"
 
 
 def human_duration(seconds: int) -> str:
@@ -17,10 +17,13 @@ def human_duration(seconds: int) -> str:
 
 @dataclass(frozen=True)
 class CountingRule:
-    """Which conclusions count as failed, and which count neither way, for a pool's failure rate."""
+    """Which conclusions count as failed, which count neither way, and which failure causes count (issue #14)."""
 
-    failed: frozenset[str] = frozenset({"failure", "timed_out", "startup_failure"})
+    # startup_failure is a run's conclusion, never a job's: it is not listed.
+    failed: frozenset[str] = frozenset({"failure", "timed_out"})
     ignored: frozenset[str] = frozenset({"cancelled", "skipped"})
+    counted: frozenset[str] = frozenset({"runner", "timeout", "unknown"})
+    count_forks: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,23 @@ def stuck_queue(pool: str, *, waiting_longer: int, started_recently: int, after_
         reason = f"{waiting_longer} jobs queued longer than {window}, {started_recently} started"
     return Decision(trigger=STUCK_QUEUE, pool=pool, fire=fire, reason=reason, window_seconds=after_seconds,
                     min_jobs=min_jobs, waiting=waiting_longer, started=started_recently)
+
+
+def host_down(pool: str, *, hosts: int, unavailable: list[str], waiting_longer: int, after_seconds: int) -> Decision:
+    """Fires when every host of the pool is down or its runner offline (`unavailable`: one line of evidence per host)
+    while at least one job of the pool has waited longer than T: nothing will take that job."""
+    window = human_duration(after_seconds)
+    every = hosts > 0 and len(unavailable) == hosts
+    fire = every and waiting_longer > 0
+    jobs = f"{waiting_longer} job{'s' if waiting_longer != 1 else ''} waiting longer than {window}"
+    if every:
+        reason = f"every host of {pool} is down ({'; '.join(unavailable)}); {jobs}"
+    elif hosts == 0:
+        reason = f"pool {pool} names no hosts"
+    else:
+        reason = f"{hosts - len(unavailable)} of {hosts} hosts of {pool} up; {jobs}"
+    return Decision(trigger=HOST_DOWN, pool=pool, fire=fire, reason=reason, window_seconds=after_seconds, min_jobs=1,
+                    waiting=waiting_longer)
 
 
 def manual(pool: str, *, requested_by: str = "an admin", note: str = "") -> Decision:

@@ -170,6 +170,7 @@ class PullRequest:
     head_ref: str
     head_sha: str
     base_ref: str
+    user_login: str | None = None  # who opened it (the App's bot for runnerguard's own PRs)
 
     @classmethod
     def from_json(cls, data: Any) -> PullRequest:
@@ -193,6 +194,8 @@ class PullRequest:
             head_ref=req(head, "ref", str, "pull request head"),
             head_sha=req(head, "sha", str, "pull request head"),
             base_ref=req(base, "ref", str, "pull request base"),
+            user_login=opt(obj(d["user"], "pull request user"), "login", str, "pull request user")
+            if d.get("user") is not None else None,
         )
 
 

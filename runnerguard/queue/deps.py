@@ -1,7 +1,7 @@
 """What tasks run with (settings, policy, Redis, clock, the GitHub App), built once per worker process by worker.py.
 
-Task bodies name what they need as keyword-only parameters (`*, redis, settings, policy, clock, sleep, github`);
-the worker passes exactly those. Nothing is read from a process global.
+Task bodies name what they need as keyword-only parameters (`*, redis, settings, policy, clock, sleep, github,
+notify`); the worker passes exactly those. Nothing is read from a process global.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import Any
 from redis import Redis
 
 from config import Policy, Settings, load_policy
+from config.notify_env import NotifyConfig, load_notify
 from runnerguard.github import GitHubApp, load_private_key_from
 from runnerguard.store import connection
 
 WORKER_SOCKET_TIMEOUT = 30.0
-INJECTABLE = frozenset({"redis", "settings", "policy", "clock", "sleep", "github", "deps"})
+INJECTABLE = frozenset({"redis", "settings", "policy", "clock", "sleep", "github", "deps", "notify"})
 
 
 @dataclass
@@ -31,6 +32,13 @@ class Deps:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     github_app: GitHubApp | None = None
+    notify_config: NotifyConfig | None = None
+
+    def notify(self) -> NotifyConfig:
+        """The notifiers with their URLs and secrets (from the environment the policy names), read on first use."""
+        if self.notify_config is None or self.notify_config.specs != self.policy.notifiers:
+            self.notify_config = load_notify(self.policy.notifiers)  # built for another policy (a test swaps it)
+        return self.notify_config
 
     def github(self) -> GitHubApp | None:
         """The GitHub App client, built on first use; None when no App is configured."""
@@ -54,7 +62,8 @@ class Deps:
         """The keyword-only dependencies `func` declares, and only those (github is built only when asked for)."""
         values: dict[str, Any] = {}
         for name in _wanted(func):
-            values[name] = self.github() if name == "github" else self if name == "deps" else getattr(self, name)
+            values[name] = (self.github() if name == "github" else self if name == "deps"
+                            else self.notify() if name == "notify" else getattr(self, name))
         return values
 
 

@@ -85,13 +85,15 @@ class Dispatcher:
         job: WorkflowJobEvent | None = None,
     ) -> Plan:
         routes = self.router.routes_for(event, action)
-        if job is None and any(route.queues is not None for route in routes):
+        if job is None and any(route.needs_event for route in routes):
             job = job_event(event, payload)
         task_names: list[str] = []
         jobs: list[PlannedJob] = []
         for route in routes:
             for queue_name in route.queues_for(job, self.policy):
-                task_name = route.name if route.queues is None else f"{route.name}@{queue_name}"
+                # a chooser that picks the task's own queue (or none) keeps the plain task name
+                task_name = (route.name if route.queues is None or queue_name == route.spec.queue
+                             else f"{route.name}@{queue_name}")
                 task_names.append(task_name)
                 jobs.append(PlannedJob(self.template(route.spec, queue_name),
                                        job_id_for(guid, task_name, suffix), guid, f"{task_name} {guid}",

@@ -19,7 +19,7 @@ from rq.serializers import JSONSerializer
 
 EVENTS = "events"  # the timeline and trigger checks: fast, no GitHub calls
 GITHUB = "github"  # tasks that call GitHub (rate limited, slower)
-PREWARM_PREFIX = "prewarm."  # one queue per runner host
+PREWARM_PREFIX = "prewarm."  # the old per-host queues (issue #13 moved pre-warm to `events`; nothing routes here)
 RETRY_INTERVALS = (2, 10, 60, 300)
 # The delivery records each task's outcome; RQ keeps its own result only briefly. Not 0: deleting a finished job
 # at once costs RQ seven stand-alone round trips (a status read and an execution scan), expiring it costs none.
@@ -55,7 +55,11 @@ class TaskSpec:
 TIMINGS = TaskSpec("timings", "handlers.timings.record_job", EVENTS, takes_delivery=True)
 ROLLBACK_CHECK = TaskSpec("rollback", "handlers.rollback.evaluate_after_job", EVENTS, takes_delivery=True)
 ROLLBACK_PR = TaskSpec("rollback-pr", "handlers.rollback.follow_pull_request", EVENTS, takes_delivery=True)
-PREWARM = TaskSpec("prewarm", "handlers.prewarm.prewarm", PREWARM_PREFIX, takes_delivery=True)
+# Makes the runner hosts' work items (runnerguard/store/work.py); the agents fetch them over HTTP.
+PREWARM = TaskSpec("prewarm", "handlers.prewarm.prewarm", EVENTS, takes_delivery=True)
+# A failed job's cause (annotations and the run come from GitHub, once): longer retries ride out a rate limit.
+ATTRIBUTE = TaskSpec("causes", "handlers.causes.attribute_job", GITHUB, takes_delivery=True,
+                     retry=(10, 60, 600, 3600))
 # GitHub work, queued by the services.
 OPEN_ROLLBACK = TaskSpec("open_rollback", "handlers.rollback.open_rollback", GITHUB, timeout=600, result_ttl=0)
 RESTORE_ROLLBACK = TaskSpec("restore_rollback", "handlers.rollback.restore_rollback", GITHUB, timeout=600,
@@ -63,11 +67,16 @@ RESTORE_ROLLBACK = TaskSpec("restore_rollback", "handlers.rollback.restore_rollb
 MANUAL_ROLLBACK = TaskSpec("manual_rollback", "handlers.rollback.manual_rollback_task", GITHUB, result_ttl=3600)
 BULK_REPLAY = TaskSpec("bulk_replay", "handlers.replay.run_bulk_replay", EVENTS, timeout=3600, result_ttl=0,
                        retry=())
+# Notifications (issue #17): one fan-out per notice, then one delivery per notifier, each retried on its own.
+NOTIFY_FAN_OUT = TaskSpec("notify", "handlers.notify.fan_out", GITHUB, timeout=60, result_ttl=600)
+NOTIFY_SEND = TaskSpec("notify_send", "handlers.notify.send", GITHUB, timeout=120, result_ttl=600)
+NOTIFY_TEST = TaskSpec("notify_test", "handlers.notify.send_test", GITHUB, timeout=120, result_ttl=600, retry=())
 # Periodic (worker.py --scheduler).
 SWEEP = TaskSpec("sweep", "handlers.rollback.sweep", GITHUB, timeout=600, result_ttl=3600, retry=())
 RECOVER = TaskSpec("recover", "handlers.recovery.recover_deliveries", GITHUB, timeout=900, result_ttl=3600, retry=())
 TRIM = TaskSpec("trim", "handlers.maintenance.trim", EVENTS, result_ttl=3600, retry=())
 WARM_DASHBOARD = TaskSpec("warm_dashboard", "handlers.maintenance.warm_dashboard", EVENTS, result_ttl=600, retry=())
+CHECK_HOSTS = TaskSpec("check_hosts", "handlers.hosts.check_hosts", EVENTS, timeout=120, result_ttl=600, retry=())
 # The watchdog (each call it makes is claimed first, so a second worker or the next tick never repeats one).
 WATCHDOG_TIMEOUTS = TaskSpec("watchdog_timeouts", "handlers.watchdog.sweep_timeouts", GITHUB, result_ttl=600,
                              retry=())
@@ -77,8 +86,9 @@ WATCHDOG_RERUN = TaskSpec("watchdog_rerun", "handlers.watchdog.rerun_runner_fail
                           retry=())
 
 TASKS: dict[str, TaskSpec] = {spec.path: spec for spec in (
-    TIMINGS, ROLLBACK_CHECK, ROLLBACK_PR, PREWARM, OPEN_ROLLBACK, RESTORE_ROLLBACK, MANUAL_ROLLBACK, BULK_REPLAY,
-    SWEEP, RECOVER, TRIM, WARM_DASHBOARD, WATCHDOG_TIMEOUTS, WATCHDOG_STRANDED, WATCHDOG_RERUN,
+    TIMINGS, ROLLBACK_CHECK, ROLLBACK_PR, PREWARM, ATTRIBUTE, OPEN_ROLLBACK, RESTORE_ROLLBACK, MANUAL_ROLLBACK,
+    BULK_REPLAY, SWEEP, RECOVER, TRIM, WARM_DASHBOARD, WATCHDOG_TIMEOUTS, WATCHDOG_STRANDED, WATCHDOG_RERUN,
+    NOTIFY_FAN_OUT, NOTIFY_SEND, NOTIFY_TEST, CHECK_HOSTS,
 )}
 # Old dotted path -> current one, kept for FAILURE_TTL after a rename (a requeued failed job still runs).
 ALIASES: dict[str, str] = {}

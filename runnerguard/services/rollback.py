@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
@@ -23,6 +23,7 @@ from runnerguard.errors import NotFound
 from runnerguard.github import GitHubApp
 from runnerguard.queue import tasks
 from runnerguard.services.rollback_prs import Rollbacks
+from runnerguard.store import hosts as host_store
 from runnerguard.store import jobstore
 from runnerguard.store import rollback_state as states
 
@@ -71,11 +72,21 @@ class RollbackService:
         return rules.stuck_queue(pool.name, waiting_longer=waiting, started_recently=started,
                                  after_seconds=rule.after_seconds, min_jobs=rule.min_jobs)
 
+    def host_down_decision(self, pool: Pool) -> Decision:
+        """Every host of the pool down (or its runner offline) while a job of the pool waits longer than `after`."""
+        rule = self.policy.rollback.host_down
+        now = self.clock()
+        statuses = [host_store.get_status(self.redis, self.policy, name, now=now) for name in pool.hosts]
+        unavailable = [s.why_unavailable(now) for s in statuses if s is not None and s.unavailable]
+        waiting = jobstore.stuck_counts(self.redis, pool.name, now - rule.after_seconds)[0] if pool.hosts else 0
+        return rules.host_down(pool.name, hosts=len(pool.hosts), unavailable=unavailable, waiting_longer=waiting,
+                               after_seconds=rule.after_seconds)
+
     def repos_in_window(self, pool: Pool, decision: Decision) -> list[str]:
         """Repositories that ran jobs of the pool in the window (by completed_at), or that have jobs stuck waiting."""
         since = self.clock() - (decision.window_seconds or 86400)
         repos = jobstore.repos_since(self.redis, pool.name, since)
-        if decision.trigger == rules.STUCK_QUEUE:
+        if decision.trigger in (rules.STUCK_QUEUE, rules.HOST_DOWN):
             repos |= jobstore.waiting_repos(self.redis, pool.name, since)
         return sorted(repos)
 
@@ -103,16 +114,40 @@ class RollbackService:
             if pool.name in names:
                 self.evaluate(pool, self.failure_rate_decision(pool))
 
+    def after_pools(self, names: set[str]) -> None:
+        """After a cause landed: the failure rate of the pools it moved, evaluated again."""
+        for pool in self.policy.all_pools:
+            if pool.name in names:
+                self.evaluate(pool, self.failure_rate_decision(pool))
+
     def sweep(self) -> dict[str, Any]:
         """Stuck queues, failure rates, and the state of open PRs."""
         triggered: dict[str, list[str]] = {}
         for pool in self.policy.all_pools:
-            for decision in (self.stuck_queue_decision(pool), self.failure_rate_decision(pool)):
+            for decision in (self.host_down_decision(pool), self.stuck_queue_decision(pool),
+                             self.failure_rate_decision(pool)):
                 queued = self.evaluate(pool, decision)
                 if queued:
                     triggered.setdefault(pool.name, []).extend(queued)
         changed = self.prs.check_open_pulls() if self.github is not None else []
+        changed += self.unblock_recovered()
         return {"triggered": triggered, "changed": [f"{s.pool}/{s.repo}: {s.state}" for s in changed]}
+
+    def unblock_recovered(self) -> list[states.RollbackState]:
+        """A blocked rollback whose trigger no longer fires is healthy again (nothing is left to act on)."""
+        cleared = []
+        for current in states.list_states(self.redis):
+            pool = self.policy.find_pool(current.pool)
+            if current.state != states.BLOCKED or pool is None or current.trigger == rules.MANUAL:
+                continue
+            decision = (self.stuck_queue_decision(pool) if current.trigger == rules.STUCK_QUEUE
+                        else self.failure_rate_decision(pool))
+            if not decision.fire and not tasks.is_pending(rollback_job_id(pool.name, current.repo),
+                                                          connection=self.redis):
+                cleared.append(states.save(self.redis, replace(current, state=states.HEALTHY, error=None,
+                                                               reason=decision.reason), event="unblocked",
+                                           now=self.clock()))
+        return cleared
 
     def manual(self, pool_name: str, repo: str | None, note: str = "") -> list[str]:
         """An admin asks for a rollback of a pool (in one repo, or every repo that ran its jobs lately)."""
@@ -131,9 +166,13 @@ class RollbackService:
         decision = (Decision(**{k: v for k, v in data.items() if k != "rate"}) if data
                     else self.failure_rate_decision(pool))
         if decision.trigger == rules.FAILURE_RATE:
-            # The PR states the cause as it stands when it opens, which may be a few deliveries after it first fired.
-            fresh = self.failure_rate_decision(pool)
-            decision = fresh if fresh.fire else decision
+            # The PR states the cause as it stands when it opens, which may be a few deliveries after it first fired;
+            # causes that landed since (a failure proven to be the code's) may have taken the pool below the threshold.
+            decision = self.failure_rate_decision(pool)
+            if not decision.fire:
+                log.info("rollback no longer needed", extra={"pool": pool.name, "repo": repo,
+                                                             "status": decision.reason})
+                return
         self.prs.open(pool, repo, decision)
 
     def restore(self, pool_name: str, repo: str) -> None:
@@ -143,4 +182,25 @@ class RollbackService:
         if not event.head_ref.startswith(ROLLBACK_PREFIXES):
             return  # not one of ours
         pool_name = event.head_ref.split("/", 2)[2]
+        if not self.is_our_pull(event, states.load(self.redis, pool_name, event.repo)):
+            log.warning("pull_request event ignored: not runnerguard's PR",
+                        extra={"pool": pool_name, "repo": event.repo, "status": event.number})
+            return
         self.prs.pull_closed(pool_name, event.repo, head_ref=event.head_ref, merged=event.merged)
+
+    @staticmethod
+    def is_our_pull(event: PullRequestEvent, current: states.RollbackState) -> bool:
+        """Only the recorded PR, from the repository itself (not a fork's branch of the same name), opened by the
+        App's bot moves the state: anyone can open a PR whose head is named runnerguard/rollback/<pool>."""
+        if event.head_ref.startswith(ROLLBACK_PREFIXES[0]):
+            number = current.pr_number if current.state == states.PR_OPEN else None
+        else:
+            number = current.restore_pr_number if current.state == states.RESTORING else None
+        if number is None or event.number != number:
+            return False
+        if event.head_repo_id is None or event.head_repo_id != event.repo_id:
+            return False
+        if current.pr_author is not None:
+            return event.author == current.pr_author
+        # A PR recorded before authors were kept: at least an App's bot (only Apps get "[bot]" logins).
+        return bool(event.author and event.author.endswith("[bot]"))

@@ -11,7 +11,8 @@ from typing import Any
 import redis
 from redis.exceptions import LockError
 
-from runnerguard.domain import rollback_text
+from runnerguard.domain import notices, rollback_text
+from runnerguard.domain.notices import Notice
 from runnerguard.domain.pools import Pool
 from runnerguard.domain.rules import Decision
 from runnerguard.domain.timeline import format_time
@@ -24,6 +25,7 @@ from runnerguard.domain.workflows import (
 )
 from runnerguard.errors import Permanent
 from runnerguard.github import Forbidden, GitHubApp, InstallationClient, NotFound, PullRequest, Unprocessable
+from runnerguard.services.notify import emit
 from runnerguard.store import jobstore
 from runnerguard.store import rollback_state as states
 from runnerguard.store.rollback_state import RollbackState
@@ -31,10 +33,19 @@ from runnerguard.store.rollback_state import RollbackState
 log = logging.getLogger("runnerguard.rollback")
 COMMENT_EVERY = 3600
 LOCK_TIMEOUT = 600
+SUMMARY_JOBS = 500  # counted failures read for the PR's cause summary line
+NO_APP = "the GitHub App is not configured (open /setup)"
+NOT_INSTALLED = "the GitHub App is not installed on {repo}"
+NO_WORKFLOW = "no workflow file has a runs-on value of this pool to rewrite"
+DRY_RUN = "dry_run is on in the policy (the PR it would open is in the history)"
 
 
 class RollbackError(Permanent):
     """A rollback cannot go ahead (a missing permission, a repository it cannot see); recorded, not retried."""
+
+
+class Blocked(RollbackError):
+    """A fired trigger cannot open its PR for a reason a person must fix: the state becomes `blocked`."""
 
 
 @dataclass
@@ -77,9 +88,32 @@ class Rollbacks:
         except Forbidden as exc:
             why = (f"the App lacks the `{exc.missing_permission}` permission" if exc.missing_permission
                    else f"GitHub refused: {exc}")
-            states.save(self.redis, replace(current, error=why, trigger=decision.trigger, reason=decision.reason),
-                        event="error", now=now)
-            raise RollbackError(why) from None
+            return self._block(current, decision, why, now, error=why)
+        except Blocked as exc:
+            return self._block(current, decision, str(exc), now)
+
+    def _block(self, current: RollbackState, decision: Decision, why: str, now: float, *, event: str = "blocked",
+               error: str | None = None, extra: Mapping[str, Any] | None = None) -> RollbackState:
+        """Record that the trigger fired and could not act, and why; a person hears of it once per reason."""
+        summary = rollback_text.trigger_summary(decision)
+        saved = states.save(self.redis, replace(current, state=states.BLOCKED, reason=why, error=error,
+                                                trigger=decision.trigger, trigger_summary=summary),
+                            event=event, now=now, extra=extra)
+        log.warning("rollback blocked", extra={"pool": current.pool, "repo": current.repo, "error": why})
+        if current.state != states.BLOCKED or current.reason != why:
+            emit(self.redis, Notice(
+                event=notices.BLOCKED, state=states.BLOCKED, at=now, pool=current.pool, repo=current.repo,
+                summary=f"{current.pool}: {summary}; rollback blocked: {why}",
+                evidence={"trigger": decision.trigger, "finished": decision.finished, "failed": decision.failed},
+                next_step="open /setup" if why == NO_APP else ""))
+        return saved
+
+    def _notify(self, event: str, state: RollbackState, summary: str, *, resolved: bool = False,
+                evidence: Mapping[str, Any] | None = None) -> None:
+        links = {k: v for k, v in (("pr", state.pr_url), ("restore_pr", state.restore_pr_url)) if v}
+        emit(self.redis, Notice(event=event, state=state.state, at=state.updated_at or self.clock(), pool=state.pool,
+                                repo=state.repo, summary=summary, links=links, resolved=resolved,
+                                evidence=dict(evidence or {})))
 
     def _failing_jobs(self, pool: Pool, decision: Decision, now: float) -> list[dict[str, Any]]:
         since = now - (decision.window_seconds or 86400)
@@ -87,11 +121,11 @@ class Rollbacks:
 
     def _client(self, repo: str) -> InstallationClient:
         if self.github is None:
-            raise RollbackError("the GitHub App is not configured (GITHUB_APP_ID and GITHUB_PRIVATE_KEY_PATH)")
+            raise Blocked(NO_APP)
         try:
             return self.github.for_repo(repo)
         except NotFound:
-            raise RollbackError(f"the App is not installed on {repo}") from None
+            raise Blocked(NOT_INSTALLED.format(repo=repo)) from None
 
     def _create(self, current: RollbackState, pool: Pool, repo: str, decision: Decision, *,
                 evidence: Sequence[Mapping[str, Any]], now: float) -> RollbackState:
@@ -101,36 +135,43 @@ class Rollbacks:
         new_files, changes, unresolved = self._rewrite(client, repo, base_sha, pool)
         counts = {path: len(c) for path, c in changes.items()}
         title = rollback_text.title(pool.name, pool.fallback, decision)
+        counted = jobstore.failed_jobs(self.redis, pool.name, now - (decision.window_seconds or 86400),
+                                       limit=SUMMARY_JOBS)
         body = rollback_text.body(pool=pool.name, repo=repo, fallback=pool.fallback, decision=decision,
-                                  jobs=evidence, files=counts, unresolved=unresolved)
+                                  jobs=evidence, files=counts, unresolved=unresolved, counted=counted)
         recorded = replace(
             current, trigger=decision.trigger, reason=decision.reason, error=None, closed_at=None,
             changes=[{"path": p, "changes": [c.to_dict() for c in cs]} for p, cs in sorted(changes.items())],
             unresolved=unresolved, dry_run=self.dry_run,
         )
         if not new_files:
-            return states.save(self.redis, replace(recorded, error="no runs-on value of this pool to rewrite"),
-                               event="nothing_to_rewrite", now=now)
+            return self._block(recorded, decision, NO_WORKFLOW, now, event="nothing_to_rewrite", error=NO_WORKFLOW)
         if self.dry_run:
-            return states.save(self.redis, replace(recorded, state=states.PR_OPEN, pr_url=None, opened_at=now),
-                               event="dry_run", now=now, extra={"title": title, "body": body, "files": counts})
+            return self._block(replace(recorded, dry_run=True), decision, DRY_RUN, now, event="dry_run",
+                               extra={"title": title, "body": body, "files": counts})
         branch = rollback_text.ROLLBACK_BRANCH.format(pool=pool.name)
         pr = self._existing_pull(client, repo, branch)
         if pr is None:
             self._reset_branch(client, repo, branch, base_sha)
-            message = rollback_text.COMMIT_MESSAGE.format(pool=pool.name, fallback=pool.fallback,
-                                                          reason=decision.reason)
+            message = rollback_text.commit_message(pool.name, pool.fallback, decision)
             commit = client.commit_files(repo, branch=branch, files=new_files, message=message, parent=base_sha)
             recorded = replace(recorded, commit_sha=commit.sha)
             pr = self._create_pull(client, repo, title=title, head=branch, base=base, body=body)
         client.add_labels(repo, pr.number, [rollback_text.LABEL])
         log.info("rollback PR open", extra={"pool": pool.name, "repo": repo, "status": pr.number})
-        return states.save(
+        opened = states.save(
             self.redis,
             replace(recorded, state=states.PR_OPEN, pr_url=pr.html_url, pr_number=pr.number, branch=branch,
-                    opened_at=now, last_comment_at=now),
+                    opened_at=now, last_comment_at=now, pr_author=pr.user_login, trigger_summary=None,
+                    reason=decision.reason),
             event="pr_opened", now=now,
         )
+        self._notify(notices.ROLLBACK, opened,
+                     f"runnerguard opened a rollback pull request because {rollback_text.plain(decision.reason)}.",
+                     evidence={"rate": decision.rate or 0.0, "failed": decision.failed, "finished": decision.finished,
+                               "window_seconds": decision.window_seconds, "threshold": decision.threshold,
+                               "trigger": decision.trigger, "reason": decision.reason})
+        return opened
 
     def _rewrite(self, client: InstallationClient, repo: str, sha: str, pool: Pool
                  ) -> tuple[dict[str, str], dict[str, list[Change]], list[dict[str, Any]]]:
@@ -204,13 +245,18 @@ class Rollbacks:
         now = self.clock()
         if head_ref == rollback_text.ROLLBACK_BRANCH.format(pool=pool_name) and current.state == states.PR_OPEN:
             if merged:
-                return states.save(self.redis, replace(current, state=states.ROLLED_BACK), event="merged", now=now)
+                merged_state = states.save(self.redis, replace(current, state=states.ROLLED_BACK), event="merged",
+                                           now=now)
+                self._notify(notices.ROLLBACK, merged_state, f"{pool_name}: rollback merged in {repo}")
+                return merged_state
             return states.save(self.redis, replace(current, state=states.HEALTHY, closed_at=now),
                                event="closed_unmerged", now=now)
         if head_ref == rollback_text.RESTORE_BRANCH.format(pool=pool_name) and current.state == states.RESTORING:
             if merged:
-                return states.save(self.redis, replace(current, state=states.HEALTHY, closed_at=None,
-                                                       pr_url=None, pr_number=None), event="restored", now=now)
+                restored = states.save(self.redis, replace(current, state=states.HEALTHY, closed_at=None,
+                                                           pr_url=None, pr_number=None), event="restored", now=now)
+                self._notify(notices.HEALTHY, restored, f"{pool_name}: restored in {repo}", resolved=True)
+                return restored
             return states.save(self.redis, replace(current, state=states.ROLLED_BACK), event="restore_closed",
                                now=now)
         return None
@@ -285,5 +331,9 @@ class Rollbacks:
                                    head=branch, base=base,
                                    body=rollback_text.restore_body(pool.name, current.pr_url, counts, not_reverted))
         client.add_labels(repo, pr.number, [rollback_text.RESTORE_LABEL])
-        return states.save(self.redis, replace(current, state=states.RESTORING, restore_pr_url=pr.html_url,
-                                               restore_pr_number=pr.number), event="restore_opened", now=now)
+        restoring = states.save(self.redis, replace(current, state=states.RESTORING, restore_pr_url=pr.html_url,
+                                                    restore_pr_number=pr.number,
+                                                    pr_author=pr.user_login or current.pr_author),
+                                event="restore_opened", now=now)
+        self._notify(notices.RESTORE, restoring, f"{pool.name}: restore PR opened in {repo}")
+        return restoring

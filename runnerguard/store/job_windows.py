@@ -157,11 +157,18 @@ class ServedCache(Protocol):
 
 
 def cache_counts(rows: Iterable[Mapping[str, Any]], caches: Sequence[ServedCache], pool: str) -> tuple[int, int]:
-    """(hits, lookups) of the caches that serve the pool; with no caches declared, every cache serves it."""
+    """(hits, lookups) of the caches that serve the pool; with no caches declared, every cache serves it. A row with
+    job-side answers (hit / waited, reported by the host's agent) counts those instead of its pre-warms."""
     serving = {c.name for c in caches if pool in c.pools}
     hits = lookups = 0
     for row in rows:
         if caches and row.get("name") not in serving:
+            continue
+        job_hits, job_waited = int(row.get("job_hits") or 0), int(row.get("job_waited") or 0)
+        if job_hits + job_waited:
+            # the job-side answers, where the host's agent reported any: the hit rate a person cares about
+            hits += job_hits
+            lookups += job_hits + job_waited
             continue
         hits += int(row.get("hits") or 0)
         lookups += int(row.get("hits") or 0) + int(row.get("misses") or 0) + int(row.get("errors") or 0)

@@ -11,6 +11,7 @@ import orjson
 import redis
 from redis.client import Pipeline
 
+from runnerguard.domain import causes as cause_rules
 from runnerguard.domain.rules import CountingRule
 from runnerguard.domain.timeline import JobSnapshot, merge
 from runnerguard.store import keys, metrics
@@ -21,8 +22,11 @@ __all__ = ["CountingRule"]
 PUBLIC_FIELDS = (
     "repo", "job_id", "run_id", "run_attempt", "workflow", "name", "labels", "pools", "runner_name", "status",
     "conclusion", "created_at", "started_at", "completed_at", "queue_seconds", "run_seconds", "created_at_approximate",
-    "source",
+    "failure_cause", "failure_evidence", "source",
 )
+# What a failed job's cause record adds to its job record when it is read (the record itself never holds them).
+CAUSE_FIELDS = {"cause": "failure_cause", "evidence": "failure_evidence", "kind": "failure_kind",
+                "step": "failure_step", "person": "failure_by_person", "fork": "from_fork"}
 
 
 class _RecentValues:
@@ -66,8 +70,12 @@ def upsert(
     retention_seconds: int,
     now: float,
     also: Callable[[Pipeline], None] | None = None,
+    failed_counted_later: bool = False,
 ) -> dict[str, Any]:
     """Merge a snapshot into the job's record and bring every index in line with the merged result.
+
+    `failed_counted_later`: the caller's route queues the job's cause task, which counts a failed job in
+    runnerguard_jobs_total with its cause; other writers (a job read back from GitHub's API) count it here.
 
     Merge in Python with what the record most likely holds (what this process last wrote, else nothing), then write
     only if the record does hold it (compare-and-set in one script); otherwise the script answers what it holds, and
@@ -84,25 +92,65 @@ def upsert(
         encoded = orjson.dumps(record)
         batch = new_batch(client)
         batch.set(key, encoded, ex=retention_seconds)
-        _index(batch, record, rule=rule, cutoff=now - retention_seconds)
-        if record["completed_ts"] is not None and (previous is None or previous.get("completed_ts") is None):
-            _count_finished(batch, record)  # once per job, however often its deliveries are replayed
+        completed = record["completed_ts"] is not None
+        first_completion = completed and (previous is None or previous.get("completed_ts") is None)
+        # A cause needs a completed record first (its task waits for one), so only a later write of a finished
+        # job (a replay, a duplicate) reads it before writing; the run's fork flag is caught by the check below.
+        known = attribution(client, record) if completed and not first_completion else {}
+        _index(batch, record, rule=rule, cutoff=now - retention_seconds, known=known)
+        if first_completion:
+            # once per job, however often its deliveries are replayed
+            _count_finished(batch, record, known, failed_later=failed_counted_later)
         if also is not None:
             also(batch)
         applied, raw = cas.execute_if_unchanged(key, raw, batch)
         if applied:
             _last_written.put(key, encoded)
+            if completed and counts_as(record, rule, attribution(client, record)) != counts_as(record, rule, known):
+                # A cause or fork flag we did not index with (landed meanwhile, or not read): its task's reindex
+                # may have run before our write, so index again (one written after this read reindexes itself).
+                reindex(client, record, rule=rule, retention_seconds=retention_seconds, now=now)
             return record
 
 
-def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff: float) -> None:
-    """Index memberships derive from the merged record alone, so any delivery order ends in the same indexes."""
+def attribution(client: redis.Redis, record: dict[str, Any]) -> dict[str, Any]:
+    """The job's cause record and its run's fork flag ({} when neither is known yet): one MGET."""
+    run_id = record.get("run_id")
+    names = [keys.job_cause(record["repo_id"], record["job_id"])]
+    if isinstance(run_id, int):
+        names.append(keys.run_fork(record["repo_id"], run_id))
+    raws = client.mget(names)
+    known: dict[str, Any] = orjson.loads(raws[0]) if raws[0] else {}
+    if len(raws) > 1 and raws[1] is not None:
+        known["fork"] = raws[1] == b"1"
+    return known
+
+
+def reindex(client: redis.Redis, record: dict[str, Any], *, rule: CountingRule, retention_seconds: int,
+            now: float) -> None:
+    """Bring the indexes in line with a cause (or fork flag) that landed after the job's record was written."""
+    batch = client.pipeline(transaction=True)
+    _index(batch, record, rule=rule, cutoff=now - retention_seconds, known=attribution(client, record))
+    batch.execute()
+
+
+def counts_as(record: dict[str, Any], rule: CountingRule, known: dict[str, Any]) -> tuple[bool, bool]:
+    """(finished, failed) for the failure rate, from the record and what is known of its cause."""
+    if record.get("completed_ts") is None:
+        return False, False
+    return cause_rules.counts(
+        record.get("conclusion"), known.get("cause"), person_cancel=bool(known.get("person")),
+        from_fork=known.get("fork"), failed=rule.failed, ignored=rule.ignored, counted=rule.counted,
+        count_forks=rule.count_forks)
+
+
+def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff: float,
+           known: dict[str, Any] | None = None) -> None:
+    """Index memberships derive from the merged record and its cause alone, so any order ends in the same indexes."""
     job = member(record)
     repo = record["repo"]
     created, started, completed = record["created_ts"], record["started_ts"], record["completed_ts"]
-    conclusion = record.get("conclusion")
-    counted = completed is not None and conclusion not in rule.ignored
-    failed = counted and conclusion in rule.failed
+    counted, failed = counts_as(record, rule, known or {})
     pipe.sadd(keys.REPOS_SEEN, repo)
     if created is not None:
         pipe.zadd(keys.JOBS_BY_CREATED, {job: created})
@@ -143,11 +191,17 @@ def _pool_time_indexes(pool: str) -> tuple[str, ...]:
     return keys.pool_created(pool), keys.pool_started(pool), keys.pool_finished(pool), keys.pool_failed(pool)
 
 
-def _count_finished(pipe: Pipeline, record: dict[str, Any]) -> None:
+def _count_finished(pipe: Pipeline, record: dict[str, Any], known: dict[str, Any], *, failed_later: bool) -> None:
     conclusion = record.get("conclusion") or "unknown"
+    failing = conclusion in cause_rules.FAILING
+    if failing and not failed_later:
+        # counted here, so the cause task (runnerguard/store/causes.py meter_once) does not count it again
+        pipe.set(keys.cause_metered(record["repo_id"], record["job_id"]), "1", ex=31 * 86400)
     for pool in record["pools"] or ["none"]:
-        labels = {"pool": pool, "repo": record["repo"], "conclusion": conclusion}
-        metrics.incr_on(pipe, "runnerguard_jobs_total", labels)
+        if not failing or not failed_later:
+            cause = (known.get("cause") or "unknown") if failing else "none"
+            labels = {"pool": pool, "repo": record["repo"], "conclusion": conclusion, "cause": cause}
+            metrics.incr_on(pipe, "runnerguard_jobs_total", labels)
         if record["pools"]:
             if record["queue_seconds"] is not None:
                 metrics.observe_on(pipe, "runnerguard_job_queue_seconds", {"pool": pool}, record["queue_seconds"])
@@ -211,8 +265,21 @@ def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:
     ids = list(members)
     if not ids:
         return []
-    raws = client.mget([keys.job(*map(int, m.split(":"))) for m in ids])
-    return [orjson.loads(raw) for raw in raws if raw]
+    pairs = [tuple(map(int, m.split(":"))) for m in ids]
+    pipe = client.pipeline(transaction=False)
+    pipe.mget([keys.job(*p) for p in pairs])
+    pipe.mget([keys.job_cause(*p) for p in pairs])
+    raws, cause_raws = pipe.execute()
+    records = []
+    for raw, cause_raw in zip(raws, cause_raws, strict=True):
+        if not raw:
+            continue
+        record = orjson.loads(raw)
+        known = orjson.loads(cause_raw) if cause_raw else {}
+        for name, field in CAUSE_FIELDS.items():
+            record[field] = known.get(name)
+        records.append(record)
+    return records
 
 
 def find(
@@ -271,6 +338,8 @@ def trim_indexes(client: redis.Redis, *, retention_seconds: int, now: float) -> 
         # also those a write does not trim: waiting jobs (left by a lost "started" delivery), repos by last job,
         # running jobs (left by a lost "completed" delivery the watchdog could not read back)
         indexes += [*_pool_time_indexes(pool), keys.pool_waiting(pool), keys.pool_repos(pool), keys.pool_running(pool)]
+        # the cause indexes (runnerguard/store/causes.py), trimmed as causes are written, and here for quiet pools
+        indexes += [*(keys.pool_cause(pool, c) for c in cause_rules.CAUSES), keys.pool_failed_steps(pool)]
     for repo in (m.decode() for m in client.smembers(keys.REPOS_SEEN)):  # type: ignore[union-attr]
         indexes += _repo_time_indexes(repo)
     for index in indexes:

@@ -203,6 +203,67 @@ def watchdog(repo_id: int, job_id: int) -> str:
     return f"{PREFIX}:watchdog:{repo_id}:{job_id}"
 
 
+# --- runner hosts and their agents (issue #13) ---------------------------------------------------------------------
+
+HOSTS = f"{PREFIX}:hosts"  # hash name -> JSON {created_at, token_sha256} of every host holding a token
+
+
+def host_token(token_sha256: str) -> str:
+    """String: the host a token (by its SHA-256, never the token itself) belongs to."""
+    return f"{PREFIX}:host:token:{token_sha256}"
+
+
+def host_report(name: str) -> str:
+    """String: the host's latest report (JSON, with received_at and healthy_since)."""
+    return f"{PREFIX}:host:{name}:report"
+
+
+def host_notified(name: str) -> str:
+    """String: the last up/down state a Notice was emitted for (the transition check's memory)."""
+    return f"{PREFIX}:host:{name}:notified"
+
+
+def host_cleanups(name: str) -> str:
+    """List: cleanups reported and not yet turned into Notices."""
+    return f"{PREFIX}:host:{name}:cleanups"
+
+
+def work_items(host: str) -> str:
+    """Hash item id -> JSON work item of one host (until done)."""
+    return f"{PREFIX}:work:{host}:items"
+
+
+def work_ready(host: str) -> str:
+    """List of item ids waiting to be offered to the host's agent."""
+    return f"{PREFIX}:work:{host}:ready"
+
+
+def work_leases(host: str) -> str:
+    """Zset item id -> lease expiry: offered, not done yet; offered again once the lease expires."""
+    return f"{PREFIX}:work:{host}:leases"
+
+
+def work_wake(host: str) -> str:
+    """List pushed when work is created: wakes the host's long poll (BLPOP)."""
+    return f"{PREFIX}:work:{host}:wake"
+
+
+def work_once(host: str, item_id: str) -> str:
+    """String with a TTL: this (job, cache or command) was made into work once; replays make nothing more."""
+    return f"{PREFIX}:work:{host}:once:{item_id}"
+
+
+def job_cache_answers(cache: str, host: str) -> str:
+    """Hash hit / waited: the job-side answers of a host's cache (the hit rate a person cares about)."""
+    return f"{PREFIX}:prewarm:jobside:{host}:{cache}"
+
+
+def job_cache_answers_daily(cache: str, host: str, day: str) -> str:
+    return f"{PREFIX}:prewarm:jobside:{host}:{cache}:{day}"
+
+
+WORK_OWNERS = f"{PREFIX}:work:owners"  # hash item id -> host: whose item an id is (403 for another host's)
+
 def watchdog_checked(repo_id: int, job_id: int) -> str:
     """String (epoch seconds, with a TTL): when the watchdog last asked GitHub about a job not seen complete."""
     return f"{PREFIX}:watchdog:checked:{repo_id}:{job_id}"
@@ -216,6 +277,87 @@ def pool_running(pool: str) -> str:
 JOBS_OPEN = f"{PREFIX}:jobs:open"  # zset "repo_id:job_id" -> started_at, else created_at, of jobs not completed
 WATCHDOG_BLOCKED = f"{PREFIX}:watchdog:blocked"  # hash repo (lower) -> JSON: why the watchdog cannot act there
 WATCHDOG_RECENT = f"{PREFIX}:watchdog:recent"  # list of JSON: the watchdog's latest actions, newest first
+
+
+# --- notifiers (issue #17) ------------------------------------------------------------------------------------------
+
+
+def notify_cooldown(notifier: str, event: str, subject: str) -> str:
+    """String with a TTL: the notice id that notifier last announced (event, subject) with; none again until it
+    expires (or the outage is resolved)."""
+    return f"{PREFIX}:notify:cooldown:{notifier}:{event}:{subject}"
+
+
+def notify_open(notifier: str, subject: str) -> str:
+    """Set of the outage events a notifier announced for a subject ("pool:NAME" or "host:NAME"), not yet resolved."""
+    return f"{PREFIX}:notify:open:{notifier}:{subject}"
+
+
+def notify_resolved(notifier: str, subject: str) -> str:
+    """String with a TTL: the notice id that resolved the subject's outage (a retry of it is still sent)."""
+    return f"{PREFIX}:notify:resolved:{notifier}:{subject}"
+
+
+def notify_status(notifier: str) -> str:
+    """Hash: a notifier's last result, last error and when (the dashboard's notifier table)."""
+    return f"{PREFIX}:notify:status:{notifier}"
+
+
+def notify_issue(notifier: str, pool: str) -> str:
+    """String (JSON): the open outage issue of a pool that a github-issue notifier keeps (number, opened_at...)."""
+    return f"{PREFIX}:notify:issue:{notifier}:{pool}"
+
+
+def notify_issue_lock(notifier: str, pool: str) -> str:
+    return f"{PREFIX}:notify:issue:lock:{notifier}:{pool}"
+
+
+def notify_sent(notifier: str, notice_id: str) -> str:
+    """String with a TTL: this notice reached this notifier (a repeated task sends nothing again)."""
+    return f"{PREFIX}:notify:sent:{notifier}:{notice_id}"
+
+
+# --- failure causes (runnerguard/store/causes.py) -------------------------------------------------------------------
+
+
+def job_cause(repo_id: int, job_id: int) -> str:
+    """String (JSON): a failed job's cause and evidence, kept apart from the record its deliveries rebuild."""
+    return f"{PREFIX}:cause:{repo_id}:{job_id}"
+
+
+def job_annotations(repo_id: int, job_id: int) -> str:
+    """String (JSON list): the messages of the job's check-run annotations, fetched once."""
+    return f"{PREFIX}:cause:annotations:{repo_id}:{job_id}"
+
+
+def job_host_fact(repo_id: int, job_id: int) -> str:
+    """String (JSON): what the host agent said about the job's host, read once when the cause was first computed."""
+    return f"{PREFIX}:cause:host:{repo_id}:{job_id}"
+
+
+def run_fork(repo_id: int, run_id: int) -> str:
+    """String "1" / "0": the run's head repository is another repository (a fork), from GET .../runs/{id}, once."""
+    return f"{PREFIX}:run:fork:{repo_id}:{run_id}"
+
+
+def twins(repo_id: int, digest: str) -> str:
+    """Hash "job_id" -> JSON: failed jobs of one (repository, workflow, job name, head_sha), in or out of a pool."""
+    return f"{PREFIX}:cause:twins:{repo_id}:{digest}"
+
+
+def cause_metered(repo_id: int, job_id: int) -> str:
+    """String: runnerguard_jobs_total already counted this failed job (with its first cause)."""
+    return f"{PREFIX}:cause:metered:{repo_id}:{job_id}"
+
+
+def pool_cause(pool: str, cause: str) -> str:
+    """Zset "repo_id:job_id" -> completed_at: the pool's failed jobs of one cause (failed_by_cause, O(log n))."""
+    return f"{PREFIX}:pool:{pool}:cause:{cause}"
+
+
+def pool_failed_steps(pool: str) -> str:
+    """Zset "repo_id:job_id\\tstep" -> completed_at: the user step each failed job of the pool failed at."""
+    return f"{PREFIX}:pool:{pool}:failed-steps"
 
 
 def periodic_slot(task: str, slot: int) -> str:

@@ -59,6 +59,24 @@ def record(
     pipe.execute()
 
 
+def record_job_answers(client: redis.Redis, name: str, host: str, *, hit: int, waited: int, now: float) -> None:
+    """Count the job-side answers an agent reported for a cache: `hit` ready at once, `waited` had to wait."""
+    if not hit and not waited:
+        return
+    pipe = client.pipeline(transaction=True)
+    for key in (keys.job_cache_answers(name, host), keys.job_cache_answers_daily(name, host, _day(now))):
+        pipe.hincrby(key, "hit", hit)
+        pipe.hincrby(key, "waited", waited)
+    pipe.expire(keys.job_cache_answers_daily(name, host, _day(now)), DAILY_TTL)
+    pipe.sadd(keys.PREWARM_STATS_INDEX, f"{host}\t{name}")
+    pipe.execute()
+
+
+def job_hit_rate(hit: int, waited: int) -> float | None:
+    total = hit + waited
+    return round(hit / total, 4) if total else None
+
+
 def _day(ts: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
@@ -71,14 +89,19 @@ def window_rows(client: redis.Redis, *, days: int, now: float) -> list[dict[str,
     for host, name in pairs:
         for day in day_names:
             pipe.hgetall(keys.prewarm_daily(name, host, day))
+            pipe.hgetall(keys.job_cache_answers_daily(name, host, day))
     answers = iter(pipe.execute())
     rows = []
     for host, name in pairs:
-        totals = {"hits": 0, "misses": 0, "errors": 0}
+        totals = {"hits": 0, "misses": 0, "errors": 0, "job_hits": 0, "job_waited": 0}
         for _ in day_names:
             for field, value in next(answers).items():
                 if _decoded(field) in totals:
                     totals[_decoded(field)] += int(value)
+            for field, value in next(answers).items():
+                jobside = {"hit": "job_hits", "waited": "job_waited"}.get(_decoded(field))
+                if jobside:
+                    totals[jobside] += int(value)
         rows.append({"name": name, "host": host, **totals})
     return rows
 
@@ -118,10 +141,14 @@ def cache_rows(
     pipe = client.pipeline(transaction=False)
     for h, n in ordered:
         pipe.hgetall(keys.prewarm_stats(n, h))
+        pipe.hgetall(keys.job_cache_answers(n, h))
+    answers = pipe.execute()
     rows = []
-    for (h, n), raw in zip(ordered, pipe.execute(), strict=True):
+    for (h, n), raw, jobside in zip(ordered, answers[::2], answers[1::2], strict=True):
         row = _row(raw)
         hits, misses, errors = (int(row.get(f, 0)) for f in ("hits", "misses", "errors"))
+        job = _row(jobside)
+        job_hits, job_waited = int(job.get("hit", 0)), int(job.get("waited", 0))
         rows.append({
             "name": n,
             "host": h,
@@ -135,7 +162,12 @@ def cache_rows(
             "last_error_at": float(row["last_error_at"]) if "last_error_at" in row else None,
             "bytes_downloaded": int(row.get("bytes_downloaded", 0)),
             "seconds": round(float(row.get("seconds", 0.0)), 6),
-            "hit_rate": hit_rate(hits, misses, errors),
+            # the job's answers where there are any (what a person cares about), else the pre-warms'
+            "hit_rate": job_hit_rate(job_hits, job_waited) if job_hits + job_waited
+            else hit_rate(hits, misses, errors),
+            "prewarm_hit_rate": hit_rate(hits, misses, errors),
+            "job_hits": job_hits,
+            "job_waited": job_waited,
             "updated_at": float(row["updated_at"]) if "updated_at" in row else None,
         })
     return rows

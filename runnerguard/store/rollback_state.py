@@ -1,4 +1,4 @@
-"""Rollback state per pool and repository, with its history: healthy, pr_open, rolled_back, restoring."""
+"""Rollback state per pool and repository, with its history: healthy, pr_open, rolled_back, restoring, blocked."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from redis.lock import Lock
 from runnerguard.store import keys
 
 HEALTHY, PR_OPEN, ROLLED_BACK, RESTORING = "healthy", "pr_open", "rolled_back", "restoring"
-STATES = (HEALTHY, PR_OPEN, ROLLED_BACK, RESTORING)
+# A trigger fired and the PR could not be opened (no App, no installation, a missing permission, no workflow file,
+# dry_run): `reason` says why; the next sweep tries again.
+BLOCKED = "blocked"
+STATES = (HEALTHY, PR_OPEN, ROLLED_BACK, RESTORING, BLOCKED)
 HISTORY_KEPT = 100
 
 
@@ -39,6 +42,8 @@ class RollbackState:
     error: str | None = None
     changes: list[dict[str, Any]] = field(default_factory=list)  # [{"path", "changes": [Change.as_dict()]}]
     unresolved: list[dict[str, Any]] = field(default_factory=list)
+    pr_author: str | None = None  # the login that opened the PR (the App's bot): only its PR events move the state
+    trigger_summary: str | None = None  # "failing, 75% of 8 jobs in 24h": what fired, beside a blocked reason
 
     def public(self) -> dict[str, Any]:
         """The `GET /api/rollbacks` row."""
@@ -47,6 +52,7 @@ class RollbackState:
             "reason": self.reason, "pr_url": self.pr_url, "pr_number": self.pr_number,
             "opened_at": self.opened_at, "updated_at": self.updated_at, "restore_pr_url": self.restore_pr_url,
             "restore_pr_number": self.restore_pr_number, "dry_run": self.dry_run, "error": self.error,
+            "trigger_summary": self.trigger_summary,
         }
 
 
@@ -55,7 +61,8 @@ def load(client: redis.Redis, pool: str, repo: str) -> RollbackState:
     if not raw:
         return RollbackState(pool=pool, repo=repo)
     data = json.loads(raw)
-    return RollbackState(**data)
+    # a state written by a later release may hold fields this one does not know: keep what it knows
+    return RollbackState(**{k: v for k, v in data.items() if k in RollbackState.__dataclass_fields__})
 
 
 def save(client: redis.Redis, new: RollbackState, *, event: str, now: float | None = None,

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from config.policy import NAME_RE
 from runnerguard.domain import timeparse
 from runnerguard.errors import InvalidInput
-from runnerguard.store import jobstore
+from runnerguard.store import causes, jobstore
 from runnerguard.store import watchdog as watchdog_store
 from runnerguard.store.prewarm_stats import cache_rows
 from runnerguard.web.auth import require_admin
@@ -65,6 +65,8 @@ def list_pools() -> Response:
             "finished_24h": finished,
             "failed_24h": failed,
             "failure_rate_24h": round(failed / finished, 4) if finished else None,
+            # every failed job of the 24 h by its cause (code failures included: they do not count toward the rate)
+            "failed_by_cause": causes.counts_by_cause(web.redis, pool.name, now - DAY),
             "window_seconds": window,
             "finished_window": finished_w,
             "failed_window": failed_w,

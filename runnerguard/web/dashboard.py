@@ -11,8 +11,9 @@ from runnerguard.domain.links import web_bases
 from runnerguard.errors import NotFound
 from runnerguard.services import replay
 from runnerguard.services import reports as report_data
-from runnerguard.web import dashboard_data
+from runnerguard.web import dashboard_data, notify_view
 from runnerguard.web.auth import require_admin
+from runnerguard.web.hosts_view import host_views
 from runnerguard.web.session_auth import login_required
 from runnerguard.web.state import state
 
@@ -35,6 +36,7 @@ def index() -> str:
     return render_template(
         "dashboard.html",
         now=now,
+        hosts=host_views(web.redis, web.policy, now=now),
         generated=time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(now)),
         statuses=dashboard_data.statuses(web.redis, web.policy, now=now,
                                          app_configured=bool(web.settings.github_app_id), web_bases=bases),
@@ -44,6 +46,7 @@ def index() -> str:
         jobs=dashboard_data.latest_jobs(web.redis, bases),
         deliveries=dashboard_data.recent_deliveries(web.redis),
         failed=dashboard_data.failed_tasks(web.redis, web.settings.queues),
+        notifiers=notify_view.rows(web.redis, web.policy),
     )
 
 

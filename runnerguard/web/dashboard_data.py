@@ -16,7 +16,7 @@ from runnerguard.domain.pool_status import PoolStatus, status_for
 from runnerguard.domain.timeline import format_time
 from runnerguard.queue import inspect
 from runnerguard.services import reports as report_data
-from runnerguard.store import delivery_query, job_windows, jobstore, prewarm_stats, rollback_state
+from runnerguard.store import causes, delivery_query, job_windows, jobstore, prewarm_stats, rollback_state
 from runnerguard.store import watchdog as watchdog_store
 from runnerguard.web import svg
 
@@ -39,6 +39,11 @@ class PoolView:
     run_chart: Markup
     running_chart: Markup
     rows: list[scorecard.Row] = field(default_factory=list)
+    # 24 h: failures by cause, the counted rate beside the code's, and the user steps failing most (issue #14)
+    causes: dict[str, int] = field(default_factory=dict)
+    counted_rate: float | None = None
+    code_rate: float | None = None
+    top_steps: list[tuple[str, int]] = field(default_factory=list)
 
 
 def pool_views(client: redis.Redis, policy: Policy, *, now: float) -> list[PoolView]:
@@ -72,8 +77,17 @@ def pool_views(client: redis.Redis, policy: Policy, *, now: float) -> list[PoolV
                                          fmt=lambda v: f"{v:g}", hline=runners, y_max=_whole_top(parts, runners),
                                          hline_label=f"{runners} runner{'s' if runners != 1 else ''}", **span),
             rows=rows,
+            **cause_figures(client, pool, now=now),
         ))
     return views
+
+
+def cause_figures(client: redis.Redis, pool: str, *, now: float) -> dict[str, Any]:
+    finished, failed = jobstore.window_counts(client, pool, now - DAY)
+    by_cause = causes.counts_by_cause(client, pool, now - DAY)
+    return {"causes": by_cause, "counted_rate": failed / finished if finished else None,
+            "code_rate": by_cause.get("code", 0) / finished if finished else None,
+            "top_steps": causes.top_failing_steps(client, pool, now - DAY, 3)}
 
 
 def _whole_top(parts: list[Any], runners: int) -> float:

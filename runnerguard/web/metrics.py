@@ -8,7 +8,7 @@ from flask import Blueprint, Response, request
 
 from runnerguard.queue import inspect
 from runnerguard.services import reports as report_data
-from runnerguard.store import jobstore, metrics, prewarm_stats, rollback_state
+from runnerguard.store import hosts, jobstore, metrics, prewarm_stats, rollback_state
 from runnerguard.web import prometheus
 from runnerguard.web.auth import bearer_ok
 from runnerguard.web.state import WebState, state
@@ -32,6 +32,7 @@ def collect(web: WebState, *, now: float) -> prometheus.Scrape:
         rollback_state_names=rollback_state.STATES,
         prewarm_rows=prewarm_stats.cache_rows(web.redis),
         queues=inspect.queue_rows(web.redis, web.settings.queues),
+        hosts=[h.public() for h in hosts.list_statuses(web.redis, web.policy, now=now)],
     )
 
 

@@ -32,6 +32,7 @@ LIMIT = {"name": "limit", "in": "query", "required": False, "schema": {"type": "
                                                                        "maximum": 500}}
 GUID = {"name": "guid", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[A-Za-z0-9-]{1,64}$"}}
 
+CAUSE_NAMES = ("runner", "code", "timeout", "unknown")
 JOB = {"type": "object", "properties": {
     "repo": {"type": "string"}, "job_id": {"type": "integer"}, "run_id": NULLABLE_INT, "run_attempt": NULLABLE_INT,
     "workflow": NULLABLE_STR, "name": NULLABLE_STR, "labels": {"type": "array", "items": {"type": "string"}},
@@ -40,6 +41,9 @@ JOB = {"type": "object", "properties": {
     "queue_seconds": NULLABLE_NUM, "run_seconds": NULLABLE_NUM,
     # true when no delivery carried created_at (older GHES): created_at is then the best time known
     "created_at_approximate": {"type": "boolean", "nullable": True},
+    # why a failed job failed (null until its cause task ran, and for jobs that did not fail)
+    "failure_cause": {"type": "string", "nullable": True, "enum": [*CAUSE_NAMES, None]},
+    "failure_evidence": NULLABLE_STR,
     # "rest" when the job's latest state was read back from GitHub's API by the watchdog
     "source": {"type": "string", "nullable": True},
     # what the watchdog did to the job: cancelled_at, forced_at, rerun_at (epoch seconds), reason
@@ -63,16 +67,31 @@ FILTER_BODY = {"type": "object", "properties": {
 }, "additionalProperties": False}
 ROLLBACK = {"type": "object", "properties": {
     "pool": {"type": "string"}, "repo": {"type": "string"},
-    "state": {"type": "string", "enum": ["healthy", "pr_open", "rolled_back", "restoring"]},
-    "trigger": NULLABLE_STR, "reason": NULLABLE_STR, "pr_url": NULLABLE_STR, "pr_number": NULLABLE_INT,
+    "state": {"type": "string", "enum": ["healthy", "pr_open", "rolled_back", "restoring", "blocked"]},
+    # for "blocked", `reason` says why the PR could not be opened and `trigger_summary` what fired
+    "trigger": NULLABLE_STR, "reason": NULLABLE_STR, "trigger_summary": NULLABLE_STR,
+    "pr_url": NULLABLE_STR, "pr_number": NULLABLE_INT,
     "opened_at": NULLABLE_NUM, "updated_at": NULLABLE_NUM,
 }, "required": ["pool", "repo", "state"]}
 QUEUED = {"type": "object", "properties": {"state": {"type": "string"}}, "required": ["state"]}
+HOST_NAME = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
+DISK = {"type": "object", "properties": {"total": {"type": "integer"}, "used": {"type": "integer"},
+                                         "free": {"type": "integer"}, "used_ratio": NULLABLE_NUM},
+        "required": ["total", "used", "free", "used_ratio"]}
+HOST = {"type": "object", "properties": {
+    "name": {"type": "string"}, "last_seen": NULLABLE_NUM,
+    "state": {"type": "string", "enum": ["up", "stale", "down"]},
+    "runner": {"type": "string", "enum": ["listening", "busy", "offline", "unknown"]},
+    "disk": {"type": "object", "additionalProperties": DISK}, "memory": {"type": "object"},
+    "load": {"type": "array", "items": {"type": "number"}}, "uptime": NULLABLE_NUM,
+    "job": {"type": "object", "nullable": True, "properties": {"name": {"type": "string"}}},
+    "agent_version": NULLABLE_STR, "cleanup_at": {"type": "number"}, "healthy_since": NULLABLE_NUM,
+}, "required": ["name", "last_seen", "state", "runner", "disk", "memory", "load", "job", "agent_version"]}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "runnerguard admin API", "version": __version__,
-             "description": "Job timings, pools, the delivery log and replays, rollbacks and caches."},
+             "description": "Job timings, pools, the delivery log and replays, rollbacks, caches and runner hosts."},
     "components": {
         "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
         "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}},
@@ -95,7 +114,9 @@ OPENAPI: dict[str, Any] = {
             "responses": {"200": _json({"type": "object", "properties": {"pools": {"type": "array", "items": {
                 "type": "object", "properties": {"name": {"type": "string"}, "finished_24h": {"type": "integer"},
                                                  "failed_24h": {"type": "integer"},
-                                                 "failure_rate_24h": NULLABLE_NUM},
+                                                 "failure_rate_24h": NULLABLE_NUM,
+                                                 "failed_by_cause": {"type": "object", "properties": {
+                                                     c: {"type": "integer"} for c in CAUSE_NAMES}}},
                 "required": ["name", "labels", "finished_24h", "failed_24h", "failure_rate_24h"]}}},
                 "required": ["pools"]}), **_errors(*AUTH)},
         }},
@@ -160,6 +181,25 @@ OPENAPI: dict[str, Any] = {
                     "target": {"type": "string"}, "actual": NULLABLE_NUM, "actual_text": {"type": "string"},
                     "status": {"type": "string"}}, "required": ["pool", "metric", "target", "status"]}}},
                 "required": ["rows"]}), **_errors(*AUTH)},
+        }},
+        "/api/hosts": {
+            "get": {"summary": "Runner hosts as their agents report them: state, disks, runner, job",
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "hosts": {"type": "array", "items": HOST}}, "required": ["hosts"]}), **_errors(*AUTH)}},
+            "post": {"summary": "Add a runner host; the answer carries its token, the only time it is shown",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "properties": {"name": HOST_NAME}, "required": ["name"],
+                         "additionalProperties": False}}}},
+                     "responses": {"201": _json({"type": "object", "properties": {
+                         "name": {"type": "string"}, "token": {"type": "string"}}, "required": ["name", "token"]},
+                         "created"), **_errors(400, *AUTH, 409)}},
+        },
+        "/api/hosts/{name}": {"delete": {
+            "summary": "Revoke a runner host's token",
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "name": {"type": "string"}, "revoked": {"type": "boolean"}}, "required": ["name", "revoked"]}),
+                **_errors(400, *AUTH, 404)},
         }},
         "/api/watchdog": {"get": {
             "summary": "The watchdog per pool (max_run, force_after, retries; blocked without a permission)",

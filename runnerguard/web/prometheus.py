@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from runnerguard.store.metrics import DURATION_BUCKETS
 
@@ -17,6 +18,8 @@ RESULT_LABEL = {"hits": "hit", "misses": "miss", "errors": "error", "skipped": "
 FAMILIES: dict[str, tuple[str, str]] = {
     "runnerguard_webhook_deliveries_total": ("counter", "Webhook deliveries received, by event and outcome."),
     "runnerguard_jobs_total": ("counter", "Workflow jobs finished, by pool, repository and conclusion."),
+    "runnerguard_notify_total": ("counter", "Notifications by notifier and result: sent, suppressed (cooldown) or "
+                                 "error (one per failed attempt)."),
     "runnerguard_job_queue_seconds": ("histogram", "Seconds a job waited in the queue before a runner took it."),
     "runnerguard_job_run_seconds": ("histogram", "Seconds a job ran, from start to completion."),
     "runnerguard_pool_failure_rate": ("gauge", "Failed over finished jobs of the pool in the last 24 hours."),
@@ -25,8 +28,12 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "runnerguard_cache_hit_rate": ("gauge", "Pre-warm hits over all pre-warms of a cache on a host."),
     "runnerguard_queue_depth": ("gauge", "Tasks waiting in an RQ queue."),
     "runnerguard_failed_tasks": ("gauge", "Tasks in an RQ queue's failed registry."),
+    "runnerguard_host_up": ("gauge", "1 while the runner host's agent reports (a report within 2 minutes), else 0."),
+    "runnerguard_host_disk_used_ratio": ("gauge", "Used over total of a filesystem the host's agent reports."),
+    "runnerguard_host_runner": ("gauge", "1 for the runner listener's current state on the host, else 0."),
     "runnerguard_watchdog_total": ("counter", "The watchdog's cancels, force-cancels and re-runs, by pool and action."),
 }
+HOST_RUNNER_STATES = ("listening", "busy", "offline", "unknown")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 # Bounds every label set shows even before an observation reached them (written as metrics.observe_on writes them).
 HISTOGRAM_BOUNDS = {name: tuple(str(b) for b in DURATION_BUCKETS)
@@ -48,6 +55,7 @@ class Scrape:
     rollback_state_names: Sequence[str] = ()
     prewarm_rows: Sequence[Mapping[str, object]] = ()  # prewarm.stats.cache_rows()
     queues: Sequence[tuple[str, int, int]] = ()  # (queue, depth, failed)
+    hosts: Sequence[Mapping[str, Any]] = ()  # HostStatus.public() rows
 
 
 def parse_series(series: str) -> tuple[str, Labels]:
@@ -148,11 +156,29 @@ def _family(name: str, samples: Mapping[Labels, float], kind: str | None = None)
     return lines
 
 
+def _host_families(hosts: Sequence[Mapping[str, Any]]) -> list[str]:
+    up: dict[Labels, float] = {}
+    disk: dict[Labels, float] = {}
+    runner: dict[Labels, float] = {}
+    for row in hosts:
+        host = (("host", str(row["name"])),)
+        up[host] = 1.0 if row.get("state") == "up" else 0.0
+        for path, usage in sorted((row.get("disk") or {}).items()):
+            if usage.get("used_ratio") is not None:
+                disk[(*host, ("path", str(path)))] = float(usage["used_ratio"])
+        current = str(row.get("runner") or "unknown")
+        for name in dict.fromkeys((*HOST_RUNNER_STATES, current)):
+            runner[(*host, ("state", name))] = 1.0 if name == current else 0.0
+    return (_family("runnerguard_host_up", up) + _family("runnerguard_host_disk_used_ratio", disk)
+            + _family("runnerguard_host_runner", runner))
+
+
 def render(scrape: Scrape) -> str:
     """The whole exposition, families in a stable order, ending with a newline."""
     plain, histograms = _stored(scrape.counters)
     out: list[str] = []
-    for name in ("runnerguard_webhook_deliveries_total", "runnerguard_jobs_total", "runnerguard_watchdog_total"):
+    for name in ("runnerguard_webhook_deliveries_total", "runnerguard_jobs_total", "runnerguard_watchdog_total",
+                 "runnerguard_notify_total"):
         out += _family(name, plain.pop(name, {}))
     for name in ("runnerguard_job_queue_seconds", "runnerguard_job_run_seconds"):
         out += _histogram(name, FAMILIES[name][1], histograms.pop(name, {}))
@@ -182,4 +208,5 @@ def render(scrape: Scrape) -> str:
     out += _family("runnerguard_cache_hit_rate", hit_rates)
     out += _family("runnerguard_queue_depth", {(("queue", q),): float(d) for q, d, _ in scrape.queues})
     out += _family("runnerguard_failed_tasks", {(("queue", q),): float(f) for q, _, f in scrape.queues})
+    out += _host_families(scrape.hosts)
     return "\n".join(out) + "\n"
