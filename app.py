@@ -60,7 +60,10 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp, hosts_api.bp,
                       watchdog.bp):
         app.register_blueprint(blueprint)
-    agent.init_app(app, redis_url=settings.redis_url, limit=settings.agent_long_polls)
+    # The long polls' own pool, sized to their cap, so they never starve the intake of connections.
+    polls = connection.connect(settings, socket_timeout=agent.MAX_WAIT + 10, socket_connect_timeout=2,
+                               max_connections=max(1, settings.agent_long_polls))
+    agent.init_app(app, blocking=polls, limit=settings.agent_long_polls)
     cli.init_app(app)
     session_auth.init_app(app)  # the dashboard's login: session cookie settings, CSRF token, /login, /logout
     for blueprint in (metrics.bp, dashboard.bp, setup.bp):

@@ -16,6 +16,7 @@ from config import ConfigError, Settings, load_settings
 from devtools.redis_sentinel import MASTER, SentinelSet, start_sentinel_set
 from devtools.redis_server import RedisServer, free_port, start_redis
 from runnerguard.store import connection
+from runnerguard.web import agent
 from tests.helpers import ADMIN, SECRET, dumps, signed_headers
 from tests.test_timeline import job_payload
 
@@ -233,3 +234,10 @@ def test_the_web_waits_for_redis_briefly_but_never_shorter_than_its_replica_wait
                              "RUNNERGUARD_REDIS_WAIT_MS": "5000"})
     assert connection.web_socket_timeout(plain) == connection.WEB_SOCKET_TIMEOUT
     assert connection.web_socket_timeout(waiting) == 6.0  # WAIT's answer comes after up to 5 s: no timeout before
+
+
+def test_the_agents_long_polls_reach_the_primary_through_the_sentinels_too(sentinels: SentinelSet) -> None:
+    app = create_app(load_settings(_sentinel_env(sentinels)))
+    blocking = app.extensions[agent.EXTENSION].blocking
+    blocking.set("rg:test:polls", "1")  # a write: only the primary takes it
+    assert sentinels.client(sentinels.data[0]).get("rg:test:polls") == b"1"

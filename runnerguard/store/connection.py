@@ -52,12 +52,14 @@ def web_socket_timeout(settings: Settings) -> float:
 
 def connect(settings: Settings, *, socket_timeout: float | None = SOCKET_TIMEOUT,
             socket_connect_timeout: float = CONNECT_TIMEOUT,
-            health_check_interval: int = HEALTH_CHECK_EVERY, retries: int | None = None) -> redis.Redis:
+            health_check_interval: int = HEALTH_CHECK_EVERY, retries: int | None = None,
+            max_connections: int | None = None) -> redis.Redis:
     """A client of the configured Redis; with REDIS_SENTINELS, of the current primary, wherever it moves.
 
     A Sentinel-managed client asks the Sentinels for the primary whenever it (re)connects, and drops a connection
     that finds a demoted primary (READONLY), so a failover costs the callers errors for its duration only: the web
-    answers 503 meanwhile and the workers wait (`survive_outages`).
+    answers 503 meanwhile and the workers wait (`survive_outages`). `max_connections` caps the pool (for a URL, a
+    pool that waits up to 2 s for a free connection; behind Sentinels, one that refuses past the cap).
     """
     options: dict[str, Any] = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_connect_timeout,
                                "health_check_interval": health_check_interval}
@@ -66,7 +68,13 @@ def connect(settings: Settings, *, socket_timeout: float | None = SOCKET_TIMEOUT
     if not settings.redis_sentinels:
         if settings.redis_password:
             options["password"] = settings.redis_password  # a URL's own password wins (from_url overrides it)
+        if max_connections is not None:
+            pool = redis.BlockingConnectionPool.from_url(settings.redis_url, max_connections=max_connections,
+                                                         timeout=2, **options)
+            return redis.Redis(connection_pool=pool)
         return redis.Redis.from_url(settings.redis_url, **options)
+    if max_connections is not None:
+        options["max_connections"] = max_connections
     return _sentinel_master(settings, options)
 
 
