@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -90,6 +91,7 @@ def main() -> None:
             server.stop()
         replica.stop()
         primary.stop()
+        shutil.rmtree(logs, ignore_errors=True)
 
 
 if __name__ == "__main__":
