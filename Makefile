@@ -61,6 +61,8 @@ bench: $(DEV_DEPS)
 	$(BIN)/python bench/bench_prewarm.py
 	$(BIN)/python bench/bench_agent_cache.py
 	$(BIN)/python bench/bench_dashboard.py
+	$(BIN)/python bench/bench_replicas.py
+	$(BIN)/python bench/bench_capacity.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -16,6 +16,7 @@ from runnerguard.cli import hosts as cli_hosts
 from runnerguard.cli import notify as cli_notify
 from runnerguard.cli import report as cli_report
 from runnerguard.errors import RunnerguardError, Unavailable
+from runnerguard.store import connection
 from runnerguard.web import (
     admin,
     agent,
@@ -46,9 +47,10 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
             raise cli_errors.config_error(exc) from None
         raise
     logs.configure(settings.log_level)
-    client = redis_client or redis.Redis.from_url(
-        settings.redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
-    )
+    # REDIS_URL, or the primary the Sentinels name; short timeouts: a delivery is answered well within GitHub's 10 s.
+    client = redis_client or connection.connect(settings, socket_timeout=connection.web_socket_timeout(settings),
+                                                socket_connect_timeout=connection.WEB_CONNECT_TIMEOUT,
+                                                retries=connection.WEB_RETRIES)
     app = Flask("runnerguard")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["SECRET_KEY"] = settings.secret_key or None
@@ -58,7 +60,10 @@ def create_app(settings: Settings | None = None, *, redis_client: redis.Redis | 
     for blueprint in (webhooks.bp, health.bp, admin.bp, deliveries.bp, rollbacks.bp, hosts_api.bp,
                       watchdog.bp):
         app.register_blueprint(blueprint)
-    agent.init_app(app, redis_url=settings.redis_url, limit=settings.agent_long_polls)
+    # The long polls' own pool, sized to their cap, so they never starve the intake of connections.
+    polls = connection.connect(settings, socket_timeout=agent.MAX_WAIT + 10, socket_connect_timeout=2,
+                               max_connections=max(1, settings.agent_long_polls))
+    agent.init_app(app, blocking=polls, limit=settings.agent_long_polls)
     cli.init_app(app)
     session_auth.init_app(app)  # the dashboard's login: session cookie settings, CSRF token, /login, /logout
     for blueprint in (metrics.bp, dashboard.bp, setup.bp):

@@ -14,13 +14,14 @@ import time
 
 import redis
 
-from config import ConfigError, load_agent_settings, load_policy, load_settings
+from config import ConfigError, Settings, load_agent_settings, load_policy, load_settings
 from runnerguard import logs
 from runnerguard.agent import service as agent
 from runnerguard.queue import cron, tasks
 from runnerguard.queue.deps import Deps
 from runnerguard.queue.worker import build_worker, survive_outages
 from runnerguard.services import retention
+from runnerguard.store import connection
 
 SWEEP_EVERY = 300
 RECOVER_EVERY = 300
@@ -59,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         retention.trim(deps.redis, settings, now=time.time())
 
     if args.scheduler:
-        return survive_outages(settings.redis_url, lambda: run_scheduler(
-            settings.redis_url, github_configured=bool(settings.github_app_id), level=settings.log_level),
+        return survive_outages(probe(settings), lambda: run_scheduler(
+            settings, github_configured=bool(settings.github_app_id), level=settings.log_level),
             while_waiting=trim)
     names = args.queues or list(settings.queues)
     if args.burst:
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         worker.work(with_scheduler=True, logging_level=settings.log_level)
         return worker.stop_was_requested  # a stop we were asked for (SIGTERM, SIGINT), not an outage
 
-    return survive_outages(settings.redis_url, work, while_waiting=trim)
+    return survive_outages(probe(settings), work, while_waiting=trim)
 
 
 def run_agent() -> int:
@@ -95,15 +96,23 @@ def run_agent() -> int:
         return 1
 
 
-def run_scheduler(redis_url: str, *, github_configured: bool, level: str) -> bool:
-    """RQ's cron scheduler: it only enqueues; the workers run the tasks (several schedulers may run: RQ locks)."""
-    connection = redis.Redis.from_url(redis_url, health_check_interval=30)
+def probe(settings: Settings) -> redis.Redis:
+    """The client that tells an outage is over: short timeouts, the same Redis (or Sentinels) as the work."""
+    return connection.connect(settings, socket_timeout=2)
+
+
+def run_scheduler(settings: Settings, *, github_configured: bool, level: str) -> bool:
+    """RQ's cron scheduler: it only enqueues; the workers run the tasks. Several may run, on several hosts: each
+    periodic task takes a per-slot lock before it enqueues (cron.TaskCronJob), so a slot runs once."""
+    client = connection.connect(settings)
     periodic = [(tasks.SWEEP, SWEEP_EVERY), (tasks.TRIM, TRIM_EVERY), (tasks.WARM_DASHBOARD, DASHBOARD_EVERY),
                 (tasks.CHECK_HOSTS, CHECK_HOSTS_EVERY)]
     if github_configured:
         periodic += [(tasks.RECOVER, RECOVER_EVERY), (tasks.WATCHDOG_TIMEOUTS, WATCHDOG_EVERY),
                      (tasks.WATCHDOG_STRANDED, STRANDED_EVERY), (tasks.WATCHDOG_RERUN, WATCHDOG_EVERY)]
-    cron.scheduler(connection, periodic, level=level).start()
+    if settings.periodic_every_seconds:
+        periodic = [(spec, settings.periodic_every_seconds) for spec, _ in periodic]  # tests, demos
+    cron.scheduler(client, periodic, level=level).start()
     return True  # start() returns only when asked to stop
 
 

@@ -20,6 +20,9 @@ DEFAULT_GITHUB_WEB_URL = "https://github.com"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_QUEUES = ("events", "github")
 MIN_ADMIN_TOKEN_CHARS = 32
+MAX_REDIS_WAIT_MS = 8000
+SENTINEL_MASTER_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+SENTINEL_HOST_RE = re.compile(r"[A-Za-z0-9._:-]{1,253}")  # a name, an IPv4 or an IPv6 address, nothing else
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,15 @@ class Settings:
     agent_long_polls: int = 8
     max_delivery_age_hours: int = 72
     redis_budget_bytes: int = 0
+    # Redis Sentinel (issue #18): the primary is found through these; REDIS_URL then only lends its password,
+    # database and scheme (rediss:// = TLS to the data nodes).
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = ""
+    redis_sentinel_password: str = field(default="", repr=False)
+    redis_password: str = field(default="", repr=False)
+    redis_min_replicas: int = 0
+    periodic_every_seconds: int = 0  # 0: each periodic task at its own interval (worker.py); else all at this one
+    redis_wait_ms: int = 1000  # how long the intake waits for them (GitHub gives a delivery 10 s)
 
     @property
     def webhook_secrets(self) -> tuple[str, ...]:
@@ -143,6 +155,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # JWTs and installation tokens cross this link: plain http only to this machine (the simulator).
         raise ConfigError("GITHUB_API_URL", f"must be https:// (plain http only to a loopback host), got {api_url!r}")
     redis_url = env.get("REDIS_URL", "").strip()
+    sentinels = _sentinels(env)
+    master = env.get("REDIS_SENTINEL_MASTER", "").strip()
+    if sentinels and not master:
+        raise ConfigError("REDIS_SENTINEL_MASTER", "is required when REDIS_SENTINELS is set (the monitored name)")
+    if master and not sentinels:
+        raise ConfigError("REDIS_SENTINELS", "is required when REDIS_SENTINEL_MASTER is set, e.g. 10.0.0.1:26379")
+    if master and not SENTINEL_MASTER_RE.fullmatch(master):
+        raise ConfigError("REDIS_SENTINEL_MASTER", "must be 1-64 letters, digits, '.', '_' or '-'")
+    if sentinels and not redis_url:
+        redis_url = "redis://"  # the primary comes from the Sentinels; no password, database 0, no TLS
+    if sentinels and redis_url.startswith("unix://"):
+        raise ConfigError("REDIS_URL", "must be redis:// or rediss:// when REDIS_SENTINELS is set")
+    if sentinels and urlsplit(redis_url).hostname:
+        raise ConfigError("REDIS_URL", "must not name a host when REDIS_SENTINELS is set (the Sentinels name the "
+                          "primary): use redis://:PASSWORD@/0 or REDIS_PASSWORD")
     if not redis_url:
         # No default: a guessed redis://127.0.0.1:6379 could be somebody else's Redis (make run writes its own).
         raise ConfigError("REDIS_URL", "is required, e.g. redis://:PASSWORD@127.0.0.1:6379/0")
@@ -160,6 +187,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("ADMIN_TOKEN", f"must be at least {MIN_ADMIN_TOKEN_CHARS} characters (got "
                           f"{len(admin_token)}); generate one with: python -c 'import secrets; "
                           "print(secrets.token_urlsafe(32))'")
+    wait_ms = _int(env, "RUNNERGUARD_REDIS_WAIT_MS", 1000)
+    if wait_ms > MAX_REDIS_WAIT_MS:
+        # GitHub gives up on a delivery after 10 s: waiting longer would turn every slow replica into a timeout.
+        raise ConfigError("RUNNERGUARD_REDIS_WAIT_MS", f"must be at most {MAX_REDIS_WAIT_MS}, got {wait_ms}")
     return Settings(
         webhook_secret=secret,
         webhook_secret_previous=env.get("GITHUB_WEBHOOK_SECRET_PREVIOUS", ""),
@@ -183,6 +214,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         agent_long_polls=_int(env, "RUNNERGUARD_AGENT_LONG_POLLS", 8),
         max_delivery_age_hours=_int(env, "RUNNERGUARD_MAX_DELIVERY_AGE_HOURS", 72, minimum=0),
         redis_budget_bytes=_int(env, "RUNNERGUARD_REDIS_BUDGET_BYTES", 0, minimum=0),
+        redis_sentinels=sentinels,
+        redis_sentinel_master=master,
+        redis_sentinel_password=env.get("REDIS_SENTINEL_PASSWORD", ""),
+        redis_password=env.get("REDIS_PASSWORD", ""),
+        redis_min_replicas=_int(env, "RUNNERGUARD_REDIS_MIN_REPLICAS", 0, minimum=0),
+        redis_wait_ms=wait_ms,
+        periodic_every_seconds=_int(env, "RUNNERGUARD_PERIODIC_EVERY_SECONDS", 0, minimum=0),
     )
 
 
@@ -270,6 +308,24 @@ def load_agent_settings(env: Mapping[str, str] | None = None) -> AgentSettings:
         state_dir=Path(state_raw),
         log_level=env.get("RUNNERGUARD_LOG_LEVEL", "INFO").strip().upper() or "INFO",
     )
+
+
+def _sentinels(env: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
+    """REDIS_SENTINELS=host:port,host:port (IPv6 as [addr]:port) -> ((host, port), ...)."""
+    raw = env.get("REDIS_SENTINELS", "").strip()
+    found: list[tuple[str, int]] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, sep, port_raw = item.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not sep or not SENTINEL_HOST_RE.fullmatch(host) or not port_raw.isdigit() \
+                or not 0 < int(port_raw) < 65536:
+            raise ConfigError("REDIS_SENTINELS", f"must be host:port[,host:port...], got {item[:100]!r}")
+        found.append((host, int(port_raw)))
+    if raw and not found:
+        raise ConfigError("REDIS_SENTINELS", "names no sentinel, e.g. 10.0.0.1:26379,10.0.0.2:26379")
+    return tuple(found)
 
 
 __all__ = ["AgentSettings", "ConfigError", "Settings", "load_agent_settings", "load_settings"]

@@ -18,6 +18,7 @@ from rq import Queue
 from rq.registry import StartedJobRegistry
 
 from devtools import reliability_faults as faults
+from devtools import reliability_hosts
 from devtools.redis_server import find_redis_server
 from devtools.reliability_checks import (
     Row,
@@ -209,6 +210,7 @@ def scenarios(quick: bool, fsync_always: bool) -> list[tuple[str, Callable[[], R
             ("worker kill", lambda: faults.worker_kill(quick=False)),
             ("github faults", lambda: faults.github_faults(quick=False)),
             ("ordering", lambda: faults.ordering(jobs=100)),
+            ("3 hosts, Sentinel", reliability_hosts.sentinel_hosts),  # network namespaces: needs root
         ]
     if fsync_always:
         plan[1:1] = [("load (always)", lambda: load(fsync="always"))]

@@ -15,6 +15,7 @@ from runnerguard import logs
 from runnerguard.queue import runner, tasks
 from runnerguard.queue.deps import Deps
 from runnerguard.queue.worker import build_worker, survive_outages
+from runnerguard.store import connection
 
 QUEUE = "reliability"
 TEST_WORKER = ("-m", "devtools.reliability_tasks")  # worker.py's worker, plus the test-only tasks below
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         worker.work(with_scheduler=True, logging_level=settings.log_level)
         return worker.stop_was_requested
 
-    return survive_outages(settings.redis_url, work)
+    return survive_outages(connection.connect(settings, socket_timeout=2), work)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,18 @@
 
 RQ's CronJob enqueues with the default (pickle) serializer, which our workers refuse; this CronJob does the same
 bookkeeping as RQ's (job history, cron registry) with the task table's serializer and options.
+
+RQ's interval jobs run at start and then every interval after, per scheduler, with no lock: two schedulers (two
+hosts) would enqueue everything twice. Here every scheduler ticks at the same slot boundaries (multiples of the
+interval since the epoch) and enqueues a slot only if it claims it first (store/cron_slots.py), so one slot, one job.
 """
 
 from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import UTC, datetime
 
 from redis import Redis
 from rq import cron_job_registry
@@ -13,6 +22,9 @@ from rq.defaults import DEFAULT_CRON_JOB_HISTORY_LIMIT, DEFAULT_CRON_JOB_HISTORY
 from rq.job import Job
 
 from runnerguard.queue import tasks
+from runnerguard.store import cron_slots
+
+OWNER = f"{socket.gethostname()}:{os.getpid()}"  # who claimed a slot, for a person reading Redis
 
 
 class TaskCronJob(CronJob):
@@ -20,8 +32,18 @@ class TaskCronJob(CronJob):
         super().__init__(queue_name=spec.queue, func_name=spec.path, interval=interval, job_timeout=spec.timeout,
                          result_ttl=spec.result_ttl)
         self.spec = spec
+        self.every = interval
 
-    def enqueue(self, connection: Redis) -> Job:
+    def get_next_enqueue_time(self) -> datetime:
+        # The next slot boundary, the same on every host (RQ's: the last enqueue + interval, per scheduler).
+        start = (cron_slots.slot_of(time.time(), self.every) + 1) * self.every
+        return datetime.fromtimestamp(start, UTC)
+
+    def enqueue(self, connection: Redis) -> Job | None:  # type: ignore[override]  # RQ ignores the answer
+        """The task's job for the current slot, or None when another scheduler already enqueued it."""
+        slot = cron_slots.slot_of(time.time(), self.every)
+        if not cron_slots.claim(connection, self.spec.path, slot, interval=self.every, owner=OWNER):
+            return None
         queue = tasks.queue(self.queue_name, connection)
         with connection.pipeline() as pipeline:
             job = queue.enqueue_call(self.spec.path, timeout=self.spec.timeout, result_ttl=self.spec.result_ttl,
@@ -36,7 +58,7 @@ class TaskCronJob(CronJob):
 
 
 def scheduler(connection: Redis, periodic: list[tuple[tasks.TaskSpec, int]], *, level: str) -> CronScheduler:
-    """A cron scheduler enqueueing each (task, every N seconds); several may run (RQ locks each tick)."""
+    """A cron scheduler enqueueing each (task, every N seconds); several may run, on several hosts (slot claims)."""
     cron = CronScheduler(connection=connection, logging_level=level)
     for spec, every in periodic:
         cron.get_jobs().append(TaskCronJob(spec, every))

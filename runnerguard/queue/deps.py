@@ -18,7 +18,9 @@ from redis import Redis
 from config import Policy, Settings, load_policy
 from config.notify_env import NotifyConfig, load_notify
 from runnerguard.github import GitHubApp, load_private_key_from
+from runnerguard.store import connection
 
+WORKER_SOCKET_TIMEOUT = 30.0
 INJECTABLE = frozenset({"redis", "settings", "policy", "clock", "sleep", "github", "deps", "notify"})
 
 
@@ -51,7 +53,9 @@ class Deps:
         return cls(
             settings=settings,
             policy=load_policy(settings.policy_path),
-            redis=client or Redis.from_url(settings.redis_url, health_check_interval=30),
+            # Longer than the workers' blocking dequeue (20 s), short enough to notice a primary that vanished
+            # without closing its sockets (a host cut off).
+            redis=client or connection.connect(settings, socket_timeout=WORKER_SOCKET_TIMEOUT),
         )
 
     def kwargs_for(self, func: Callable[..., Any]) -> dict[str, Any]:

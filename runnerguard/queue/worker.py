@@ -169,7 +169,7 @@ def build_worker(connection: redis.Redis, queue_names: list[str], deps: Deps, *,
         maintenance_interval=MAINTENANCE_EVERY, job_monitoring_interval=MONITORING_EVERY)
 
 
-def survive_outages(redis_url: str, run: Callable[[], bool | int],
+def survive_outages(probe: redis.Redis | str, run: Callable[[], bool | int],
                     while_waiting: Callable[[], None] | None = None) -> int:
     """Run `run` again after Redis went away or refused writes, once it takes them: the process recovers by itself.
 
@@ -178,8 +178,10 @@ def survive_outages(redis_url: str, run: Callable[[], bool | int],
     a failed-over replica refuses it as read-only: both are outages too. A supervisor (systemd, honcho) would
     restart the process, but honcho stops the whole stack when one process exits, and nothing queued should wait
     on a restart policy. `while_waiting` runs at once and then every minute during the wait (retention).
+    `probe` is a client with short timeouts (`connection.connect(settings, socket_timeout=2)`), or a URL.
     """
-    probe = redis.Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=2)
+    if isinstance(probe, str):
+        probe = redis.Redis.from_url(probe, socket_connect_timeout=2, socket_timeout=2)
     while True:
         try:
             if run() is True:

@@ -118,13 +118,46 @@ class ConditionalExecutor:
     ) -> int:
         """APPLIED when no guard key exists (and `permit_key`, if given, does); DUPLICATE when a guard key exists;
         REFUSED when `permit_key` is missing. Runs `main`, `on_duplicate` or `on_refused` accordingly, atomically."""
+        script_keys, argv = self._guarded_call(guard_keys, main, on_duplicate, permit_key, on_refused)
+        return int(self._guarded(keys=script_keys, args=argv, client=self._thread_client()))
+
+    def execute_if_new_replicated(
+        self, guard_keys: list[str], main: Pipeline, on_duplicate: Pipeline, *, replicas: int, timeout_ms: int,
+        permit_key: str | None = None, on_refused: Pipeline | None = None,
+    ) -> tuple[int, int]:
+        """`execute_if_new`, then WAIT for `replicas` replicas (at most `timeout_ms`), in the same round trip:
+        (outcome, how many replicas acknowledged every write of the connection so far).
+
+        WAIT cannot run inside a script, so the two go as one pipeline; WAIT covers the duplicate and refused
+        branches too, so an earlier write of the same delivery that a replica never saw is not acknowledged now.
+        """
+        script_keys, argv = self._guarded_call(guard_keys, main, on_duplicate, permit_key, on_refused)
+        client = self._thread_client()
+        for attempt in (1, 2):
+            # Not Script.__call__ on a pipeline: redis-py then sends SCRIPT EXISTS first, a round trip of its own.
+            pipe = client.pipeline(transaction=False)
+            pipe.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+                "EVALSHA", self._guarded.sha, len(script_keys), *script_keys, *argv)
+            pipe.execute_command("WAIT", replicas, timeout_ms)  # type: ignore[no-untyped-call]
+            outcome, acked = pipe.execute(raise_on_error=False)
+            if isinstance(outcome, redis.exceptions.NoScriptError) and attempt == 1:
+                client.script_load(self._guarded.script)  # a fresh primary after a failover, or SCRIPT FLUSH
+                continue
+            for answer in (outcome, acked):
+                if isinstance(answer, Exception):
+                    raise answer
+            return int(outcome), int(acked)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    @staticmethod
+    def _guarded_call(guard_keys: list[str], main: Pipeline, on_duplicate: Pipeline, permit_key: str | None,
+                      on_refused: Pipeline | None) -> tuple[list[str], list[Arg]]:
         refused_stack = on_refused.command_stack if on_refused is not None else []
         argv: list[Arg] = [len(guard_keys), 1 if permit_key is not None else 0, len(main.command_stack),
                            len(on_duplicate.command_stack), len(refused_stack)]
         for stack in (main.command_stack, on_duplicate.command_stack, refused_stack):
             _append_commands(argv, stack)
-        script_keys = [*guard_keys, *([permit_key] if permit_key is not None else [])]
-        return int(self._guarded(keys=script_keys, args=argv, client=self._thread_client()))
+        return [*guard_keys, *([permit_key] if permit_key is not None else [])], argv
 
 
 # Header: expected value ("" for a missing key), number of commands.

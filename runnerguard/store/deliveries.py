@@ -240,13 +240,24 @@ def trim(client: redis.Redis, *, retention_seconds: int, now: float | None = Non
     return int(client.zremrangebyscore(keys.DELIVERIES_BY_TIME, "-inf", now - retention_seconds))
 
 
-class Recorder:
-    """The intake's one round trip: record a delivery, enqueue its tasks and count it, only if its id is new."""
+class NotReplicated(redis.exceptions.RedisError):
+    """Fewer replicas than RUNNERGUARD_REDIS_MIN_REPLICAS acknowledged a delivery in time: it may not survive the
+    loss of the primary, so it is not acknowledged (503, GitHub redelivers; the redelivery is a duplicate or new)."""
 
-    def __init__(self, client: redis.Redis, codec: BodyCodec | None = None) -> None:
+
+class Recorder:
+    """The intake's one round trip: record a delivery, enqueue its tasks and count it, only if its id is new.
+
+    With `min_replicas`, the same round trip WAITs (at most `wait_ms`) for that many replicas to hold the writes.
+    """
+
+    def __init__(self, client: redis.Redis, codec: BodyCodec | None = None, *, min_replicas: int = 0,
+                 wait_ms: int = 1000) -> None:
         self.client = client
         self._executor = ConditionalExecutor(client)
         self.codec = codec or codec_for(client)
+        self.min_replicas = min_replicas
+        self.wait_ms = wait_ms
 
     def record(self, pipe: Pipeline, delivery: Delivery, *, retention_seconds: int) -> None:
         record(pipe, delivery, retention_seconds=retention_seconds, codec=self.codec)
@@ -265,10 +276,16 @@ class Recorder:
     ) -> str:
         """In one round trip: DUPLICATE (`on_duplicate` ran) when the id or the body digest is recorded; STALE
         (`on_stale` ran) when `stale` and the recovery did not ask GitHub to redeliver this id; else NEW (`main`)."""
-        outcome = self._executor.execute_if_new(
-            [keys.delivery(guid), keys.delivery_body(digest)], main, on_duplicate,
-            permit_key=keys.recovery_asked(guid) if stale else None, on_refused=on_stale,
-        )
+        guards = [keys.delivery(guid), keys.delivery_body(digest)]
+        permit = keys.recovery_asked(guid) if stale else None
+        if self.min_replicas <= 0:
+            outcome = self._executor.execute_if_new(guards, main, on_duplicate, permit_key=permit, on_refused=on_stale)
+        else:
+            outcome, acked = self._executor.execute_if_new_replicated(
+                guards, main, on_duplicate, replicas=self.min_replicas, timeout_ms=self.wait_ms, permit_key=permit,
+                on_refused=on_stale)
+            if acked < self.min_replicas:
+                raise NotReplicated(f"{acked} of {self.min_replicas} replicas acknowledged within {self.wait_ms} ms")
         return {atomic.APPLIED: NEW, atomic.DUPLICATE: DUPLICATE, atomic.REFUSED: STALE}[outcome]
 
 

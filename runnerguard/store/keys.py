@@ -362,3 +362,8 @@ def pool_cause(pool: str, cause: str) -> str:
 def pool_failed_steps(pool: str) -> str:
     """Zset "repo_id:job_id\\tstep" -> completed_at: the user step each failed job of the pool failed at."""
     return f"{PREFIX}:pool:{pool}:failed-steps"
+
+
+def periodic_slot(task: str, slot: int) -> str:
+    """String with a TTL: the scheduler that set it enqueues `task` for this interval slot; the others skip it."""
+    return f"{PREFIX}:cron:{task}:{slot}"

@@ -56,10 +56,10 @@ class LongPolls:
             self._held -= 1
 
 
-def init_app(app: Flask, *, redis_url: str, limit: int) -> None:
-    pool = redis.BlockingConnectionPool.from_url(redis_url, max_connections=max(1, limit), timeout=2,
-                                                 socket_timeout=MAX_WAIT + 10, socket_connect_timeout=2)
-    app.extensions[EXTENSION] = LongPolls(limit=limit, blocking=redis.Redis(connection_pool=pool))
+def init_app(app: Flask, *, blocking: redis.Redis, limit: int) -> None:
+    """`blocking`: a client of its own for the long polls (app.py builds it with the one connection factory, so
+    it follows a Sentinel failover like the rest), with reads longer than the longest poll."""
+    app.extensions[EXTENSION] = LongPolls(limit=limit, blocking=blocking)
     app.register_blueprint(bp)
 
 

@@ -64,7 +64,8 @@ class Intake:
         self.redis = client
         self.router = router or Router()
         self.clock = clock
-        self._recorder = deliveries.Recorder(client)
+        self._recorder = deliveries.Recorder(client, min_replicas=settings.redis_min_replicas,
+                                             wait_ms=settings.redis_wait_ms)
         self.memory = MemoryGauge(client, budget_bytes=settings.redis_budget_bytes)
         self.dispatcher = Dispatcher(client, self.router, policy)
         # Per event label, built once: the counter field of accepted deliveries, and the whole write of a duplicate.
