@@ -135,6 +135,7 @@ def test_jobs_queued_by_every_path_of_the_task_table_still_run(client: FlaskClie
         "handlers.recovery.recover_deliveries": (None,),
         "handlers.maintenance.trim": (),
         "handlers.maintenance.warm_dashboard": (),
+        "handlers.maintenance.requeue_lost": (),
         "handlers.hosts.check_hosts": (),
         "handlers.watchdog.sweep_timeouts": (),
         "handlers.watchdog.find_stranded": (),

@@ -85,10 +85,13 @@ WATCHDOG_STRANDED = TaskSpec("watchdog_stranded", "handlers.watchdog.find_strand
 WATCHDOG_RERUN = TaskSpec("watchdog_rerun", "handlers.watchdog.rerun_runner_failures", GITHUB, result_ttl=600,
                           retry=())
 
+# Tasks of recorded deliveries that a crash between RQ's pop and its bookkeeping lost (services/lost_tasks.py).
+REQUEUE_LOST = TaskSpec("requeue_lost", "handlers.maintenance.requeue_lost", EVENTS, result_ttl=3600, retry=())
+
 TASKS: dict[str, TaskSpec] = {spec.path: spec for spec in (
     TIMINGS, ROLLBACK_CHECK, ROLLBACK_PR, PREWARM, ATTRIBUTE, OPEN_ROLLBACK, RESTORE_ROLLBACK, MANUAL_ROLLBACK,
     BULK_REPLAY, SWEEP, RECOVER, TRIM, WARM_DASHBOARD, WATCHDOG_TIMEOUTS, WATCHDOG_STRANDED, WATCHDOG_RERUN,
-    NOTIFY_FAN_OUT, NOTIFY_SEND, NOTIFY_TEST, CHECK_HOSTS,
+    NOTIFY_FAN_OUT, NOTIFY_SEND, NOTIFY_TEST, CHECK_HOSTS, REQUEUE_LOST,
 )}
 # Old dotted path -> current one, kept for FAILURE_TTL after a rename (a requeued failed job still runs).
 ALIASES: dict[str, str] = {}
@@ -144,3 +147,8 @@ def wait_for(job_id: str, *, connection: redis.Redis, timeout: float, poll: floa
         if time.monotonic() >= deadline:
             return status, None
         time.sleep(poll)
+
+
+def job_exists(job_id: str, *, connection: redis.Redis) -> bool:
+    """An RQ job with this id is stored (queued, running, scheduled, finished or failed)."""
+    return bool(Job.exists(job_id, connection=connection))
