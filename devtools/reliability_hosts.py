@@ -14,7 +14,6 @@ import argparse
 import http.client
 import json
 import os
-import queue
 import secrets
 import shutil
 import socket
@@ -44,7 +43,16 @@ from devtools.reliability_checks import (
     not_exactly_once,
     timeline_mismatches,
 )
-from devtools.reliability_load import Answer, Delivery, encode, job_payloads, lifecycles, read_answers, write_plan
+from devtools.reliability_load import (
+    Answer,
+    Delivery,
+    encode,
+    feed_open_loop,
+    job_payloads,
+    lifecycles,
+    read_answers,
+    write_plan,
+)
 from devtools.reliability_stack import ROOT, wait_for
 from runnerguard.domain.signatures import sign
 from runnerguard.queue import tasks as rq_tasks
@@ -92,8 +100,6 @@ def send(target: tuple[str, int], secret: str, guid: str, body: bytes) -> tuple[
 def run_paced(targets: list[tuple[str, int]], secret: str, plan: list[tuple[str, bytes]], rate: float) -> list[Answer]:
     """Open loop over several webs, round robin; a web that fails to answer is out of rotation from then on (the
     load balancer's health check), and the delivery it failed counts as not acknowledged (GitHub redelivers)."""
-    work: queue.Queue[tuple[str, bytes, float, float] | None] = queue.Queue()
-    answers: list[Answer] = []
     lock = threading.Lock()
     alive = list(targets)
     turn = [0]
@@ -105,35 +111,16 @@ def run_paced(targets: list[tuple[str, int]], secret: str, plan: list[tuple[str,
             turn[0] += 1
             return alive[turn[0] % len(alive)]
 
-    def sender() -> None:
-        while (item := work.get()) is not None:
-            guid, body, due_perf, due_wall = item
-            target = pick()
-            status, error = send(target, secret, guid, body) if target else (0, "no web left")
-            if status == 0 and target is not None:
-                with lock:
-                    if target in alive and len(alive) > 1:
-                        alive.remove(target)
-            answer = Answer(guid, status, due_wall, time.perf_counter() - due_perf,
-                            f"{target[0] if target else '-'} {error}".strip())
+    def deliver(guid: str, body: bytes) -> tuple[int, str]:
+        target = pick()
+        status, error = send(target, secret, guid, body) if target else (0, "no web left")
+        if status == 0 and target is not None:
             with lock:
-                answers.append(answer)
+                if target in alive and len(alive) > 1:
+                    alive.remove(target)
+        return status, f"{target[0] if target else '-'} {error}".strip()
 
-    threads = [threading.Thread(target=sender, daemon=True) for _ in range(SENDER_THREADS)]
-    for t in threads:
-        t.start()
-    start_perf, start_wall = time.perf_counter() + 0.05, time.time() + 0.05
-    for i, (guid, body) in enumerate(plan):
-        offset = i / rate
-        delay = start_perf + offset - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        work.put((guid, body, start_perf + offset, start_wall + offset))
-    for _ in threads:
-        work.put(None)
-    for t in threads:
-        t.join(timeout=60)
-    return sorted(answers, key=lambda a: a.due)
+    return feed_open_loop(plan, rate, deliver, threads=SENDER_THREADS)
 
 
 def load_main(argv: list[str]) -> int:

@@ -10,6 +10,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,8 +133,15 @@ def send_one(port: int, secret: str, guid: str, body: bytes) -> tuple[int, str]:
 
 
 def run_paced(port: int, secret: str, plan: list[tuple[str, bytes]], rate: float) -> list[Answer]:
+    """Open loop against one web (see feed_open_loop)."""
+    return feed_open_loop(plan, rate, lambda guid, body: send_one(port, secret, guid, body))
+
+
+def feed_open_loop(plan: list[tuple[str, bytes]], rate: float,
+                   deliver: Callable[[str, bytes], tuple[int, str]], *, threads: int = SENDER_THREADS) -> list[Answer]:
     """Open loop: delivery i is due at start + i / rate whatever the earlier answers took; latency counts from
-    the due time, so a stall shows in the figures instead of silently slowing the sender (coordinated omission)."""
+    the due time, so a stall shows in the figures instead of silently slowing the sender (coordinated omission).
+    `deliver(guid, body)` sends one and answers (status, error); `threads` threads call it."""
     work: queue.Queue[tuple[str, bytes, float, float] | None] = queue.Queue()
     answers: list[Answer] = []
     lock = threading.Lock()
@@ -141,13 +149,13 @@ def run_paced(port: int, secret: str, plan: list[tuple[str, bytes]], rate: float
     def sender() -> None:
         while (item := work.get()) is not None:
             guid, body, due_perf, due_wall = item
-            status, error = send_one(port, secret, guid, body)
+            status, error = deliver(guid, body)
             answer = Answer(guid, status, due_wall, time.perf_counter() - due_perf, error)
             with lock:
                 answers.append(answer)
 
-    threads = [threading.Thread(target=sender, daemon=True) for _ in range(SENDER_THREADS)]
-    for t in threads:
+    senders = [threading.Thread(target=sender, daemon=True) for _ in range(threads)]
+    for t in senders:
         t.start()
     start_perf, start_wall = time.perf_counter() + 0.05, time.time() + 0.05
     for i, (guid, body) in enumerate(plan):
@@ -156,9 +164,9 @@ def run_paced(port: int, secret: str, plan: list[tuple[str, bytes]], rate: float
         if delay > 0:
             time.sleep(delay)
         work.put((guid, body, start_perf + offset, start_wall + offset))
-    for _ in threads:
+    for _ in senders:
         work.put(None)
-    for t in threads:
+    for t in senders:
         t.join(timeout=60)
     return sorted(answers, key=lambda a: a.due)
 
