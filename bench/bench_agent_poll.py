@@ -24,7 +24,7 @@ from pathlib import Path
 
 import redis
 from bench_ingest import paced
-from common import ROOT, SECRET, Gunicorn, percentile, print_table
+from common import ROOT, SECRET, Gunicorn, percentile, print_table, wait_healthy
 
 from devtools.redis_server import free_port, start_redis
 from runnerguard.store import host_tokens, work
@@ -41,17 +41,7 @@ def start_deployed_gunicorn(env: dict[str, str], log: Path) -> Gunicorn:
          "--bind", f"127.0.0.1:{port}", "app:create_app()"],
         cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/healthz")
-            conn.getresponse().read()
-            return Gunicorn(process, port)
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("gunicorn did not start")
+    return wait_healthy(process, port, name="runnerguard", timeout=30, every=0.2)
 
 
 def _agent(port: int, name: str, token: str, *, active: mp.Event, quit_: mp.Event,  # type: ignore[valid-type]

@@ -72,7 +72,13 @@ def start_gunicorn(target: str, env: dict[str, str], workers: int, threads: int 
         cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"},
         stderr=log.open("ab") if log is not None else None,
     )
-    deadline = time.monotonic() + 20
+    return wait_healthy(process, port, name=target, timeout=20, every=0.1)
+
+
+def wait_healthy(process: subprocess.Popen[bytes], port: int, *, name: str, timeout: float,
+                 every: float) -> Gunicorn:
+    """The gunicorn once its /healthz answers; killed, and an error, if it does not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
@@ -80,9 +86,9 @@ def start_gunicorn(target: str, env: dict[str, str], workers: int, threads: int 
             conn.getresponse().read()
             return Gunicorn(process, port)
         except OSError:
-            time.sleep(0.1)
+            time.sleep(every)
     process.kill()
-    raise RuntimeError(f"gunicorn {target} did not start")
+    raise RuntimeError(f"gunicorn {name} did not start")
 
 
 def _closed_loop(port: int, seconds: float, tag: str, out: mp.Queue) -> None:  # type: ignore[type-arg]
