@@ -248,16 +248,21 @@ def test_a_report_is_trimmed_to_fit_the_web_tiers_body_limit() -> None:
     assert len(json.dumps(body)) <= 60 << 10 and body["cleanups"] and body["cleanups"][-1]["removed"]
 
 
-def test_a_full_web_tier_answering_204_at_once_is_not_polled_in_a_tight_loop(running: Agent,
-                                                                            tier: AgentWebTier) -> None:
+def test_a_full_web_tier_answering_204_at_once_is_not_polled_in_a_tight_loop(tier: AgentWebTier, tmp_path: Path,
+                                                                            origin: LoopbackServer) -> None:
+    # Full before the agent starts: its very first poll must meet the 204 (a poll already held would hide it).
     tier.full_retry_after = 1
-    tier.wait_for(lambda: running.configured)
-    # Counted from the first poll, not from the configuration: a loaded machine may start the loop late.
-    tier.wait_for(lambda: tier.statuses("/agent/v1/work"))
-    first = len(tier.statuses("/agent/v1/work"))
-    time.sleep(2.5)
-    polled = len(tier.statuses("/agent/v1/work")) - first
-    assert 1 <= polled <= 4  # Retry-After: 1 honoured (2-3 polls in 2.5 s), not hundreds of polls
+    tier.add_host(HOST, TOKEN, host_config(tmp_path, origin))
+    write_log(tmp_path / "actions-runner", STARTUP)
+    agent = agent_for(tier, tmp_path).start()
+    try:
+        tier.wait_for(lambda: tier.statuses("/agent/v1/work"))
+        first = len(tier.statuses("/agent/v1/work"))
+        time.sleep(2.5)
+        polled = len(tier.statuses("/agent/v1/work")) - first
+        assert 1 <= polled <= 4  # Retry-After: 1 honoured (2-3 polls in 2.5 s), not hundreds of polls
+    finally:
+        agent.shutdown()
 
 
 def test_a_host_without_a_host_table_still_warms_but_reports_no_runner(tier: AgentWebTier, tmp_path: Path,
