@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from config.durations import parse_duration
 from config.errors import ConfigError
 from runnerguard.domain.notices import EVENTS
 
@@ -16,8 +17,6 @@ DEFAULT_COOLDOWN = 3600
 ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 REPO_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
-DURATION_RE = re.compile(r"(\d+)\s*([smhd])")
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Keys each kind takes: a slack entry has no secret to sign with, a github-issue entry no URL at all.
 KEYS = {
     SLACK: {"kind", "name", "url_env", "events", "cooldown"},
@@ -41,16 +40,6 @@ class NotifierSpec:
 
     def wants(self, event: str) -> bool:
         return event in self.events
-
-
-def _duration(value: object, key: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str):
-        match = DURATION_RE.fullmatch(value.strip())
-        if match and int(match.group(1)) > 0:
-            return int(match.group(1)) * DURATION_UNITS[match.group(2)]
-    raise ConfigError(key, f"must be a duration such as '30m' or '1h', got {value!r}")
 
 
 def _env_name(value: object, key: str) -> str:
@@ -91,7 +80,7 @@ def parse_notifier(table: Mapping[str, Any], index: int) -> NotifierSpec:
         kind=kind,
         name=name,
         events=_events(table["events"], f"{where}.events") if "events" in table else EVENTS,
-        cooldown_seconds=_duration(table["cooldown"], f"{where}.cooldown") if "cooldown" in table
+        cooldown_seconds=parse_duration(table["cooldown"], f"{where}.cooldown") if "cooldown" in table
         else DEFAULT_COOLDOWN,
         url_env=_env_name(table["url_env"], f"{where}.url_env") if "url_env" in table else None,
         secret_env=_env_name(table["secret_env"], f"{where}.secret_env") if "secret_env" in table else None,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from config import scorecard_policy
+from config.durations import parse_duration
 from config.errors import ConfigError
 from config.notify_policy import NotifierSpec, parse_notifiers
 from runnerguard.domain.hosts import valid_name as valid_host_name
@@ -21,8 +22,6 @@ from runnerguard.prewarm import CacheSpec, CommandSpec, SpecError, check_unique
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 LABEL_RE = re.compile(r"^[^\s,\[\]{}]{1,100}$")
-DURATION_RE = re.compile(r"^(\d+)\s*([smhd])$")
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # startup_failure is a run's conclusion, never a job's (issue #14): listing it matched nothing.
 DEFAULT_FAILED_CONCLUSIONS = ("failure", "timed_out")
 FAILURE_CAUSES = ("runner", "code", "timeout", "unknown")
@@ -148,16 +147,6 @@ class Policy:
         if pool is None or not pool.rollback:
             return base
         return _failure_rate(dict(pool.rollback), f"pool.{pool_name}.rollback", base)
-
-
-def parse_duration(value: object, key: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str):
-        match = DURATION_RE.fullmatch(value.strip())
-        if match and int(match.group(1)) > 0:
-            return int(match.group(1)) * DURATION_UNITS[match.group(2)]
-    raise ConfigError(key, f"must be a duration such as '90s', '30m', '24h' or '7d', got {value!r}")
 
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
