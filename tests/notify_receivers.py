@@ -18,6 +18,26 @@ import pytest
 from flask import Flask, Response, request
 from werkzeug.serving import make_server
 
+OPS = "octo-org/ops"  # the repository the github-issue notifier writes its outage issues in
+# One notifier of each kind, as a policy file declares them (the tests set the environment they name).
+NOTIFIERS = f"""
+[[notify]]
+kind = "slack"
+name = "slack"
+url_env = "SLACK_WEBHOOK_URL"
+
+[[notify]]
+kind = "webhook"
+name = "ops"
+url_env = "OPS_WEBHOOK_URL"
+secret_env = "OPS_WEBHOOK_SECRET"
+
+[[notify]]
+kind = "github-issue"
+name = "issues"
+repo = "{OPS}"
+"""
+
 WEBHOOK_SECRET = "ops-webhook-secret-0123456789"
 
 

@@ -23,12 +23,11 @@ from runnerguard.github import GitHubApp
 from runnerguard.services import notify, notify_delivery
 from runnerguard.store import jobstore, notices, notify_state, rollback_state
 from tests.github_fixtures import REPO
-from tests.notify_receivers import WEBHOOK_SECRET, Receiver
+from tests.notify_receivers import NOTIFIERS, OPS, WEBHOOK_SECRET, Receiver
 from tests.test_dashboard import login
 from tests.test_rollback import FILES, feed
 from tests.test_watchdog import hung, make, seen
 
-OPS = "octo-org/ops"
 POOL = "self-hosted"
 
 
@@ -40,23 +39,6 @@ def notify_env(monkeypatch: pytest.MonkeyPatch, slack_receiver: Receiver, ops_re
     monkeypatch.setenv("RUNNERGUARD_DASHBOARD_URL", "https://runnerguard.example.com")
 
 
-NOTIFIERS = f"""
-[[notify]]
-kind = "slack"
-name = "slack"
-url_env = "SLACK_WEBHOOK_URL"
-
-[[notify]]
-kind = "webhook"
-name = "ops"
-url_env = "OPS_WEBHOOK_URL"
-secret_env = "OPS_WEBHOOK_SECRET"
-
-[[notify]]
-kind = "github-issue"
-name = "issues"
-repo = "{OPS}"
-"""
 
 
 def notify_policy() -> Policy:

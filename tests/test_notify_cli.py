@@ -14,26 +14,7 @@ from flask.cli import FlaskGroup
 from app import create_app
 from config import Settings, load_policy
 from devtools.github_simulator import SimulatorServer
-from tests.notify_receivers import WEBHOOK_SECRET, Receiver
-
-OPS = "octo-org/ops"
-POLICY = f"""
-[[notify]]
-kind = "slack"
-name = "slack"
-url_env = "SLACK_WEBHOOK_URL"
-
-[[notify]]
-kind = "webhook"
-name = "ops"
-url_env = "OPS_WEBHOOK_URL"
-secret_env = "OPS_WEBHOOK_SECRET"
-
-[[notify]]
-kind = "github-issue"
-name = "issues"
-repo = "{OPS}"
-"""
+from tests.notify_receivers import NOTIFIERS, OPS, WEBHOOK_SECRET, Receiver
 
 
 @pytest.fixture()
@@ -42,7 +23,7 @@ def cli_settings(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("SLACK_WEBHOOK_URL", slack_receiver.url)
     monkeypatch.setenv("OPS_WEBHOOK_URL", ops_receiver.url)
     monkeypatch.setenv("OPS_WEBHOOK_SECRET", WEBHOOK_SECRET)
-    (tmp_path / "policy.toml").write_text(POLICY)
+    (tmp_path / "policy.toml").write_text(NOTIFIERS)
     return settings.with_overrides(policy_path=tmp_path / "policy.toml")
 
 
