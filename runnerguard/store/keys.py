@@ -138,7 +138,8 @@ ROLLBACKS = f"{PREFIX}:rollbacks"  # set of "pool\trepo" with a rollback state
 
 
 def installation_token(installation_id: int) -> str:
-    """String (JSON {token, expires_at}): a cached installation access token, shared by every worker."""
+    """Where releases before 2026-12 cached installation tokens in clear. Nothing writes it now (tokens stay in
+    process memory); kept so the tests can check that nothing does."""
     return f"{PREFIX}:gh:token:{installation_id}"
 
 
@@ -157,15 +158,6 @@ def repo_installation(repo: str) -> str:
 
 
 # --- pre-warm -------------------------------------------------------------------------------------------------------
-
-
-def prewarm_lock(cache: str, host: str) -> str:
-    return f"{PREFIX}:prewarm:lock:{host}:{cache}"
-
-
-def prewarm_recent(cache: str, host: str) -> str:
-    """String with a TTL: a prewarm was done recently; skip another within the TTL."""
-    return f"{PREFIX}:prewarm:recent:{host}:{cache}"
 
 
 def prewarm_stats(cache: str, host: str) -> str:
