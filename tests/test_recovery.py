@@ -15,7 +15,7 @@ from app import create_app
 from config import Settings
 from devtools.redis_server import free_port
 from runnerguard.services.recovery import checkpoint, recover
-from runnerguard.store import deliveries, jobstore, keys
+from runnerguard.store import deliveries, delivery_index, jobstore
 from tests.github_fixtures import REPO
 from tests.helpers import SECRET, signed_headers
 
@@ -76,12 +76,12 @@ def test_deliveries_missed_while_down_are_all_recovered_once(
     github_sim.configure_webhook(f"http://127.0.0.1:{port}/webhooks/github", SECRET)
     sent = emit_outage(github_sim, 50)  # runnerguard is down: every one of the 200 fails to connect
     assert len(sent) == 200 and all(d.status_code == 0 for d in sent)
-    assert redis_client.zcard(keys.DELIVERIES_BY_TIME) == 0
+    assert delivery_index.count(redis_client) == 0
     live()  # runnerguard is back
     report = recover(redis_client, github_app, clock=fake_clock)
     assert (report.scanned, report.missing, len(report.requested), report.failed) == (200, 200, 200, [])
-    assert redis_client.zcard(keys.DELIVERIES_BY_TIME) == 200
-    assert {d.guid for d in sent} == {m.decode() for m in redis_client.zrange(keys.DELIVERIES_BY_TIME, 0, -1)}
+    assert delivery_index.count(redis_client) == 200
+    assert {d.guid for d in sent} == {guid for _at, guid in delivery_index.entries(redis_client)}
     drain()
     recovered = job_records(redis_client)
     # A second run redelivers nothing: every GUID is recorded now.

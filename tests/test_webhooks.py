@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from app import create_app
 from runnerguard.domain.signatures import sign, verify
 from runnerguard.queue import tasks as rq_tasks
-from runnerguard.store import deliveries, keys, metrics
+from runnerguard.store import deliveries, delivery_index, keys, metrics
 from tests.helpers import SECRET, dumps, signed_headers
 
 JOB = {
@@ -97,7 +97,7 @@ def test_missing_event_or_delivery_header_is_400(client: FlaskClient, redis_clie
         response = post(client, body, headers)
         assert response.status_code == 400
         assert header in response.get_json()["error"]
-    assert redis_client.zcard(keys.DELIVERIES_BY_TIME) == 0
+    assert delivery_index.count(redis_client) == 0
 
 
 def test_malformed_ids_are_400(client: FlaskClient) -> None:

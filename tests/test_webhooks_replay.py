@@ -14,7 +14,7 @@ from rq import Queue
 from app import create_app
 from config import ConfigError, Settings, load_settings
 from runnerguard.domain.freshness import body_digest, canonical_delivery_id
-from runnerguard.store import deliveries, keys, metrics
+from runnerguard.store import deliveries, delivery_index, keys, metrics
 from tests.helpers import ADMIN, SECRET, dumps, signed_headers
 
 DELIVERIES_TOTAL = "runnerguard_webhook_deliveries_total"
@@ -56,7 +56,7 @@ def test_one_captured_body_replayed_under_new_ids_runs_once(client: FlaskClient,
         again = post(client, body, other)
         assert (again.status_code, again.get_json()["status"]) == (200, "duplicate"), other
     assert Queue("events", connection=redis_client).count == 1
-    assert redis_client.zcard(keys.DELIVERIES_BY_TIME) == 1
+    assert delivery_index.count(redis_client) == 1
     assert metrics.value(redis_client, DELIVERIES_TOTAL, {"event": "workflow_job", "outcome": "duplicate"}) == 25
 
 

@@ -13,9 +13,9 @@ import orjson
 import redis
 from redis.client import Pipeline
 
-from runnerguard.store import atomic, keys
+from runnerguard.store import atomic, delivery_index, keys
 from runnerguard.store.atomic import ConditionalExecutor, new_batch
-from runnerguard.store.body_codec import BodyCodec, BodyError
+from runnerguard.store.body_codec import BodyCodec, BodyError, frame_dict_id
 
 __all__ = ["BodyError", "Delivery", "Recorder"]
 
@@ -25,13 +25,24 @@ NEW, DUPLICATE, STALE = "new", "duplicate", "stale"  # what Recorder.record_if_u
 MAX_ATTEMPTS_KEPT = 50
 MAX_ERROR_CHARS = 500
 ATTEMPTS_TTL = 30 * 86400  # of the legacy attempts list (read, no longer written)
-# Stored format (v1): the compressed body in chunks small enough that Redis keeps the whole hash as one listpack
-# (hash-max-listpack-value, 64 bytes by default). One value over it turns the hash into a hashtable that costs
-# ~55 bytes per field more; a separate key for the body would cost ~180 bytes more per delivery.
-CHUNK = 64
+# Stored format v1 (read, no longer written; tests/legacy_v1.py writes it): the compressed body in chunks small
+# enough that Redis keeps the whole hash as one listpack (hash-max-listpack-value, 64 bytes by default). One value
+# over it turns the hash into a hashtable that costs ~55 bytes per field more; a separate key for the body would
+# cost ~180 bytes more per delivery. Named fields beside it: event, received_at, action, hook_id, target_type,
+# target_id, installation_id, repo.
 BODY_DICT_FIELD = "zd"  # the dictionary id the body was compressed with (also in the zstd frame header)
 BODY_CHUNK_PREFIX = "zb"  # zb0, zb1, ...: the zstd frame, in order
 ATTEMPT_PREFIX = "attempt:"  # attempt:<repr(at)>:<task> -> state, or "failed\t<error>": no list key per delivery
+# Stored format v2 (issue #18), what `record` writes: the metadata (event, headers, repo, received time) is a JSON
+# line compressed in the same zstd frame as the body (it repeats the body's words, so ~50 bytes where the named
+# fields took ~170), the frame in fields "0", "1", ... (Redis keeps such names as small integers); the frame header
+# names its dictionary. `tasks` and `task:<name>` stay as v1 has them (the state a replay resets, read by tools).
+# A task done without error is marked by "@<ms, base 36>:<task>" -> "" (~20 bytes instead of ~45); other attempts
+# (failures, with their error) keep v1's exact form. Readers take v0, v1 and v2 alike.
+V2 = 2
+V2_CHUNK = 63  # a listpack string of up to 63 bytes has a 1-byte header, one of 64 a 2-byte one
+V2_FIELDS = tuple(str(n) for n in range(256))  # built once: the names of a body of up to 16 KB compressed
+MARK_PREFIX = "@"
 
 
 @dataclass(frozen=True)
@@ -102,35 +113,23 @@ def codec_for(client: redis.Redis) -> BodyCodec:
     return codec
 
 
-def body_fields(codec: BodyCodec, body: bytes) -> dict[str, str | bytes | int]:
-    dict_id, frame = codec.compress(body)
-    fields: dict[str, str | bytes | int] = {BODY_DICT_FIELD: dict_id}
-    for n, start in enumerate(range(0, len(frame), CHUNK)):
-        fields[f"{BODY_CHUNK_PREFIX}{n}"] = frame[start:start + CHUNK]
+def v2_fields(codec: BodyCodec, delivery: Delivery) -> dict[str, bytes]:
+    """The v2 hash of a new delivery: `tasks` and the chunks of one frame holding the metadata line and the body."""
+    meta = orjson.dumps([V2, delivery.event, delivery.action, delivery.hook_id, delivery.target_type,
+                         delivery.target_id, delivery.installation_id, delivery.repo, delivery.received_at])
+    _dict_id, frame = codec.compress(meta + b"\n" + delivery.body)  # orjson never writes a raw newline
+    fields = {"tasks": orjson.dumps(list(delivery.tasks))}
+    for n, start in enumerate(range(0, len(frame), V2_CHUNK)):
+        fields[V2_FIELDS[n] if n < len(V2_FIELDS) else str(n)] = frame[start:start + V2_CHUNK]
     return fields
 
 
 def record(pipe: Pipeline, delivery: Delivery, *, retention_seconds: int, codec: BodyCodec | None = None) -> None:
     """Queue the commands that store a delivery (for `ConditionalExecutor.execute_if_absent`)."""
     key = keys.delivery(delivery.guid)
-    mapping: dict[str, str | bytes | float | int] = {
-        "event": delivery.event,
-        "received_at": delivery.received_at,
-        "tasks": json.dumps(list(delivery.tasks)),
-        **body_fields(codec or codec_for(pipe), delivery.body),
-    }
-    optional = {
-        "action": delivery.action,
-        "hook_id": delivery.hook_id,
-        "target_type": delivery.target_type,
-        "target_id": delivery.target_id,
-        "installation_id": delivery.installation_id,
-        "repo": delivery.repo,
-    }
-    mapping.update({k: v for k, v in optional.items() if v is not None})
-    pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]  # redis-py's Mapping type is invariant in its values
+    pipe.hset(key, mapping=v2_fields(codec or codec_for(pipe), delivery))  # type: ignore[arg-type]  # invariant
     pipe.expire(key, retention_seconds)
-    pipe.zadd(keys.DELIVERIES_BY_TIME, {delivery.guid: delivery.received_at})
+    delivery_index.add_on(pipe, delivery.guid, delivery.received_at, retention_seconds=retention_seconds)
 
 
 def _text(raw: Mapping[bytes, bytes], name: str) -> str | None:
@@ -139,7 +138,7 @@ def _text(raw: Mapping[bytes, bytes], name: str) -> str | None:
 
 
 def _body(client: redis.Redis, guid: str, raw: Mapping[bytes, bytes]) -> bytes | None:
-    """The raw body of either format: v0 kept it as is in `body`, v1 compressed in chunks."""
+    """The raw body of a v0 or v1 record: v0 kept it as is in `body`, v1 compressed in chunks."""
     if b"body" in raw:
         return raw[b"body"]
     dict_id = raw.get(BODY_DICT_FIELD.encode())
@@ -155,18 +154,48 @@ def _body(client: redis.Redis, guid: str, raw: Mapping[bytes, bytes]) -> bytes |
         raise BodyError(f"delivery {guid}: {exc}") from None
 
 
+def _v2_chunks(raw: Mapping[bytes, bytes]) -> bytes:
+    chunks: list[bytes] = []
+    while (chunk := raw.get(str(len(chunks)).encode())) is not None:
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _load_v2(client: redis.Redis, guid: str, raw: Mapping[bytes, bytes]) -> Delivery:
+    frame = _v2_chunks(raw)
+    try:
+        content = codec_for(client).decompress(frame_dict_id(frame), frame)
+    except BodyError as exc:
+        raise BodyError(f"delivery {guid}: {exc}") from None
+    line, _, body = content.partition(b"\n")
+    try:
+        meta = orjson.loads(line)
+        version, event, action, hook_id, target_type, target_id, installation_id, repo, received_at = meta
+        if version != V2 or not isinstance(event, str) or not isinstance(received_at, int | float):
+            raise ValueError(meta)
+        tasks = tuple(orjson.loads(raw.get(b"tasks", b"[]")))
+    except (ValueError, TypeError):
+        raise BodyError(f"delivery {guid}: stored metadata is corrupted") from None
+    return Delivery(guid=guid, event=event, body=body, received_at=float(received_at), action=action,
+                    hook_id=hook_id, target_type=target_type, target_id=target_id,
+                    installation_id=installation_id, repo=repo, tasks=tasks, task_states=_task_states(raw))
+
+
+def _task_states(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {k.decode()[len("task:"):]: v.decode() for k, v in raw.items() if k.startswith(b"task:")}
+
+
 def load(client: redis.Redis, guid: str) -> Delivery | None:
     """The delivery as received, or None; BodyError if its stored body cannot be restored byte for byte."""
     raw: dict[bytes, bytes] = client.hgetall(keys.delivery(guid))  # type: ignore[assignment]
     if not raw:
         return None
+    if b"0" in raw:
+        return _load_v2(client, guid, raw)
     body = _body(client, guid, raw)
     if body is None:
         return None
     installation = _text(raw, "installation_id")
-    task_states = {
-        k.decode()[len("task:"):]: v.decode() for k, v in raw.items() if k.startswith(b"task:")
-    }
     return Delivery(
         guid=guid,
         event=_text(raw, "event") or "",
@@ -179,7 +208,7 @@ def load(client: redis.Redis, guid: str) -> Delivery | None:
         installation_id=int(installation) if installation else None,
         repo=_text(raw, "repo"),
         tasks=tuple(json.loads(raw.get(b"tasks", b"[]"))),
-        task_states=task_states,
+        task_states=_task_states(raw),
     )
 
 
@@ -203,9 +232,23 @@ def mark_task_on(
     now = time.time() if now is None else now
     value = f"{FAILED}: {error[:MAX_ERROR_CHARS]}" if state == FAILED and error else state
     short_error = (error or "")[:MAX_ERROR_CHARS]
+    if state == DONE and not short_error:
+        # The common case, once per task of every delivery: the compact mark (to the millisecond).
+        mark = f"{MARK_PREFIX}{_base36(round(now * 1000))}:{task}"
+        pipe.hset(keys.delivery(guid), mapping={f"task:{task}": value, mark: ""})
+        return
     attempt = f"{state}\t{short_error}" if short_error else state
     # The attempt is a field of the delivery itself (it expires with it); repr(now) gives the float back exactly.
     pipe.hset(keys.delivery(guid), mapping={f"task:{task}": value, f"{ATTEMPT_PREFIX}{now!r}:{task}": attempt})
+
+
+def _base36(number: int) -> str:
+    digits = ""
+    while True:
+        number, digit = divmod(number, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
+        if not number:
+            return digits
 
 
 def attempts(client: redis.Redis, guid: str) -> list[dict[str, Any]]:
@@ -215,8 +258,12 @@ def attempts(client: redis.Redis, guid: str) -> list[dict[str, Any]]:
     pipe.hgetall(keys.delivery(guid))
     legacy, raw = pipe.execute()
     found: list[dict[str, Any]] = [json.loads(a) for a in legacy]
-    prefix = ATTEMPT_PREFIX.encode()
+    prefix, mark = ATTEMPT_PREFIX.encode(), MARK_PREFIX.encode()
     for name, value in raw.items():
+        if name.startswith(mark):
+            when, task = name[len(mark):].decode().split(":", 1)
+            found.append({"task": task, "state": DONE, "at": int(when, 36) / 1000, "error": None})
+            continue
         if not name.startswith(prefix):
             continue
         at, task = name[len(prefix):].decode().split(":", 1)
@@ -229,7 +276,7 @@ def attempts(client: redis.Redis, guid: str) -> list[dict[str, Any]]:
 def reset_tasks(pipe: Pipeline, guid: str, tasks: Sequence[str]) -> None:
     """Before a replay: the delivery's tasks are queued again."""
     key = keys.delivery(guid)
-    pipe.hset(key, "tasks", json.dumps(list(tasks)))
+    pipe.hset(key, "tasks", orjson.dumps(list(tasks)))
     for task in tasks:
         pipe.hset(key, f"task:{task}", QUEUED)
 
@@ -237,7 +284,7 @@ def reset_tasks(pipe: Pipeline, guid: str, tasks: Sequence[str]) -> None:
 def trim(client: redis.Redis, *, retention_seconds: int, now: float | None = None) -> int:
     """Drop index entries of deliveries past retention (their hashes expire by themselves)."""
     now = time.time() if now is None else now
-    return int(client.zremrangebyscore(keys.DELIVERIES_BY_TIME, "-inf", now - retention_seconds))
+    return delivery_index.trim(client, retention_seconds=retention_seconds, now=now)
 
 
 class NotReplicated(redis.exceptions.RedisError):

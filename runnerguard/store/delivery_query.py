@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import time
 from collections.abc import Iterator, Mapping
@@ -12,7 +13,7 @@ import redis
 
 from runnerguard.domain import timeparse
 from runnerguard.errors import InvalidInput
-from runnerguard.store import deliveries, keys
+from runnerguard.store import deliveries, delivery_index
 from runnerguard.store.deliveries import Delivery
 
 FILTER_KEYS = ("since", "until", "event", "action", "repo", "state")
@@ -89,25 +90,17 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
 
 def scan(client: redis.Redis, query: DeliveryFilter, *, after: tuple[float, str] | None = None) -> Iterator[Delivery]:
     """Matching deliveries, oldest first by received time (stable while new ones arrive)."""
-    low: float | str = after[0] if after else (query.since if query.since is not None else "-inf")
-    high: float | str = query.until if query.until is not None else "+inf"
-    offset = 0
-    while True:
-        rows: list[tuple[bytes, float]] = client.zrangebyscore(  # type: ignore[assignment]
-            keys.DELIVERIES_BY_TIME, low, high, start=offset, num=SCAN_BATCH, withscores=True)
-        if not rows:
-            return
-        offset += len(rows)
-        guids = []
-        for member, score in rows:
-            guid = member.decode()
-            # Members with equal scores are ordered by name, so (score, guid) is a total order to resume from.
-            if after and (score, guid) <= after:
-                continue
-            guids.append(guid)
-        for delivery in load_many(client, guids):
-            if query.matches(delivery):
-                yield delivery
+    low = after[0] if after else query.since
+    guids: list[str] = []
+    # (received_at, guid) is a total order to resume from: equal times are ordered by guid.
+    for entry in delivery_index.entries(client, low=low, high=query.until):
+        if after and entry <= after:
+            continue
+        guids.append(entry[1])
+        if len(guids) == SCAN_BATCH:
+            yield from (d for d in load_many(client, guids) if query.matches(d))
+            guids = []
+    yield from (d for d in load_many(client, guids) if query.matches(d))
 
 
 def load_many(client: redis.Redis, guids: list[str]) -> list[Delivery]:
@@ -134,5 +127,5 @@ def page(
 
 def latest(client: redis.Redis, count: int) -> list[Delivery]:
     """The newest `count` deliveries, newest first."""
-    guids = [g.decode() for g in client.zrevrange(keys.DELIVERIES_BY_TIME, 0, count - 1)]  # type: ignore[union-attr]
+    guids = [guid for _at, guid in itertools.islice(delivery_index.entries(client, reverse=True), count)]
     return load_many(client, guids)

@@ -17,7 +17,13 @@ def delivery_attempts(guid: str) -> str:
     return f"{PREFIX}:delivery:{guid}:attempts"
 
 
-DELIVERIES_BY_TIME = f"{PREFIX}:deliveries"  # zset guid -> received_at (epoch seconds)
+DELIVERIES_BY_TIME = f"{PREFIX}:deliveries"  # zset guid -> received_at: the index before issue #18 (read, trimmed)
+DELIVERY_HOURS = f"{PREFIX}:deliveries:hours"  # zset hour -> hour: the hours that have a delivery bucket
+
+
+def delivery_bucket(hour: int) -> str:
+    """List: the deliveries received in one hour (epoch seconds // 3600), packed (store/delivery_index.py)."""
+    return f"{PREFIX}:deliveries:h:{hour}"
 
 
 def delivery_body(digest: str) -> str:
