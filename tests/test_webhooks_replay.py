@@ -13,8 +13,9 @@ from rq import Queue
 
 from app import create_app
 from config import ConfigError, Settings, load_settings
-from runnerguard.domain.freshness import body_digest, canonical_delivery_id
+from runnerguard.domain.freshness import DIGEST_SLACK, body_digest, canonical_delivery_id, check
 from runnerguard.store import deliveries, delivery_index, keys, metrics
+from runnerguard.web.state import state
 from tests.helpers import ADMIN, SECRET, dumps, signed_headers
 
 DELIVERIES_TOTAL = "runnerguard_webhook_deliveries_total"
@@ -89,6 +90,7 @@ def test_distinct_bodies_are_distinct_deliveries(client: FlaskClient, redis_clie
 
 def test_body_digest_is_kept_compactly_as_long_as_the_delivery(client: FlaskClient, settings: Settings,
                                                                redis_client: redis.Redis) -> None:
+    # No age limit here (the `settings` fixture turns it off): nothing else refuses a replay, the digest stays.
     body = job_body(9)
     assert post(client, body, str(uuid.uuid4())).status_code == 202
     key = keys.delivery_body(body_digest(body))
@@ -97,6 +99,48 @@ def test_body_digest_is_kept_compactly_as_long_as_the_delivery(client: FlaskClie
     assert ttl >= settings.delivery_retention_seconds
     assert redis_client.memory_usage(key) <= 100  # bytes; the per-job budget is 2.5 KB
     assert len(body_digest(body)) == 32
+
+
+def test_a_dated_body_keeps_its_digest_until_the_age_limit_refuses_it_anyway(
+        default_settings: Settings, redis_client: redis.Redis) -> None:
+    app = create_app(default_settings)
+    client = app.test_client()
+    body = job_body(21, age_seconds=70 * 3600)  # 2 h left before the 72 h limit
+    assert post(client, body, str(uuid.uuid4())).status_code == 202
+    key = keys.delivery_body(body_digest(body))
+    assert 2 * 3600 + DIGEST_SLACK - 60 <= redis_client.ttl(key) <= 2 * 3600 + DIGEST_SLACK
+    assert post(client, body, str(uuid.uuid4())).get_json()["status"] == "duplicate"
+    # Bodies the age check cannot date, and other events, keep theirs for the whole retention.
+    undated = dumps({"action": "queued", "workflow_job": {"id": 22}, "repository": {"id": 1, "full_name": "o/a"}})
+    assert post(client, undated, str(uuid.uuid4())).status_code == 202
+    ping = dumps({"zen": "Keep it logically awesome.", "hook_id": 5})
+    headers = signed_headers(ping, "ping", guid=str(uuid.uuid4()))
+    assert client.post("/webhooks/github", data=ping, headers=headers).status_code == 200
+    for other in (undated, ping):
+        ttl = redis_client.ttl(keys.delivery_body(body_digest(other)))
+        assert default_settings.body_dedupe_seconds - 5 <= ttl <= default_settings.body_dedupe_seconds
+    # Once the digest has expired (deleted here, as its TTL would), the body is past the limit: still refused.
+    redis_client.delete(key)
+    with app.app_context():
+        state().intake.clock = lambda: time.time() + 2 * 3600 + DIGEST_SLACK + 1
+    answer = post(client, body, str(uuid.uuid4()))
+    assert answer.status_code == 200 and answer.get_json()["reason"] == "stale"
+    assert not redis_client.exists(key)
+
+
+def test_digest_keep_times_from_the_age_check() -> None:
+    now = 1_800_000_000.0
+    def job(age: float) -> dict[str, object]:
+        return {"workflow_job": {"created_at": iso(now - age)}}
+    assert check("workflow_job", job(60), now=now, max_age_seconds=72 * 3600, keep_seconds=14 * 86400) == (
+        False, 72 * 3600 - 60 + DIGEST_SLACK)
+    assert check("workflow_job", job(73 * 3600), now=now, max_age_seconds=72 * 3600, keep_seconds=99) == (True, 99)
+    assert check("workflow_job", job(73 * 3600), now=now, max_age_seconds=72 * 3600, keep_seconds=10**6) == (
+        True, DIGEST_SLACK)
+    assert check("workflow_job", job(-10**7), now=now, max_age_seconds=3600, keep_seconds=500) == (False, 500)
+    assert check("workflow_job", job(60), now=now, max_age_seconds=0, keep_seconds=500) == (False, 500)
+    assert check("workflow_job", {}, now=now, max_age_seconds=3600, keep_seconds=500) == (False, 500)
+    assert check("ping", job(60), now=now, max_age_seconds=3600, keep_seconds=500) == (False, 500)
 
 
 def test_body_digest_outlives_a_delivery_retention_shorter_than_the_age_limit(redis_url: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +14,7 @@ from runnerguard.domain.timeline import PayloadError, parse_time
 # and the key stays short (the intake keeps one per accepted body).
 BODY_DIGEST_BYTES = 16
 JOB_TIME_FIELDS = ("created_at", "started_at", "completed_at")
+DIGEST_SLACK = 3600  # seconds a dated body's digest outlives its age limit: clock skew between web hosts
 
 
 def canonical_delivery_id(raw: str) -> str:
@@ -53,7 +55,21 @@ def newest_job_time(payload: Mapping[str, Any]) -> float | None:
 
 def is_stale(event: str, payload: Mapping[str, Any], *, now: float, max_age_seconds: int) -> bool:
     """A `workflow_job` body whose newest timestamp is older than the limit (0 turns the check off)."""
+    return check(event, payload, now=now, max_age_seconds=max_age_seconds, keep_seconds=1)[0]
+
+
+def check(event: str, payload: Mapping[str, Any], *, now: float, max_age_seconds: int,
+          keep_seconds: int) -> tuple[bool, int]:
+    """(is the body stale, how long its digest must be kept to refuse it under another delivery id).
+
+    A body the age check can date is refused as stale once it is older than the limit, whatever its id: its digest
+    is needed only until then (plus DIGEST_SLACK for web hosts whose clocks disagree), not for `keep_seconds` (the
+    delivery retention, 14 days by default). Any other body keeps its digest for `keep_seconds`.
+    """
     if event != "workflow_job" or max_age_seconds <= 0:
-        return False
+        return False, keep_seconds
     newest = newest_job_time(payload)
-    return newest is not None and now - newest > max_age_seconds
+    if newest is None:
+        return False, keep_seconds
+    left = newest + max_age_seconds - now
+    return left < 0, max(1, min(keep_seconds, math.ceil(max(left, 0.0)) + DIGEST_SLACK))

@@ -15,7 +15,8 @@ from werkzeug.datastructures import Headers
 
 from config import Policy, Settings
 from runnerguard import APP_NAME, __version__
-from runnerguard.domain.freshness import body_digest, canonical_delivery_id, is_stale
+from runnerguard.domain import freshness
+from runnerguard.domain.freshness import body_digest, canonical_delivery_id
 from runnerguard.domain.signatures import verify
 from runnerguard.queue.dispatch import Dispatcher
 from runnerguard.queue.routing import Router
@@ -147,14 +148,16 @@ class Intake:
         label = event_label(event)
         main = self._recorder.batch()
         self._recorder.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
+        # A stale body is let through only when the recovery task asked GitHub to redeliver this very id; a body
+        # that will turn stale needs its digest only until then (freshness.check).
+        stale, keep_digest = freshness.check(event, payload, now=now, keep_seconds=self.settings.body_dedupe_seconds,
+                                             max_age_seconds=self.settings.max_delivery_age_seconds)
         # The signature covers the body, not the delivery id: the same signed bytes under a new id are a replay.
         digest = body_digest(body)
-        deliveries.remember_body(main, digest, ttl_seconds=self.settings.body_dedupe_seconds)
+        deliveries.remember_body(main, digest, ttl_seconds=keep_digest)
         plan.enqueue_on(main)
         if not shedding:
             metrics.incr_field_on(main, self._accepted(label))
-        # A stale body is let through only when the recovery task asked GitHub to redeliver this very id.
-        stale = is_stale(event, payload, now=now, max_age_seconds=self.settings.max_delivery_age_seconds)
         outcome = self._recorder.record_if_unseen(guid, digest, main, self._duplicate_batch(label), stale=stale,
                                                   on_stale=self._stale_batch(label))
         if outcome == deliveries.DUPLICATE:
