@@ -40,10 +40,11 @@ def hour_of(received_at: float) -> int:
 
 def pack(guid: str, received_at: float) -> bytes:
     try:
-        if str(uuid.UUID(guid)) == guid:  # only the canonical form: any other spelling must come back as written
-            return UUID_KIND + _TIME.pack(received_at) + uuid.UUID(guid).bytes
+        parsed: uuid.UUID | None = uuid.UUID(guid)
     except ValueError:
-        pass
+        parsed = None
+    if parsed is not None and str(parsed) == guid:  # only the canonical form: others come back as written
+        return UUID_KIND + _TIME.pack(received_at) + parsed.bytes
     return TEXT_KIND + _TIME.pack(received_at) + guid.encode()
 
 
