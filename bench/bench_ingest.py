@@ -33,7 +33,7 @@ from rq import Queue
 
 from config import load_settings
 from devtools.redis_server import start_redis
-from runnerguard.store import deliveries
+from runnerguard.store import deliveries, delivery_index
 from runnerguard.web.intake import Intake
 
 
@@ -106,7 +106,7 @@ def main() -> None:
                 errors[name] += failed
         bare.stop()
         bare_rps, rg_rps = statistics.median(bare_runs), statistics.median(rg_runs)
-        recorded = client.zcard("rg:deliveries")
+        recorded = delivery_index.count(client)
         queued = Queue("events", connection=client).count
         per_round = ", ".join(f"{r / b:.0%}" for r, b in zip(rg_runs, bare_runs, strict=True))
         rows.append(("ingest: signed 8 KB workflow_job POSTs", f"{rg_rps:,.0f} req/s", "bare Flask 204",
