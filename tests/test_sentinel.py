@@ -15,7 +15,7 @@ from app import create_app
 from config import ConfigError, Settings, load_settings
 from devtools.redis_sentinel import MASTER, SentinelSet, start_sentinel_set
 from devtools.redis_server import RedisServer, free_port, start_redis
-from runnerguard.store import connection
+from runnerguard.store import connection, deliveries
 from runnerguard.web import agent
 from tests.helpers import ADMIN, SECRET, dumps, signed_headers
 from tests.test_timeline import job_payload
@@ -123,7 +123,8 @@ def test_with_one_replica_required_an_acknowledged_delivery_is_already_on_a_repl
     assert response.status_code == 202, response.get_json()
     # WAIT answered for both replicas before the 202: each holds the delivery now, no polling.
     for replica in sentinels.data[1:]:
-        assert sentinels.client(replica).hget("rg:delivery:replicated-1", "event") == b"workflow_job"
+        stored = deliveries.load(sentinels.client(replica), "replicated-1")
+        assert stored is not None and stored.event == "workflow_job"
 
 
 def test_more_replicas_required_than_exist_answer_503_and_the_redelivery_too(sentinels: SentinelSet) -> None:
