@@ -114,6 +114,16 @@ def test_v0_v1_and_v2_records_side_by_side_read_list_mark_and_reset_alike(
         assert again is not None and again.tasks == ("timings", "rollback") and again.state == deliveries.QUEUED
 
 
+def test_an_unreadable_attempt_field_names_itself(redis_client: redis.Redis) -> None:
+    store(redis_client, sample("att-bad", 1000.0))
+    for name in ("@not base 36!:timings", "@nocolon", "attempt:noon:timings"):
+        redis_client.hset(keys.delivery("att-bad"), name, "")
+        with pytest.raises(BodyError, match=r"att-bad: attempt field .* is corrupted"):
+            deliveries.attempts(redis_client, "att-bad")
+        redis_client.hdel(keys.delivery("att-bad"), name)
+    assert deliveries.attempts(redis_client, "att-bad") == []
+
+
 def _write_v2(client: redis.Redis, guid: str, content: bytes, *, tasks: bytes = b"[]") -> None:
     _dict_id, frame = BodyCodec().compress(content)
     client.hset(keys.delivery(guid), mapping={"tasks": tasks, **{str(n): frame[i:i + 63] for n, i in
@@ -127,6 +137,7 @@ META = orjson.dumps([2, "workflow_job", "queued", None, None, None, None, "octo/
     ("flip", "stored body is corrupted"), ("truncate", "stored body is corrupted"),
     ("not-zstd", "not a zstd frame"), ("meta-not-json", "stored metadata is corrupted"),
     ("meta-version", "stored metadata is corrupted"), ("meta-short", "stored metadata is corrupted"),
+    ("meta-types", "stored metadata is corrupted"),
     ("tasks", "stored metadata is corrupted"),
 ])
 def test_bad_v2_data_is_refused_with_the_reason_never_returned_wrong(
@@ -136,6 +147,8 @@ def test_bad_v2_data_is_refused_with_the_reason_never_returned_wrong(
         content = b"{nope\n" + body()
     elif damage == "meta-version":
         content = META.replace(b"[2,", b"[3,") + b"\n" + body()
+    elif damage == "meta-types":
+        content = META.replace(b'"octo/app"', b"{}") + b"\n" + body()
     elif damage == "meta-short":
         content = b'[2,"ping"]\n{}'
     _write_v2(redis_client, "bad-2", content, tasks=b"{{" if damage == "tasks" else b"[]")

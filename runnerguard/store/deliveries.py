@@ -171,7 +171,10 @@ def _load_v2(client: redis.Redis, guid: str, raw: Mapping[bytes, bytes]) -> Deli
     try:
         meta = orjson.loads(line)
         version, event, action, hook_id, target_type, target_id, installation_id, repo, received_at = meta
-        if version != V2 or not isinstance(event, str) or not isinstance(received_at, int | float):
+        texts = (action, hook_id, target_type, target_id, repo)
+        if (version != V2 or not isinstance(event, str) or not isinstance(received_at, int | float)
+                or not all(t is None or isinstance(t, str) for t in texts)
+                or not (installation_id is None or isinstance(installation_id, int))):
             raise ValueError(meta)
         tasks = tuple(orjson.loads(raw.get(b"tasks", b"[]")))
     except (ValueError, TypeError):
@@ -252,7 +255,8 @@ def _base36(number: int) -> str:
 
 
 def attempts(client: redis.Redis, guid: str) -> list[dict[str, Any]]:
-    """Processing attempts, oldest first (the last MAX_ATTEMPTS_KEPT): legacy list entries, then v1 fields."""
+    """Processing attempts, oldest first (the last MAX_ATTEMPTS_KEPT): legacy list entries, v1 attempt fields and
+    v2 done marks; BodyError naming the field if one cannot be read."""
     pipe = client.pipeline(transaction=False)
     pipe.lrange(keys.delivery_attempts(guid), 0, -1)
     pipe.hgetall(keys.delivery(guid))
@@ -260,15 +264,16 @@ def attempts(client: redis.Redis, guid: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = [json.loads(a) for a in legacy]
     prefix, mark = ATTEMPT_PREFIX.encode(), MARK_PREFIX.encode()
     for name, value in raw.items():
-        if name.startswith(mark):
-            when, task = name[len(mark):].decode().split(":", 1)
-            found.append({"task": task, "state": DONE, "at": int(when, 36) / 1000, "error": None})
-            continue
-        if not name.startswith(prefix):
-            continue
-        at, task = name[len(prefix):].decode().split(":", 1)
-        state, _, error = value.decode().partition("\t")
-        found.append({"task": task, "state": state, "at": float(at), "error": error or None})
+        try:
+            if name.startswith(mark):
+                when, task = name[len(mark):].decode().split(":", 1)
+                found.append({"task": task, "state": DONE, "at": int(when, 36) / 1000, "error": None})
+            elif name.startswith(prefix):
+                at, task = name[len(prefix):].decode().split(":", 1)
+                state, _, error = value.decode().partition("\t")
+                found.append({"task": task, "state": state, "at": float(at), "error": error or None})
+        except ValueError:  # UnicodeDecodeError included
+            raise BodyError(f"delivery {guid}: attempt field {name[:80]!r} is corrupted") from None
     found.sort(key=lambda a: a["at"])
     return found[-MAX_ATTEMPTS_KEPT:]
 
