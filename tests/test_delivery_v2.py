@@ -226,7 +226,9 @@ def test_an_unreadable_index_entry_names_its_bucket(redis_client: redis.Redis) -
 
 def test_guids_that_are_not_canonical_uuids_are_indexed_as_written() -> None:
     for guid in ("0b38dc21-cdc4-4168-afcc-eb4645325590", "0B38DC21-CDC4-4168-AFCC-EB4645325590",
-                 "0b38dc21cdc44168afcceb4645325590", "sim-1", "abcdefghijklmnop", "é"):
+                 "0b38dc21cdc44168afcceb4645325590", "sim-1", "abcdefghijklmnop", "é",
+                 "0b38dc21-cdc4-4168-afcc-eb46 532559 ", "0b38dc2-1cdc4-4168-afcc-eb4645325590",
+                 "0b38dc21-cdc4-4168-afcc-eb46453255-0", "0b38dc21-cdc4-4168-afcc-eb464532559g"):
         packed = delivery_index.pack(guid, 12.25)
         assert delivery_index.unpack(packed) == (12.25, guid)
     assert len(delivery_index.pack("0b38dc21-cdc4-4168-afcc-eb4645325590", 1.0)) == 25

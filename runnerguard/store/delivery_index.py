@@ -39,12 +39,16 @@ def hour_of(received_at: float) -> int:
 
 
 def pack(guid: str, received_at: float) -> bytes:
-    try:
-        parsed: uuid.UUID | None = uuid.UUID(guid)
-    except ValueError:
-        parsed = None
-    if parsed is not None and str(parsed) == guid:  # only the canonical form: others come back as written
-        return UUID_KIND + _TIME.pack(received_at) + parsed.bytes
+    # Only the canonical form (lower-case, dashed: what the intake makes of GitHub's ids) is packed as 16 bytes; any
+    # other spelling is kept as written. Checked without uuid.UUID: this runs in the request.
+    compact = guid.replace("-", "")
+    if len(guid) == 36 and len(compact) == 32 and guid[8] == guid[13] == guid[18] == guid[23] == "-":
+        try:
+            raw = bytes.fromhex(compact)
+        except ValueError:
+            raw = b""
+        if len(raw) == 16 and raw.hex() == compact:
+            return UUID_KIND + _TIME.pack(received_at) + raw
     return TEXT_KIND + _TIME.pack(received_at) + guid.encode()
 
 
