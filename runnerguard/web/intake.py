@@ -150,7 +150,7 @@ class Intake:
         # The signature covers the body, not the delivery id: the same signed bytes under a new id are a replay.
         digest = body_digest(body)
         deliveries.remember_body(main, digest, ttl_seconds=self.settings.body_dedupe_seconds)
-        plan.enqueue_on(main)
+        plan.enqueue_in_script(main)
         if not shedding:
             metrics.incr_field_on(main, self._accepted(label))
         # A stale body is let through only when the recovery task asked GitHub to redeliver this very id.
