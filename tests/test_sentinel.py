@@ -154,6 +154,19 @@ def test_the_replica_wait_survives_a_flushed_script_cache(sentinels: SentinelSet
     assert _post(client, "script-2", job_id=14).status_code == 202
 
 
+def test_the_replica_wait_survives_lost_job_templates(sentinels: SentinelSet) -> None:
+    """A primary that lost the RQ job templates (an old copy promoted, a flush): the delivery still gets whole jobs."""
+    app = create_app(load_settings(_sentinel_env(sentinels, RUNNERGUARD_REDIS_MIN_REPLICAS="1")))
+    client = app.test_client()
+    assert _post(client, "tpl-1", job_id=15).status_code == 202
+    primary = sentinels.client(sentinels.data[0])
+    primary.delete(*primary.keys("rg:rqtpl:*"))
+    assert _post(client, "tpl-2", job_id=16).status_code == 202
+    assert primary.hget("rq:job:tpl-2_timings", "status") == b"queued"
+    assert primary.hkeys("rq:job:tpl-2_timings") and \
+        set(primary.hkeys("rq:job:tpl-2_timings")) == set(primary.hkeys("rq:job:tpl-1_timings"))
+
+
 # --- a failover under load (SIGKILL of the primary) -----------------------------------------------------------------
 
 def test_a_killed_primary_fails_over_and_no_acknowledged_delivery_is_lost() -> None:

@@ -45,6 +45,20 @@ def test_signed_workflow_job_is_recorded_and_enqueued(client: FlaskClient, redis
     assert queue.fetch_job("d-1_timings").args == ["d-1"]  # JSON; tasks carry the id, never the payload
 
 
+def test_jobs_stay_whole_when_redis_lost_their_templates(client: FlaskClient, redis_client: redis.Redis) -> None:
+    """The intake's script copies RQ's static job fields from Redis (store/rq_templates.py); a Redis that lost them
+    (FLUSHALL, an old copy restored) gets them back from the web process, and no job is written without them."""
+    body = dumps(JOB)
+    assert post(client, body, signed_headers(body, "workflow_job", guid="t-1")).status_code == 202
+    first = redis_client.hgetall("rq:job:t-1_timings")
+    redis_client.flushall()
+    other = dumps({**JOB, "workflow_job": {**JOB["workflow_job"], "id": 8}})
+    assert post(client, other, signed_headers(other, "workflow_job", guid="t-2")).status_code == 202
+    job = rq_tasks.queue("events", redis_client).fetch_job("t-2_timings")
+    assert job is not None and job.args == ["t-2"] and job.func_name == rq_tasks.TIMINGS.path
+    assert redis_client.hgetall("rq:job:t-2_timings").keys() == first.keys()
+
+
 def test_duplicate_delivery_is_not_enqueued_twice(client: FlaskClient, redis_client: redis.Redis) -> None:
     body = dumps(JOB)
     headers = signed_headers(body, "workflow_job", guid="dup-1")

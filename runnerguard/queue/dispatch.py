@@ -46,6 +46,12 @@ class Plan:
         for job in self.jobs:
             job.template.enqueue_on(pipe, job.job_id, (job.guid,), job.description, at)
 
+    def enqueue_in_script(self, batch: Pipeline) -> None:
+        """`enqueue_on` for a batch run by store/atomic.py's scripts (the intake's): the static fields stay in Redis."""
+        at = timestamp()
+        for job in self.jobs:
+            job.template.enqueue_in_script(batch, job.job_id, (job.guid,), job.description, at)
+
 
 def job_event(event: str, payload: Mapping[str, Any]) -> WorkflowJobEvent | None:
     """The typed workflow_job event for routing, or None (another event, or a payload the timeline task will

@@ -14,15 +14,41 @@ from typing import Any
 import redis
 from redis.client import Pipeline
 
-# Both scripts take two header arguments, then each command as: argc, arg1..argc (see _append_commands).
+from runnerguard.store import rq_templates
+
+# Both scripts take a few header arguments, then each command as: argc, arg1..argc (see _append_commands).
+# One pseudo-command is not Redis's: `@job TEMPLATE JOB_KEY QUEUE_KEY QUEUES_KEY JOB_ID DATA DESCRIPTION AT` enqueues
+# an RQ job as RQ's enqueue_job would, its static fields copied from the template hash (store/rq_templates.py)
+# instead of sent with every delivery. A script is not rolled back on error, so every template a batch names is
+# checked before anything is written (`templates_present`).
 _RUN_COMMANDS = """
 local pos = 3
 local function run(count)
   for _ = 1, count do
     local argc = tonumber(ARGV[pos])
-    redis.call(unpack(ARGV, pos + 1, pos + argc))
+    if ARGV[pos + 1] == '@job' then
+      local a = pos + 1
+      redis.call('HSET', ARGV[a + 2], 'data', ARGV[a + 6], 'description', ARGV[a + 7], 'created_at', ARGV[a + 8],
+                 'enqueued_at', ARGV[a + 8], unpack(redis.call('HGETALL', ARGV[a + 1])))
+      redis.call('SADD', ARGV[a + 4], ARGV[a + 3])
+      redis.call('RPUSH', ARGV[a + 3], ARGV[a + 5])
+    else
+      redis.call(unpack(ARGV, pos + 1, pos + argc))
+    end
     pos = pos + argc + 1
   end
+end
+local function templates_present(from, count)
+  local p, named = from, {}
+  for _ = 1, count do
+    local argc = tonumber(ARGV[p])
+    if ARGV[p + 1] == '@job' then
+      named[#named + 1] = ARGV[p + 2]
+    end
+    p = p + argc + 1
+  end
+  -- one EXISTS for all (it counts a key named twice twice, so equal means every one is there)
+  return #named == 0 or redis.call('EXISTS', unpack(named)) == #named
 end
 """
 
@@ -36,6 +62,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   end
   run(n_dup)
   return 0
+end
+if not templates_present(pos, n_main) then
+  return redis.error_reply('NOTEMPLATE an RQ job template is missing')
 end
 run(n_main)
 return 1
@@ -61,6 +90,9 @@ if ARGV[2] == '1' and redis.call('EXISTS', KEYS[n_guards + 1]) == 0 then
   skip(n_main + n_dup)
   run(tonumber(ARGV[5]))
   return 2
+end
+if not templates_present(pos, n_main) then
+  return redis.error_reply('NOTEMPLATE an RQ job template is missing')
 end
 run(n_main)
 return 1
@@ -110,7 +142,7 @@ class ConditionalExecutor:
         argv: list[Arg] = [len(main.command_stack), len(dup_stack)]
         _append_commands(argv, main.command_stack)
         _append_commands(argv, dup_stack)
-        return bool(self._script(keys=[guard_key], args=argv, client=self._thread_client()))
+        return bool(self._call(self._script, [guard_key], argv))
 
     def execute_if_new(
         self, guard_keys: list[str], main: Pipeline, on_duplicate: Pipeline, *, permit_key: str | None = None,
@@ -119,7 +151,17 @@ class ConditionalExecutor:
         """APPLIED when no guard key exists (and `permit_key`, if given, does); DUPLICATE when a guard key exists;
         REFUSED when `permit_key` is missing. Runs `main`, `on_duplicate` or `on_refused` accordingly, atomically."""
         script_keys, argv = self._guarded_call(guard_keys, main, on_duplicate, permit_key, on_refused)
-        return int(self._guarded(keys=script_keys, args=argv, client=self._thread_client()))
+        return int(self._call(self._guarded, script_keys, argv))
+
+    def _call(self, script: Any, script_keys: list[str], argv: list[Arg]) -> Any:
+        client = self._thread_client()
+        try:
+            return script(keys=script_keys, args=argv, client=client)
+        except redis.ResponseError as exc:
+            if not rq_templates.is_missing(exc):
+                raise
+            rq_templates.restore(client)  # Redis lost them (a flush, an old copy restored): nothing was written
+            return script(keys=script_keys, args=argv, client=client)
 
     def execute_if_new_replicated(
         self, guard_keys: list[str], main: Pipeline, on_duplicate: Pipeline, *, replicas: int, timeout_ms: int,
@@ -133,15 +175,18 @@ class ConditionalExecutor:
         """
         script_keys, argv = self._guarded_call(guard_keys, main, on_duplicate, permit_key, on_refused)
         client = self._thread_client()
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):
             # Not Script.__call__ on a pipeline: redis-py then sends SCRIPT EXISTS first, a round trip of its own.
             pipe = client.pipeline(transaction=False)
             pipe.execute_command(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
                 "EVALSHA", self._guarded.sha, len(script_keys), *script_keys, *argv)
             pipe.execute_command("WAIT", replicas, timeout_ms)  # type: ignore[no-untyped-call]
             outcome, acked = pipe.execute(raise_on_error=False)
-            if isinstance(outcome, redis.exceptions.NoScriptError) and attempt == 1:
+            if isinstance(outcome, redis.exceptions.NoScriptError) and attempt < 3:
                 client.script_load(self._guarded.script)  # a fresh primary after a failover, or SCRIPT FLUSH
+                continue
+            if isinstance(outcome, Exception) and rq_templates.is_missing(outcome) and attempt < 3:
+                rq_templates.restore(client)  # the script wrote nothing; the WAIT after it covered no new write
                 continue
             for answer in (outcome, acked):
                 if isinstance(answer, Exception):

@@ -32,6 +32,12 @@ def delivery_body(digest: str) -> str:
     return f"{PREFIX}:body:{digest}"
 
 
+def rq_job_template(digest: str) -> str:
+    """Hash, kept forever: the fields every RQ job of one (task, queue) shares, named by their digest (a change of
+    RQ or of a task's options makes a new one). The intake's script copies it into each job it enqueues."""
+    return f"{PREFIX}:rqtpl:{digest}"
+
+
 def replay(replay_id: str) -> str:
     """Hash: a bulk replay's filter, state and progress."""
     return f"{PREFIX}:replay:{replay_id}"

@@ -155,7 +155,7 @@ class Intake:
         # The signature covers the body, not the delivery id: the same signed bytes under a new id are a replay.
         digest = body_digest(body)
         deliveries.remember_body(main, digest, ttl_seconds=keep_digest)
-        plan.enqueue_on(main)
+        plan.enqueue_in_script(main)
         if not shedding:
             metrics.incr_field_on(main, self._accepted(label))
         outcome = self._recorder.record_if_unseen(guid, digest, main, self._duplicate_batch(label), stale=stale,
