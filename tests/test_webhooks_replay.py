@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from rq import Queue
 
 from app import create_app
 from config import ConfigError, Settings, load_settings
+from runnerguard.domain import freshness
 from runnerguard.domain.freshness import DIGEST_SLACK, body_digest, canonical_delivery_id, check
 from runnerguard.store import deliveries, delivery_index, keys, metrics
 from runnerguard.web.state import state
@@ -107,8 +109,16 @@ def test_a_dated_body_keeps_its_digest_until_the_age_limit_refuses_it_anyway(
     client = app.test_client()
     body = job_body(21, age_seconds=70 * 3600)  # 2 h left before the 72 h limit
     assert post(client, body, str(uuid.uuid4())).status_code == 202
-    key = keys.delivery_body(body_digest(body))
-    assert 2 * 3600 + DIGEST_SLACK - 60 <= redis_client.ttl(key) <= 2 * 3600 + DIGEST_SLACK
+    # In the hash of the hour its newest timestamp falls in, which expires once every body of that hour is stale.
+    dated = freshness.newest_job_time(json.loads(body))
+    assert dated is not None
+    hour = int(dated // 3600)
+    bucket = keys.body_digests(hour)
+    assert redis_client.hexists(bucket, bytes.fromhex(body_digest(body)))
+    assert not redis_client.exists(keys.delivery_body(body_digest(body)))  # no key of its own
+    expires = (hour + 1) * 3600 + default_settings.max_delivery_age_seconds + DIGEST_SLACK
+    assert redis_client.expiretime(bucket) == expires
+    assert expires - time.time() <= 3 * 3600 + DIGEST_SLACK  # hours, not the 14 days of the retention
     assert post(client, body, str(uuid.uuid4())).get_json()["status"] == "duplicate"
     # Bodies the age check cannot date, and other events, keep theirs for the whole retention.
     undated = dumps({"action": "queued", "workflow_job": {"id": 22}, "repository": {"id": 1, "full_name": "o/a"}})
@@ -119,13 +129,50 @@ def test_a_dated_body_keeps_its_digest_until_the_age_limit_refuses_it_anyway(
     for other in (undated, ping):
         ttl = redis_client.ttl(keys.delivery_body(body_digest(other)))
         assert default_settings.body_dedupe_seconds - 5 <= ttl <= default_settings.body_dedupe_seconds
-    # Once the digest has expired (deleted here, as its TTL would), the body is past the limit: still refused.
-    redis_client.delete(key)
+    # Once the bucket has expired (deleted here, as its expiry would), the body is past the limit: still refused.
+    redis_client.delete(bucket)
     with app.app_context():
-        state().intake.clock = lambda: time.time() + 2 * 3600 + DIGEST_SLACK + 1
+        state().intake.clock = lambda: expires + 1
     answer = post(client, body, str(uuid.uuid4()))
     assert answer.status_code == 200 and answer.get_json()["reason"] == "stale"
-    assert not redis_client.exists(key)
+    assert not redis_client.exists(bucket)
+
+
+def test_a_body_whose_digest_an_older_release_kept_as_a_key_is_still_refused(
+        default_settings: Settings, redis_client: redis.Redis) -> None:
+    """Digests written before the hour buckets are keys of their own: the intake checks both."""
+    client = create_app(default_settings).test_client()
+    body = job_body(23, age_seconds=3600)
+    redis_client.set(keys.delivery_body(body_digest(body)), 1, ex=3600)
+    assert post(client, body, str(uuid.uuid4())).get_json()["status"] == "duplicate"
+    assert redis_client.keys("rg:bodies:*") == []
+
+
+def test_many_dated_bodies_of_one_hour_share_one_key(default_settings: Settings, redis_client: redis.Redis) -> None:
+    client = create_app(default_settings).test_client()
+    bodies = [job_body(300 + n, age_seconds=600) for n in range(40)]
+    for body in bodies:
+        assert post(client, body, str(uuid.uuid4())).status_code == 202
+    buckets = redis_client.keys("rg:bodies:*")
+    assert 1 <= len(buckets) <= 2  # the 40 bodies' timestamps may straddle an hour
+    assert sum(redis_client.hlen(b) for b in buckets) == 40
+    assert redis_client.keys("rg:body:*") == []
+    for body in bodies[:5]:  # each still refused under a new id
+        assert post(client, body, str(uuid.uuid4())).get_json()["status"] == "duplicate"
+
+
+def test_a_body_dated_in_the_far_future_or_past_gets_no_long_lived_bucket() -> None:
+    now = 1_800_000_000.0
+    job = {"workflow_job": {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 10 * 86400))}}
+    future = freshness.assess("workflow_job", job, now=now, max_age_seconds=72 * 3600, keep_seconds=500)
+    assert future.dated_hour is None and future.keep_seconds == 500 and not future.stale
+    old = {"workflow_job": {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 80 * 3600))}}
+    past = freshness.assess("workflow_job", old, now=now, max_age_seconds=72 * 3600, keep_seconds=500)
+    assert past.stale and past.dated_hour is None
+    recent = {"workflow_job": {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60))}}
+    fresh = freshness.assess("workflow_job", recent, now=now, max_age_seconds=72 * 3600, keep_seconds=500)
+    assert fresh.dated_hour == int((now - 60) // 3600) and fresh.bucket_expires_at is not None
+    assert fresh.bucket_expires_at > now + 72 * 3600
 
 
 def test_digest_keep_times_from_the_age_check() -> None:

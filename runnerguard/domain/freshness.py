@@ -6,6 +6,7 @@ import hashlib
 import math
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from runnerguard.domain.timeline import PayloadError, parse_time
@@ -58,18 +59,42 @@ def is_stale(event: str, payload: Mapping[str, Any], *, now: float, max_age_seco
     return check(event, payload, now=now, max_age_seconds=max_age_seconds, keep_seconds=1)[0]
 
 
-def check(event: str, payload: Mapping[str, Any], *, now: float, max_age_seconds: int,
-          keep_seconds: int) -> tuple[bool, int]:
-    """(is the body stale, how long its digest must be kept to refuse it under another delivery id).
+@dataclass(frozen=True)
+class Freshness:
+    """What the intake needs of a body's age: is it stale, and where and how long its digest is kept."""
 
-    A body the age check can date is refused as stale once it is older than the limit, whatever its id: its digest
+    stale: bool
+    keep_seconds: int  # how long the digest must be kept to refuse the body under another delivery id
+    # A dated body's digest goes into the hash of the hour its newest timestamp falls in (the same bytes always
+    # date the same), which expires once every body of that hour is stale; None: a key of its own, `keep_seconds`.
+    dated_hour: int | None = None
+    bucket_expires_at: int | None = None
+
+
+def assess(event: str, payload: Mapping[str, Any], *, now: float, max_age_seconds: int,
+           keep_seconds: int) -> Freshness:
+    """A body the age check can date is refused as stale once it is older than the limit, whatever its id: its digest
     is needed only until then (plus DIGEST_SLACK for web hosts whose clocks disagree), not for `keep_seconds` (the
     delivery retention, 14 days by default). Any other body keeps its digest for `keep_seconds`.
     """
     if event != "workflow_job" or max_age_seconds <= 0:
-        return False, keep_seconds
+        return Freshness(False, keep_seconds)
     newest = newest_job_time(payload)
     if newest is None:
-        return False, keep_seconds
+        return Freshness(False, keep_seconds)
     left = newest + max_age_seconds - now
-    return left < 0, max(1, min(keep_seconds, math.ceil(max(left, 0.0)) + DIGEST_SLACK))
+    stale, keep = left < 0, max(1, min(keep_seconds, math.ceil(max(left, 0.0)) + DIGEST_SLACK))
+    hour = math.floor(newest / 3600)
+    expires_at = (hour + 1) * 3600 + max_age_seconds + DIGEST_SLACK
+    if newest > now + DIGEST_SLACK or expires_at <= now:
+        # From the future (a clock far off: no bucket that lives for years), or so old that its hour's bucket
+        # would already be gone (every body of that hour is stale): a key of its own, as an undated body.
+        return Freshness(stale, keep)
+    return Freshness(stale, keep, hour, expires_at)
+
+
+def check(event: str, payload: Mapping[str, Any], *, now: float, max_age_seconds: int,
+          keep_seconds: int) -> tuple[bool, int]:
+    """(is the body stale, how long its digest must be kept): `assess` without the bucket."""
+    found = assess(event, payload, now=now, max_age_seconds=max_age_seconds, keep_seconds=keep_seconds)
+    return found.stale, found.keep_seconds

@@ -70,18 +70,29 @@ run(n_main)
 return 1
 """
 
-# Header: n_guards, gated (1: the last key must exist), n_main, n_dup, n_refused; then the three batches.
+# Header: n_guards, gated (1: the last key must exist), n_main, n_dup, n_refused, hash field; then the three batches.
+# A hash field other than "" makes the last guard key a hash that guards with that field (HEXISTS), not as a key.
 # Answers 1 (main ran), 0 (a guard key exists: on_duplicate ran) or 2 (gated, permit missing: on_refused ran).
 _GUARDED_SCRIPT = _RUN_COMMANDS + """
-pos = 6
+pos = 7
 local n_guards = tonumber(ARGV[1])
 local n_main, n_dup = tonumber(ARGV[3]), tonumber(ARGV[4])
+local n_keys = n_guards
+if ARGV[6] ~= '' then
+  n_keys = n_guards - 1
+end
 local function skip(count)
   for _ = 1, count do
     pos = pos + tonumber(ARGV[pos]) + 1
   end
 end
-if redis.call('EXISTS', unpack(KEYS, 1, n_guards)) > 0 then
+local function seen()
+  if n_keys > 0 and redis.call('EXISTS', unpack(KEYS, 1, n_keys)) > 0 then
+    return true
+  end
+  return n_keys < n_guards and redis.call('HEXISTS', KEYS[n_guards], ARGV[6]) == 1
+end
+if seen() then
   skip(n_main)
   run(n_dup)
   return 0
@@ -146,11 +157,13 @@ class ConditionalExecutor:
 
     def execute_if_new(
         self, guard_keys: list[str], main: Pipeline, on_duplicate: Pipeline, *, permit_key: str | None = None,
-        on_refused: Pipeline | None = None,
+        on_refused: Pipeline | None = None, guard_field: tuple[str, bytes] | None = None,
     ) -> int:
         """APPLIED when no guard key exists (and `permit_key`, if given, does); DUPLICATE when a guard key exists;
-        REFUSED when `permit_key` is missing. Runs `main`, `on_duplicate` or `on_refused` accordingly, atomically."""
-        script_keys, argv = self._guarded_call(guard_keys, main, on_duplicate, permit_key, on_refused)
+        REFUSED when `permit_key` is missing. Runs `main`, `on_duplicate` or `on_refused` accordingly, atomically.
+        `guard_field` (hash, field): one more guard, a field of a hash (many guards in one key, no key each)."""
+        script_keys, argv = self._guarded_call(guard_keys, main, on_duplicate, permit_key, on_refused,
+                                                guard_field=guard_field)
         return int(self._call(self._guarded, script_keys, argv))
 
     def _call(self, script: Any, script_keys: list[str], argv: list[Arg]) -> Any:
@@ -166,6 +179,7 @@ class ConditionalExecutor:
     def execute_if_new_replicated(
         self, guard_keys: list[str], main: Pipeline, on_duplicate: Pipeline, *, replicas: int, timeout_ms: int,
         permit_key: str | None = None, on_refused: Pipeline | None = None,
+        guard_field: tuple[str, bytes] | None = None,
     ) -> tuple[int, int]:
         """`execute_if_new`, then WAIT for `replicas` replicas (at most `timeout_ms`), in the same round trip:
         (outcome, how many replicas acknowledged every write of the connection so far).
@@ -173,7 +187,8 @@ class ConditionalExecutor:
         WAIT cannot run inside a script, so the two go as one pipeline; WAIT covers the duplicate and refused
         branches too, so an earlier write of the same delivery that a replica never saw is not acknowledged now.
         """
-        script_keys, argv = self._guarded_call(guard_keys, main, on_duplicate, permit_key, on_refused)
+        script_keys, argv = self._guarded_call(guard_keys, main, on_duplicate, permit_key, on_refused,
+                                                guard_field=guard_field)
         client = self._thread_client()
         for attempt in (1, 2, 3):
             # Not Script.__call__ on a pipeline: redis-py then sends SCRIPT EXISTS first, a round trip of its own.
@@ -196,13 +211,18 @@ class ConditionalExecutor:
 
     @staticmethod
     def _guarded_call(guard_keys: list[str], main: Pipeline, on_duplicate: Pipeline, permit_key: str | None,
-                      on_refused: Pipeline | None) -> tuple[list[str], list[Arg]]:
+                      on_refused: Pipeline | None, *, guard_field: tuple[str, bytes] | None = None,
+                      ) -> tuple[list[str], list[Arg]]:
         refused_stack = on_refused.command_stack if on_refused is not None else []
-        argv: list[Arg] = [len(guard_keys), 1 if permit_key is not None else 0, len(main.command_stack),
-                           len(on_duplicate.command_stack), len(refused_stack)]
+        if guard_field is not None and not guard_field[1]:
+            raise ValueError("a guard field must not be empty")  # "" is the header's "no hash guard"
+        guards = [*guard_keys, *([guard_field[0]] if guard_field is not None else [])]
+        argv: list[Arg] = [len(guards), 1 if permit_key is not None else 0, len(main.command_stack),
+                           len(on_duplicate.command_stack), len(refused_stack),
+                           guard_field[1] if guard_field is not None else ""]
         for stack in (main.command_stack, on_duplicate.command_stack, refused_stack):
             _append_commands(argv, stack)
-        return [*guard_keys, *([permit_key] if permit_key is not None else [])], argv
+        return [*guards, *([permit_key] if permit_key is not None else [])], argv
 
 
 # Header: expected value ("" for a missing key), number of commands.

@@ -324,23 +324,36 @@ class Recorder:
 
     def record_if_unseen(
         self, guid: str, digest: str, main: Pipeline, on_duplicate: Pipeline, *, stale: bool = False,
-        on_stale: Pipeline | None = None,
+        on_stale: Pipeline | None = None, dated_hour: int | None = None,
     ) -> str:
         """In one round trip: DUPLICATE (`on_duplicate` ran) when the id or the body digest is recorded; STALE
-        (`on_stale` ran) when `stale` and the recovery did not ask GitHub to redeliver this id; else NEW (`main`)."""
+        (`on_stale` ran) when `stale` and the recovery did not ask GitHub to redeliver this id; else NEW (`main`).
+        `dated_hour`: the hour bucket a dated body's digest is kept in (`remember_body`); its own key is still checked,
+        for bodies recorded before the buckets."""
         guards = [keys.delivery(guid), keys.delivery_body(digest)]
         permit = keys.recovery_asked(guid) if stale else None
+        in_bucket = (keys.body_digests(dated_hour), bytes.fromhex(digest)) if dated_hour is not None else None
         if self.min_replicas <= 0:
-            outcome = self._executor.execute_if_new(guards, main, on_duplicate, permit_key=permit, on_refused=on_stale)
+            outcome = self._executor.execute_if_new(guards, main, on_duplicate, permit_key=permit, on_refused=on_stale,
+                                                    guard_field=in_bucket)
         else:
             outcome, acked = self._executor.execute_if_new_replicated(
                 guards, main, on_duplicate, replicas=self.min_replicas, timeout_ms=self.wait_ms, permit_key=permit,
-                on_refused=on_stale)
+                on_refused=on_stale, guard_field=in_bucket)
             if acked < self.min_replicas:
                 raise NotReplicated(f"{acked} of {self.min_replicas} replicas acknowledged within {self.wait_ms} ms")
         return {atomic.APPLIED: NEW, atomic.DUPLICATE: DUPLICATE, atomic.REFUSED: STALE}[outcome]
 
 
-def remember_body(pipe: Pipeline, digest: str, *, ttl_seconds: int) -> None:
-    """Queue the write that makes the same signed body under another delivery id a duplicate (for `ttl_seconds`)."""
-    pipe.set(keys.delivery_body(digest), 1, ex=ttl_seconds)
+def remember_body(pipe: Pipeline, digest: str, *, ttl_seconds: int, dated_hour: int | None = None,
+                  bucket_expires_at: int | None = None) -> None:
+    """Queue the write that makes the same signed body under another delivery id a duplicate (for `ttl_seconds`).
+
+    A dated body (`dated_hour`, with its bucket's `bucket_expires_at`) goes into that hour's hash instead of a key
+    of its own; a bucket already past its expiry is not written (every body of that hour is refused as stale)."""
+    if dated_hour is None or bucket_expires_at is None:
+        pipe.set(keys.delivery_body(digest), 1, ex=ttl_seconds)
+        return
+    bucket = keys.body_digests(dated_hour)
+    pipe.hset(bucket, bytes.fromhex(digest), b"")  # type: ignore[arg-type]  # redis-py types fields as str
+    pipe.expireat(bucket, bucket_expires_at)

@@ -32,6 +32,13 @@ def delivery_body(digest: str) -> str:
     return f"{PREFIX}:body:{digest}"
 
 
+def body_digests(hour: int) -> str:
+    """Hash, expiring when its bodies are too old for the intake anyway: field = 16-byte digest of a dated
+    workflow_job body whose newest timestamp falls in this hour (epoch hours); the same bytes always land in the
+    same hour, so one HEXISTS guards them. ~64 B a body instead of a key of its own (~150 B)."""
+    return f"{PREFIX}:bodies:{hour}"
+
+
 def rq_job_template(digest: str) -> str:
     """Hash, kept forever: the fields every RQ job of one (task, queue) shares, named by their digest (a change of
     RQ or of a task's options makes a new one). The intake's script copies it into each job it enqueues."""

@@ -150,16 +150,17 @@ class Intake:
         self._recorder.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
         # A stale body is let through only when the recovery task asked GitHub to redeliver this very id; a body
         # that will turn stale needs its digest only until then (freshness.check).
-        stale, keep_digest = freshness.check(event, payload, now=now, keep_seconds=self.settings.body_dedupe_seconds,
-                                             max_age_seconds=self.settings.max_delivery_age_seconds)
+        fresh = freshness.assess(event, payload, now=now, keep_seconds=self.settings.body_dedupe_seconds,
+                                 max_age_seconds=self.settings.max_delivery_age_seconds)
         # The signature covers the body, not the delivery id: the same signed bytes under a new id are a replay.
         digest = body_digest(body)
-        deliveries.remember_body(main, digest, ttl_seconds=keep_digest)
+        deliveries.remember_body(main, digest, ttl_seconds=fresh.keep_seconds, dated_hour=fresh.dated_hour,
+                                 bucket_expires_at=fresh.bucket_expires_at)
         plan.enqueue_in_script(main)
         if not shedding:
             metrics.incr_field_on(main, self._accepted(label))
-        outcome = self._recorder.record_if_unseen(guid, digest, main, self._duplicate_batch(label), stale=stale,
-                                                  on_stale=self._stale_batch(label))
+        outcome = self._recorder.record_if_unseen(guid, digest, main, self._duplicate_batch(label), stale=fresh.stale,
+                                                  on_stale=self._stale_batch(label), dated_hour=fresh.dated_hour)
         if outcome == deliveries.DUPLICATE:
             return IntakeResult(200, {"status": "duplicate", "delivery": guid}, delivery_id=guid, event=event)
         if outcome == deliveries.STALE:
