@@ -355,5 +355,5 @@ def remember_body(pipe: Pipeline, digest: str, *, ttl_seconds: int, dated_hour: 
         pipe.set(keys.delivery_body(digest), 1, ex=ttl_seconds)
         return
     bucket = keys.body_digests(dated_hour)
-    pipe.hset(bucket, bytes.fromhex(digest), b"")  # type: ignore[arg-type]  # redis-py types fields as str
+    pipe.hset(bucket, bytes.fromhex(digest), b"")
     pipe.expireat(bucket, bucket_expires_at)
