@@ -167,16 +167,17 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
     created, started, completed = record["created_ts"], record["started_ts"], record["completed_ts"]
     counted, failed = counts_as(record, rule, known or {})
     pipe.sadd(keys.REPOS_SEEN, repo)
+    # No per-repo created index (~125 bytes a job): find(repo=...) picks the repo's members out of the job index
+    # by the repo id they start with. Its entries written before age out through trim_indexes.
+    pipe.sadd(keys.repo_ids(repo), record["repo_id"])
     if created is not None:
         pipe.zadd(keys.JOBS_BY_CREATED, {job: created})
-        pipe.zadd(keys.repo_created(repo), {job: created})
     # Not completed: the watchdog's stranded-job check looks here (score: the last sign of progress).
     _set_membership(pipe, keys.JOBS_OPEN, job, (started if started is not None else created)
                     if completed is None else None)
     # No per-repo finished/failed index any more: nothing read them (~140 bytes a job each). Those written before
     # age out through trim_indexes.
-    for index in (keys.JOBS_BY_CREATED, keys.repo_created(repo)):
-        pipe.zremrangebyscore(index, "-inf", cutoff)
+    pipe.zremrangebyscore(keys.JOBS_BY_CREATED, "-inf", cutoff)
     for pool in record["pools"]:
         pipe.sadd(keys.POOLS_SEEN, pool)
         if created is not None:
@@ -300,24 +301,51 @@ def find(
     client: redis.Redis, *, repo: str | None = None, pool: str | None = None, since: float | None = None,
     limit: int = 500,
 ) -> list[dict[str, Any]]:
-    """Jobs by created_at (newest first), filtered by repo and/or pool."""
-    index = keys.pool_created(pool) if pool else keys.repo_created(repo) if repo else keys.JOBS_BY_CREATED
+    """Jobs by created_at (newest first), filtered by repo and/or pool.
+
+    A repository has no index of its own: its jobs are the members of the pool's (or the job) index that start with
+    one of its repo ids, so only its own records are loaded; a quiet repository costs a walk over member names.
+    """
+    index = keys.pool_created(pool) if pool else keys.JOBS_BY_CREATED
+    prefixes = _member_prefixes(client, repo) if repo else None
+    if prefixes is not None and not prefixes:
+        return []  # no job of that repository was ever recorded
     low = since if since is not None else "-inf"
+    # Filtered by member names, a page of `limit` may match nothing: read bigger pages of names then.
+    page = limit if prefixes is None else max(limit, REPO_SCAN_PAGE)
     records: list[dict[str, Any]] = []
     offset = 0
-    # Page through the index: with both filters the second one is applied here, so fetch until `limit` match.
+    # Page through the index: a second filter is applied here, so fetch until `limit` match.
     while len(records) < limit:
-        members = client.zrevrangebyscore(index, "+inf", low, start=offset, num=limit)
-        if not members:
+        raw = client.zrevrangebyscore(index, "+inf", low, start=offset, num=page)
+        if not raw:
             break
-        offset += len(members)
-        for record in load(client, (m.decode() for m in members)):  # type: ignore[union-attr]
+        offset += len(raw)
+        members = [m.decode() for m in raw]  # type: ignore[union-attr]
+        if prefixes is not None:
+            members = [m for m in members if m.startswith(prefixes)]
+        for record in load(client, members):
             if repo and record["repo"].lower() != repo.lower():
                 continue
             if pool and pool not in record.get("pools", ()):
                 continue
             records.append(record)
     return records[:limit]
+
+
+REPO_SCAN_PAGE = 5000
+
+
+def _member_prefixes(client: redis.Redis, repo: str) -> tuple[str, ...]:
+    """"repo_id:" of every id the repository name has had: those recorded with its jobs, and, for a repository
+    whose jobs all predate that set, the ids its old per-repo index names (its oldest and newest members)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.smembers(keys.repo_ids(repo))
+    pipe.zrange(keys.repo_created(repo), 0, 0)
+    pipe.zrange(keys.repo_created(repo), -1, -1)
+    ids, oldest, newest = pipe.execute()
+    found = {i.decode() for i in ids} | {m.decode().split(":", 1)[0] for m in (*oldest, *newest)}
+    return tuple(sorted(f"{i}:" for i in found))
 
 
 def running_before(client: redis.Redis, pool: str, before: float, limit: int = 200) -> list[str]:

@@ -96,7 +96,14 @@ def pool_repos(pool: str) -> str:
 
 
 def repo_created(repo: str) -> str:
+    """Zset "repo_id:job_id" -> created_at, written before 2026-12 (nothing writes it now: a repository's jobs are
+    picked from the job index by repo id). Read until its entries age out, trimmed by jobstore.trim_indexes."""
     return f"{PREFIX}:repo:{repo.lower()}:created"
+
+
+def repo_ids(repo: str) -> str:
+    """Set of the GitHub ids a repository full name has had: find(repo=...) picks its jobs' members by them."""
+    return f"{PREFIX}:repo:{repo.lower()}:ids"
 
 
 def repo_finished(repo: str) -> str:

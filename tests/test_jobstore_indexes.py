@@ -1,0 +1,78 @@
+"""The job indexes as sized for issue #18: what each reader gets, and what the previous release wrote still read."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import redis
+
+from runnerguard.domain.events import parse_workflow_job
+from runnerguard.store import jobstore, keys
+from tests.test_timings import job_events
+
+DAY = 86400
+
+
+def record_job(client: redis.Redis, job_id: int, *, created: float, repo: str = "octo/app", repo_id: int = 3,
+               conclusion: str = "success", pools: tuple[str, ...] = ("self-hosted",)) -> None:
+    """A job's three deliveries through upsert, as the timeline task records them."""
+    for event in job_events(job_id, conclusion, created=created, repo=repo, repo_id=repo_id):
+        jobstore.upsert(client, parse_workflow_job(event), seen_at=created + 1, pools=list(pools),
+                        rule=jobstore.CountingRule(), retention_seconds=30 * DAY, now=time.time())
+
+
+def ids(records: list[dict[str, Any]]) -> list[int]:
+    return [r["job_id"] for r in records]
+
+
+def test_a_repository_has_no_index_of_its_own_and_find_still_picks_only_its_jobs(redis_client: redis.Redis) -> None:
+    now = time.time()
+    for n in range(30):  # interleaved: most jobs of the index belong to another repository
+        record_job(redis_client, 100 + n, created=now - 3600 + n, repo="octo/busy", repo_id=4)
+        if n % 10 == 0:
+            record_job(redis_client, 500 + n, created=now - 3600 + n, repo="octo/App", repo_id=3)
+    assert not redis_client.exists(keys.repo_created("octo/app"))
+    assert ids(jobstore.find(redis_client, repo="octo/app")) == [520, 510, 500]  # newest first, any case
+    assert ids(jobstore.find(redis_client, repo="OCTO/APP", limit=2)) == [520, 510]
+    assert ids(jobstore.find(redis_client, repo="octo/app", since=now - 3600 + 5)) == [520, 510]
+    assert ids(jobstore.find(redis_client, repo="octo/app", pool="self-hosted")) == [520, 510, 500]
+    assert jobstore.find(redis_client, repo="octo/app", pool="other") == []
+    assert len(jobstore.find(redis_client, repo="octo/busy")) == 30
+    assert jobstore.find(redis_client, repo="octo/unknown") == []
+
+
+def test_find_by_repo_pages_past_a_page_of_other_repositories(redis_client: redis.Redis) -> None:
+    now = time.time()
+    record_job(redis_client, 1, created=now - 7200, repo="octo/quiet", repo_id=9)
+    # more members than one page of names, all newer than the quiet repository's one job
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.zadd(keys.JOBS_BY_CREATED, {f"4:{n}": now - 3600 + n / 1000 for n in range(jobstore.REPO_SCAN_PAGE + 10)})
+    pipe.execute()
+    assert ids(jobstore.find(redis_client, repo="octo/quiet", limit=5)) == [1]
+
+
+def test_a_renamed_or_recreated_repository_name_keeps_every_id_it_had(redis_client: redis.Redis) -> None:
+    now = time.time()
+    record_job(redis_client, 1, created=now - 300, repo="octo/app", repo_id=3)
+    record_job(redis_client, 2, created=now - 200, repo="octo/app", repo_id=33)  # deleted, created again
+    assert ids(jobstore.find(redis_client, repo="octo/app")) == [2, 1]
+
+
+def test_jobs_the_previous_release_indexed_per_repository_are_still_found(redis_client: redis.Redis) -> None:
+    """Before: a per-repo created index and no id set; the job index held the same members (both written)."""
+    now = time.time()
+    old = {"repo_id": 7, "repo": "octo/legacy", "job_id": 70, "pools": ["self-hosted"], "snapshots": {}}
+    record = {**old, "created_ts": now - 900, "started_ts": None, "completed_ts": None, "status": "queued"}
+    redis_client.set(keys.job(7, 70), orjson.dumps(record))  # plain JSON, as before compression
+    redis_client.zadd(keys.repo_created("octo/legacy"), {"7:70": now - 900})
+    redis_client.zadd(keys.JOBS_BY_CREATED, {"7:70": now - 900})
+    assert ids(jobstore.find(redis_client, repo="octo/legacy")) == [70]
+    # and a job recorded now beside it is found with it
+    record_job(redis_client, 71, created=now - 100, repo="octo/legacy", repo_id=7)
+    assert ids(jobstore.find(redis_client, repo="octo/legacy")) == [71, 70]
+    # the old index ages out through the periodic trim; the job index keeps both until they do too
+    assert jobstore.trim_indexes(redis_client, retention_seconds=600, now=now) >= 2
+    assert not redis_client.exists(keys.repo_created("octo/legacy"))
+    assert ids(jobstore.find(redis_client, repo="octo/legacy")) == [71]
