@@ -10,6 +10,8 @@ import redis
 
 from runnerguard.domain.events import parse_workflow_job
 from runnerguard.store import jobstore, keys
+from runnerguard.store.body_codec import RECORD_ID, frame_dict_id
+from runnerguard.store.deliveries import codec_for
 from tests.test_timings import job_events
 
 DAY = 86400
@@ -76,3 +78,23 @@ def test_jobs_the_previous_release_indexed_per_repository_are_still_found(redis_
     assert jobstore.trim_indexes(redis_client, retention_seconds=600, now=now) >= 2
     assert not redis_client.exists(keys.repo_created("octo/legacy"))
     assert ids(jobstore.find(redis_client, repo="octo/legacy")) == [71]
+
+
+def test_a_record_stores_no_derived_field_and_reads_back_whole(redis_client: redis.Redis) -> None:
+    now = time.time()
+    record_job(redis_client, 42, created=now - 3600, conclusion="failure")
+    raw = redis_client.get(keys.job(3, 42))
+    assert raw is not None
+    stored = orjson.loads(codec_for(redis_client).decompress(frame_dict_id(raw), raw))
+    assert set(stored) == set(jobstore.STORED_FIELDS)
+    record = jobstore.decode(redis_client, raw)
+    assert record["conclusion"] == "failure" and record["queue_seconds"] == 60.0 and record["run_seconds"] == 540.0
+    assert record["pools"] == ["self-hosted"] and record["created_ts"] == float(int(now - 3600))
+    # the previous release's frame (the whole record) and plain JSON decode to the same record
+    whole = codec_for(redis_client).compress(orjson.dumps(record), dict_id=RECORD_ID)[1]
+    assert jobstore.decode(redis_client, whole) == record
+    assert jobstore.decode(redis_client, orjson.dumps(record)) == record
+    # and a record read back that way merges with a new delivery as before
+    redis_client.set(keys.job(3, 42), whole)
+    record_job(redis_client, 42, created=now - 3600, conclusion="failure")
+    assert jobstore.find(redis_client, repo="octo/app")[0]["conclusion"] == "failure"
