@@ -98,3 +98,33 @@ def test_a_record_stores_no_derived_field_and_reads_back_whole(redis_client: red
     redis_client.set(keys.job(3, 42), whole)
     record_job(redis_client, 42, created=now - 3600, conclusion="failure")
     assert jobstore.find(redis_client, repo="octo/app")[0]["conclusion"] == "failure"
+
+
+def test_a_pool_job_is_in_its_pool_index_only_and_every_reader_of_all_jobs_merges_them(
+        redis_client: redis.Redis) -> None:
+    now = float(int(time.time()))  # GitHub's times are whole seconds
+    record_job(redis_client, 1, created=now - 500, pools=("linux",))
+    record_job(redis_client, 2, created=now - 400, pools=())  # no pool: a hosted job
+    record_job(redis_client, 3, created=now - 300, pools=("linux", "gpu"))  # two pools: given once
+    record_job(redis_client, 4, created=now - 300, pools=("gpu",))  # same created time as job 3
+    # the previous release's entry of a pool job in the job index, beside its pool entry
+    redis_client.zadd(keys.JOBS_BY_CREATED, {"3:1": redis_client.zscore(keys.pool_created("linux"), "3:1")})
+    assert [m.decode() for m in redis_client.zrange(keys.JOBS_BY_CREATED, 0, -1)] == ["3:1", "3:2"]
+    assert list(jobstore.created_since(redis_client, 0)) == ["3:1", "3:2", "3:3", "3:4"]
+    assert list(jobstore.created_since(redis_client, now - 400)) == ["3:2", "3:3", "3:4"]
+    assert sorted(ids(jobstore.find(redis_client))[:2]) == [3, 4] and ids(jobstore.find(redis_client))[2:] == [2, 1]
+    assert len(jobstore.find(redis_client, limit=3)) == 3
+    assert ids(jobstore.find(redis_client, since=now - 400, limit=10))[2:] == [2]
+    assert ids(jobstore.find(redis_client, pool="gpu")) in ([4, 3], [3, 4])
+    assert ids(jobstore.find(redis_client, repo="octo/app", since=now - 450)) in ([4, 3, 2], [3, 4, 2])
+
+
+def test_the_export_pages_through_more_jobs_than_a_page(redis_client: redis.Redis) -> None:
+    now = time.time()
+    members = {f"3:{n}": now - 3600 + n for n in range(jobstore.EXPORT_PAGE * 2 + 5)}
+    redis_client.zadd(keys.pool_created("linux"), members)
+    redis_client.sadd(keys.POOLS_SEEN, "linux")
+    redis_client.zadd(keys.JOBS_BY_CREATED, {"9:1": now - 1800.5})
+    out = list(jobstore.created_since(redis_client, 0))
+    assert len(out) == len(members) + 1 and len(set(out)) == len(out)
+    assert out.index("9:1") == 1800  # in created order among the pool's jobs (1,800 are older)

@@ -83,14 +83,15 @@ def test_out_of_order_and_repeated_deliveries_end_in_the_same_state(client, redi
         deliver(client, event, guid)
     drain()
     state_a = {m.decode(): jobstore.decode(redis_client, redis_client.get(keys.job(3, int(m.decode().split(":")[1]))))
-               for m in redis_client.zrange(keys.JOBS_BY_CREATED, 0, -1)}
+               for m in (x.encode() for x in jobstore.created_since(redis_client, 0))}
+    assert len(state_a) == 5
     assert jobstore.window_counts(redis_client, "self-hosted", now - 86400) == (5, 2)
     # the same events again, in order, as fresh deliveries (a replay): nothing changes
     for guid, event in events:
         deliver(client, event, guid + "-again")
     drain()
     state_b = {m.decode(): jobstore.decode(redis_client, redis_client.get(keys.job(3, int(m.decode().split(":")[1]))))
-               for m in redis_client.zrange(keys.JOBS_BY_CREATED, 0, -1)}
+               for m in (x.encode() for x in jobstore.created_since(redis_client, 0))}
     for record in list(state_a.values()) + list(state_b.values()):
         record.pop("seen")  # the only field that depends on when deliveries arrived
     assert state_a == state_b

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -14,7 +15,7 @@ from redis.client import Pipeline
 from runnerguard.domain import causes as cause_rules
 from runnerguard.domain.rules import CountingRule
 from runnerguard.domain.timeline import JobSnapshot, derive, merge
-from runnerguard.store import keys, metrics
+from runnerguard.store import job_members, keys, metrics
 from runnerguard.store.atomic import CompareAndSet, new_batch
 from runnerguard.store.body_codec import RECORD_ID, frame_dict_id
 from runnerguard.store.deliveries import codec_for
@@ -181,8 +182,9 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
     # No per-repo created index (~125 bytes a job): find(repo=...) picks the repo's members out of the job index
     # by the repo id they start with. Its entries written before age out through trim_indexes.
     pipe.sadd(keys.repo_ids(repo), record["repo_id"])
-    if created is not None:
-        pipe.zadd(keys.JOBS_BY_CREATED, {job: created})
+    # The job index holds the jobs of no pool only (~120 bytes a job less): a pool's job is in its pool's created
+    # index, and readers of every job merge the two (runnerguard/store/job_members.py).
+    _set_membership(pipe, keys.JOBS_BY_CREATED, job, created if not record["pools"] else None)
     # Not completed: the watchdog's stranded-job check looks here (score: the last sign of progress).
     _set_membership(pipe, keys.JOBS_OPEN, job, (started if started is not None else created)
                     if completed is None else None)
@@ -271,10 +273,12 @@ def waiting_repos(client: redis.Redis, pool: str, before: float, limit: int = 20
     return {r["repo"] for r in load(client, (m.decode() for m in waiting))}  # type: ignore[union-attr]
 
 
-def created_since(client: redis.Redis, since: float, *, offset: int, count: int) -> list[str]:
-    """Members of every job created at or after `since`, oldest first, a page at a time (exports)."""
-    members = client.zrangebyscore(keys.JOBS_BY_CREATED, since, "+inf", start=offset, num=count)
-    return [m.decode() for m in members]  # type: ignore[union-attr]
+def created_since(client: redis.Redis, since: float) -> Iterator[str]:
+    """Members of every job created at or after `since`, oldest first, read a page at a time (exports)."""
+    return job_members.oldest_first(client, job_members.created_indexes(client), since, EXPORT_PAGE)
+
+
+EXPORT_PAGE = 2000
 
 
 def pools_seen(client: redis.Redis) -> list[str]:
@@ -314,28 +318,23 @@ def find(
 ) -> list[dict[str, Any]]:
     """Jobs by created_at (newest first), filtered by repo and/or pool.
 
-    A repository has no index of its own: its jobs are the members of the pool's (or the job) index that start with
-    one of its repo ids, so only its own records are loaded; a quiet repository costs a walk over member names.
+    A repository has no index of its own: its jobs are the members of the pool's (or every) created index that
+    start with one of its repo ids, so only its own records are loaded; a quiet repository costs a walk over
+    member names.
     """
-    index = keys.pool_created(pool) if pool else keys.JOBS_BY_CREATED
+    indexes = [keys.pool_created(pool)] if pool else job_members.created_indexes(client)
     prefixes = _member_prefixes(client, repo) if repo else None
     if prefixes is not None and not prefixes:
         return []  # no job of that repository was ever recorded
-    low = since if since is not None else "-inf"
     # Filtered by member names, a page of `limit` may match nothing: read bigger pages of names then.
     page = limit if prefixes is None else max(limit, REPO_SCAN_PAGE)
+    members = job_members.newest_first(client, indexes, since if since is not None else "-inf", page)
+    if prefixes is not None:
+        members = (m for m in members if m.startswith(prefixes))
     records: list[dict[str, Any]] = []
-    offset = 0
-    # Page through the index: a second filter is applied here, so fetch until `limit` match.
-    while len(records) < limit:
-        raw = client.zrevrangebyscore(index, "+inf", low, start=offset, num=page)
-        if not raw:
-            break
-        offset += len(raw)
-        members = [m.decode() for m in raw]  # type: ignore[union-attr]
-        if prefixes is not None:
-            members = [m for m in members if m.startswith(prefixes)]
-        for record in load(client, members):
+    # Load a batch at a time: a second filter is applied here, so read until `limit` match.
+    while len(records) < limit and (batch := list(islice(members, limit))):
+        for record in load(client, batch):
             if repo and record["repo"].lower() != repo.lower():
                 continue
             if pool and pool not in record.get("pools", ()):
