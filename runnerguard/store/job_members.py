@@ -1,37 +1,73 @@
-"""Every job's member in created order, read from the indexes that hold them (no index of all jobs is kept whole).
+"""Where the job indexes are, and every job's member in created order (no index of all jobs is kept whole).
 
-A job of a pool is in its pool's created index only; the job index (keys.JOBS_BY_CREATED) holds the jobs of no
-pool, and, until they age out, the pool jobs the previous release put there too. The jobs in created order are
-those indexes merged: each is read a page at a time, and a member met twice (a job of two pools, an old entry) is
-given once; its entries share the job's created time, so a set of the members of the current score suffices.
+A pool's jobs are in its created and started indexes, each split into 10-minute buckets (store/time_buckets.py).
+The job index (keys.JOBS_BY_CREATED) holds the jobs of no pool, and, until they age out, the pool jobs the
+previous release put there too. The jobs in created order are those indexes merged, each read lazily; a member
+met twice (a job of two pools, an old entry) is given once: its entries share the job's created time, so a set
+of the members of the current score suffices.
 """
 
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Iterator
-from typing import cast
 
 import redis
 
-from runnerguard.store import keys
+from runnerguard.store import keys, time_buckets
+from runnerguard.store.time_buckets import TimeIndex
 
 
-def created_indexes(client: redis.Redis) -> list[str]:
-    """The job index and every pool's created index."""
-    pools = sorted(m.decode() for m in client.smembers(keys.POOLS_SEEN))  # type: ignore[union-attr]
-    return [keys.JOBS_BY_CREATED, *(keys.pool_created(pool) for pool in pools)]
+def pool_created(pool: str) -> TimeIndex:
+    return TimeIndex(lambda start: keys.pool_created_at(pool, start), keys.pool_created(pool))
 
 
-def newest_first(client: redis.Redis, indexes: list[str], low: float | str, page: int) -> Iterator[str]:
-    """Members created at or after `low` of all `indexes`, newest first, each once."""
-    streams = [_descending(client, index, low, page) for index in indexes]
+def pool_started(pool: str) -> TimeIndex:
+    return TimeIndex(lambda start: keys.pool_started_at(pool, start), keys.pool_started(pool))
+
+
+def history_floor(client: redis.Redis, now: float) -> float:
+    """How far back a walk of the whole history goes: where the last trim left nothing older (else a default)."""
+    raw = client.get(keys.JOB_HISTORY_FLOOR)
+    return float(raw) if raw else now - time_buckets.DEFAULT_HISTORY
+
+
+def count(client: redis.Redis, index: TimeIndex, low: float, high: float | None) -> int:
+    """ZCOUNT low high (None: +inf) over a time-bucketed index."""
+    now = time.time()
+    return time_buckets.count(client, index, low, high, now=now, floor=history_floor(client, now))
+
+
+def pairs(client: redis.Redis, index: TimeIndex, low: float, high: float | None) -> list[tuple[bytes, float]]:
+    """ZRANGE low high BYSCORE WITHSCORES (None: +inf) over a time-bucketed index."""
+    now = time.time()
+    return time_buckets.pairs(client, index, low, high, now=now, floor=history_floor(client, now))
+
+
+def pools_seen(client: redis.Redis) -> list[str]:
+    return sorted(m.decode() for m in client.smembers(keys.POOLS_SEEN))  # type: ignore[union-attr]
+
+
+def newest_first(client: redis.Redis, pools: list[str] | None, low: float | None, page: int) -> Iterator[str]:
+    """Members created at or after `low` (None: any time) of the given pools' jobs (None: every job), newest
+    first, each once."""
+    now = time.time()
+    floor = history_floor(client, now)
+    streams = [time_buckets.newest_first(client, pool_created(pool), low, now=now, floor=floor, page=page)
+               for pool in (pools_seen(client) if pools is None else pools)]
+    if pools is None:
+        streams.append(time_buckets.whole_descending(client, keys.JOBS_BY_CREATED, low, page))
     return _once(heapq.merge(*streams, key=lambda pair: -pair[0]))
 
 
-def oldest_first(client: redis.Redis, indexes: list[str], since: float, page: int) -> Iterator[str]:
-    """Members created at or after `since` of all `indexes`, oldest first, each once."""
-    streams = [_ascending(client, index, since, page) for index in indexes]
+def oldest_first(client: redis.Redis, since: float, page: int) -> Iterator[str]:
+    """Members of every job created at or after `since`, oldest first, each once."""
+    now = time.time()
+    floor = history_floor(client, now)
+    streams = [time_buckets.oldest_first(client, pool_created(pool), since, now=now, floor=floor, page=page)
+               for pool in pools_seen(client)]
+    streams.append(time_buckets.whole_ascending(client, keys.JOBS_BY_CREATED, since, page))
     return _once(heapq.merge(*streams, key=lambda pair: pair[0]))
 
 
@@ -44,25 +80,3 @@ def _once(pairs: Iterator[tuple[float, str]]) -> Iterator[str]:
         if member not in met:
             met.add(member)
             yield member
-
-
-def _descending(client: redis.Redis, index: str, low: float | str, page: int) -> Iterator[tuple[float, str]]:
-    offset = 0
-    while True:
-        raw = cast(list[tuple[bytes, float]],
-                   client.zrevrangebyscore(index, "+inf", low, start=offset, num=page, withscores=True))
-        yield from ((float(score), member.decode()) for member, score in raw)
-        if len(raw) < page:
-            return
-        offset += page
-
-
-def _ascending(client: redis.Redis, index: str, since: float, page: int) -> Iterator[tuple[float, str]]:
-    offset = 0
-    while True:
-        raw = cast(list[tuple[bytes, float]],
-                   client.zrangebyscore(index, since, "+inf", start=offset, num=page, withscores=True))
-        yield from ((float(score), member.decode()) for member, score in raw)
-        if len(raw) < page:
-            return
-        offset += page

@@ -68,7 +68,22 @@ JOBS_BY_CREATED = f"{PREFIX}:jobs:created"  # zset "repo_id:job_id" -> created_a
 
 
 def pool_created(pool: str) -> str:
+    """Zset "repo_id:job_id" -> created_at of the pool's jobs, written before 2026-12: read until it ages out."""
     return f"{PREFIX}:pool:{pool}:created"
+
+
+def pool_created_at(pool: str, bucket: int) -> str:
+    """Zset "repo_id:job_id" -> created_at of the pool's jobs created in one 10-minute bucket (store/time_buckets.py),
+    expiring with the job retention."""
+    return f"{PREFIX}:pool:{pool}:created@{bucket}"
+
+
+def pool_started_at(pool: str, bucket: int) -> str:
+    """Zset "repo_id:job_id" -> started_at of the pool's jobs started in one 10-minute bucket."""
+    return f"{PREFIX}:pool:{pool}:started@{bucket}"
+
+
+JOB_HISTORY_FLOOR = f"{PREFIX}:jobs:floor"  # string: epoch seconds before which the last trim left no job bucket
 
 
 def pool_finished(pool: str) -> str:
@@ -81,7 +96,7 @@ def pool_failed(pool: str) -> str:
 
 
 def pool_started(pool: str) -> str:
-    """Zset "repo_id:job_id" -> started_at (the stuck-queue trigger asks: did anything start lately?)."""
+    """Zset "repo_id:job_id" -> started_at, written before 2026-12 (now pool_started_at): read until it ages out."""
     return f"{PREFIX}:pool:{pool}:started"
 
 
