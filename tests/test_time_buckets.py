@@ -116,3 +116,13 @@ def test_pool_jobs_the_previous_release_indexed_are_counted_once_and_trimmed(red
     assert jobstore.trim_indexes(redis_client, retention_seconds=3600, now=time.time()) >= 2
     assert jobstore.created_count(redis_client, "self-hosted", 0, NOW + WIDTH) == 0
     assert jobstore.stuck_counts(redis_client, "self-hosted", 0) == (0, 0)
+
+
+def test_index_state_gives_every_index_of_a_pool(redis_client: redis.Redis) -> None:
+    created = NOW - 3600
+    for event in job_events(800, "failure", created=created):
+        _upsert(redis_client, event, created + 1)
+    state = jobstore.index_state(redis_client, "self-hosted")
+    assert state["created"] == [(b"3:800", created)] and state["started"] == [(b"3:800", created + 60)]
+    assert state["finished"] == state["failed"] == [(b"3:800", created + 600)]
+    assert state["waiting"] == state["running"] == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import redis
 
@@ -43,6 +44,11 @@ def pairs(client: redis.Redis, index: TimeIndex, low: float, high: float | None)
     """ZRANGE low high BYSCORE WITHSCORES (None: +inf) over a time-bucketed index."""
     now = time.time()
     return time_buckets.pairs(client, index, low, high, now=now, floor=history_floor(client, now))
+
+
+def pairs_of(client: redis.Redis, key: str) -> list[tuple[bytes, float]]:
+    """Every (member, score) of one whole sorted set, ascending."""
+    return cast(list[tuple[bytes, float]], client.zrange(key, 0, -1, withscores=True))
 
 
 def pools_seen(client: redis.Redis) -> list[str]:

@@ -395,6 +395,18 @@ def failed_jobs(client: redis.Redis, pool: str, since: float, limit: int = 50) -
     return load(client, (m.decode() for m in members))  # type: ignore[union-attr]
 
 
+def index_state(client: redis.Redis, pool: str) -> dict[str, list[tuple[bytes, float]]]:
+    """Every index of a pool as (member, score) pairs, by name: what an order of deliveries could change (the
+    reliability checks compare two orders)."""
+    state = {name: job_members.pairs(client, index, float("-inf"), None)
+             for name, index in (("created", job_members.pool_created(pool)),
+                                 ("started", job_members.pool_started(pool)))}
+    for name, key in (("waiting", keys.pool_waiting(pool)), ("running", keys.pool_running(pool)),
+                      ("finished", keys.pool_finished(pool)), ("failed", keys.pool_failed(pool))):
+        state[name] = job_members.pairs_of(client, key)
+    return state
+
+
 def trim_indexes(client: redis.Redis, *, retention_seconds: int, now: float) -> int:
     """Retention for pools and repos that stopped getting jobs (active ones are trimmed as they are written)."""
     cutoff = now - retention_seconds
