@@ -24,7 +24,7 @@ from runnerguard.domain.events import parse_workflow_job  # noqa: E402
 from runnerguard.domain.timeline import format_time  # noqa: E402
 from runnerguard.store import jobstore  # noqa: E402
 
-ADMIN = "bench-admin"
+ADMIN = "bench-admin-token-of-at-least-32-chars"  # Settings asks for 32+ characters
 DAY = 86400
 REPEATS = 7
 SIZES = tuple(int(a) for a in sys.argv[1:]) or (1_000, 100_000)
