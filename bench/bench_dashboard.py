@@ -75,17 +75,17 @@ def main() -> int:
                                   "RUNNERGUARD_HOST": "bench"})
         app = create_app(settings, redis_client=client)
         web = app.test_client()
-        page = web.get("/login").get_data(as_text=True)
-        token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-        assert web.post("/login", data={"token": ADMIN, "csrf_token": token}).status_code == 302
         now = time.time()
         rows = []
         for size in SIZES:
             t0 = time.perf_counter()
-            # every size spread over the same 30 days: reseed from scratch (the login session lives in the cookie)
+            # every size spread over the same 30 days: reseed from scratch, then log in (sessions live in Redis)
             client.flushall()
             seed(client, 0, size, size, now)
             seed_s = time.perf_counter() - t0
+            page = web.get("/login").get_data(as_text=True)
+            token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            assert web.post("/login", data={"token": ADMIN, "csrf_token": token}).status_code == 302
 
             def render() -> None:
                 assert web.get("/").status_code == 200

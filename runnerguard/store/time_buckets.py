@@ -113,10 +113,17 @@ def oldest_first(client: redis.Redis, index: TimeIndex, since: float, *, now: fl
 def _buckets_descending(client: redis.Redis, index: TimeIndex, low: float | None, stop: float, *, now: float
                         ) -> Iterator[tuple[float, str]]:
     starts = list(range(start_of(now + FUTURE), start_of(stop) - 1, -WIDTH))
-    for at in range(0, len(starts), CHUNK):
+    # The future (rarely anything) in one round trip, then from now back an hour at first, twice as much each time:
+    # the newest few jobs of a busy pool are not paid for with a day of its members.
+    sizes = [len(range(start_of(now + FUTURE), start_of(now), -WIDTH))]
+    while sum(sizes) < len(starts):
+        sizes.append(min(CHUNK, 6 * 2 ** (len(sizes) - 1)))
+    at = 0
+    for size in sizes:
         pipe = client.pipeline(transaction=False)
-        for start in starts[at:at + CHUNK]:
+        for start in starts[at:at + size]:
             pipe.zrevrangebyscore(index.bucket(start), "+inf", "-inf" if low is None else low, withscores=True)
+        at += size
         for bucket in cast(list[list[tuple[bytes, float]]], pipe.execute()):
             yield from ((float(score), member.decode()) for member, score in bucket)
 
