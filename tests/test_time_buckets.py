@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
 import redis
 
+from devtools.redis_server import start_redis
 from runnerguard.domain.events import parse_workflow_job
 from runnerguard.store import job_members, jobstore, keys, time_buckets
 from runnerguard.store.time_buckets import WIDTH, TimeIndex
@@ -126,3 +128,21 @@ def test_index_state_gives_every_index_of_a_pool(redis_client: redis.Redis) -> N
     assert state["created"] == [(b"3:800", created)] and state["started"] == [(b"3:800", created + 60)]
     assert state["finished"] == state["failed"] == [(b"3:800", created + 600)]
     assert state["waiting"] == state["running"] == []
+
+
+def test_the_bucketed_reads_answer_on_a_full_redis(redis_client: redis.Redis) -> None:
+    """The triggers and dashboards read while Redis refuses writes (maxmemory, noeviction): so must the buckets."""
+    from tests.test_full_redis import MAXMEMORY, fill  # noqa: PLC0415 - the full-Redis helpers, one test's need
+    server = start_redis(maxmemory=MAXMEMORY)
+    client = redis.Redis.from_url(server.url)
+    try:
+        _write(client, {"3:1": NOW - 100, "3:2": NOW - 50})
+        fill(client)
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            client.set("one-more", "x")
+        assert time_buckets.count(client, INDEX, NOW - 100, None, now=NOW, floor=NOW - 86400) == 2
+        assert [m for m, _ in time_buckets.pairs(client, INDEX, 0, None, now=NOW, floor=NOW - 86400)] == [
+            b"3:1", b"3:2"]
+    finally:
+        client.close()
+        server.stop()

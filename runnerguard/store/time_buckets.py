@@ -16,10 +16,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import redis
 from redis.client import Pipeline
+
+from runnerguard.store.atomic import SortedSetsRead
 
 WIDTH = 600
 # How far past now a reader looks for scores: GitHub's clock and ours may disagree; a job is never dated later.
@@ -65,11 +67,10 @@ def count(client: redis.Redis, index: TimeIndex, low: float, high: float | None,
     """Members with low <= score <= high (None: no upper bound), as ZCOUNT on one sorted set. No bucket before
     `floor` is read (none is left: see history_floor)."""
     top = high if high is not None else now + FUTURE
-    pipe = client.pipeline(transaction=False)
+    names = [*index.keys(max(low, floor), top), index.legacy]
+    read = SortedSetsRead(client)
     bound = "+inf" if high is None else high
-    for key in [*index.keys(max(low, floor), top), index.legacy]:
-        pipe.zcount(key, low, bound)
-    return sum(int(n) for n in pipe.execute())
+    return sum(read.count(names[at:at + CHUNK], low, bound) for at in range(0, len(names), CHUNK))
 
 
 def pairs(client: redis.Redis, index: TimeIndex, low: float, high: float | None, *, now: float, floor: float
@@ -77,22 +78,14 @@ def pairs(client: redis.Redis, index: TimeIndex, low: float, high: float | None,
     """(member, score) with low <= score <= high, ascending, as ZRANGE BYSCORE WITHSCORES on one sorted set."""
     top = high if high is not None else now + FUTURE
     bound = "+inf" if high is None else high
-    pipe = client.pipeline(transaction=False)
-    for key in [*index.keys(max(low, floor), top), index.legacy]:
-        # through execute_command: zrangebyscore's per-score conversion costs more than the query (dashboards)
-        pipe.execute_command("ZRANGE", key, low, bound, "BYSCORE", "WITHSCORES")  # type: ignore[no-untyped-call]
-    *buckets, legacy = (_pairs(raw) for raw in pipe.execute())
-    merged = [pair for bucket in buckets for pair in bucket]  # buckets are in score order already
+    names = index.keys(max(low, floor), top)
+    read = SortedSetsRead(client)
+    # buckets are in score order already: their replies one after the other are
+    merged = [pair for at in range(0, len(names), CHUNK) for pair in read.pairs(names[at:at + CHUNK], low, bound)]
+    legacy = read.pairs([index.legacy], low, bound)
     if legacy:
         merged = list(heapq.merge(merged, legacy, key=lambda pair: pair[1]))
     return merged
-
-
-def _pairs(raw: list[Any]) -> list[tuple[bytes, float]]:
-    """A ZRANGE ... WITHSCORES reply as (member, score) pairs: RESP3 sends pairs, RESP2 a flat list."""
-    if raw and isinstance(raw[0], list | tuple):
-        return [(m, float(v)) for m, v in raw]
-    return list(zip(raw[0::2], map(float, raw[1::2]), strict=True))
 
 
 def newest_first(client: redis.Redis, index: TimeIndex, low: float | None, *, now: float, floor: float,
@@ -113,30 +106,28 @@ def oldest_first(client: redis.Redis, index: TimeIndex, since: float, *, now: fl
 def _buckets_descending(client: redis.Redis, index: TimeIndex, low: float | None, stop: float, *, now: float
                         ) -> Iterator[tuple[float, str]]:
     starts = list(range(start_of(now + FUTURE), start_of(stop) - 1, -WIDTH))
-    # The future (rarely anything) in one round trip, then from now back an hour at first, twice as much each time:
+    # The future (rarely anything) in one call, then from now back an hour at first, twice as much each time:
     # the newest few jobs of a busy pool are not paid for with a day of its members.
     sizes = [len(range(start_of(now + FUTURE), start_of(now), -WIDTH))]
     while sum(sizes) < len(starts):
         sizes.append(min(CHUNK, 6 * 2 ** (len(sizes) - 1)))
+    read = SortedSetsRead(client)
     at = 0
     for size in sizes:
-        pipe = client.pipeline(transaction=False)
-        for start in starts[at:at + size]:
-            pipe.zrevrangebyscore(index.bucket(start), "+inf", "-inf" if low is None else low, withscores=True)
+        names = [index.bucket(start) for start in starts[at:at + size]]
         at += size
-        for bucket in cast(list[list[tuple[bytes, float]]], pipe.execute()):
-            yield from ((float(score), member.decode()) for member, score in bucket)
+        for member, score in read.pairs(names, "-inf" if low is None else low, "+inf", reverse=True):
+            yield score, member.decode()
 
 
 def _buckets_ascending(client: redis.Redis, index: TimeIndex, since: float, start: float, *, now: float
                        ) -> Iterator[tuple[float, str]]:
     starts = list(range(start_of(start), start_of(now + FUTURE) + 1, WIDTH))
+    read = SortedSetsRead(client)
     for at in range(0, len(starts), CHUNK):
-        pipe = client.pipeline(transaction=False)
-        for begin in starts[at:at + CHUNK]:
-            pipe.zrangebyscore(index.bucket(begin), since, "+inf", withscores=True)
-        for bucket in cast(list[list[tuple[bytes, float]]], pipe.execute()):
-            yield from ((float(score), member.decode()) for member, score in bucket)
+        names = [index.bucket(begin) for begin in starts[at:at + CHUNK]]
+        for member, score in read.pairs(names, since, "+inf"):
+            yield score, member.decode()
 
 
 def whole_descending(client: redis.Redis, key: str, low: float | None, page: int) -> Iterator[tuple[float, str]]:
