@@ -26,7 +26,7 @@ from runnerguard.store.atomic import SortedSetsRead
 WIDTH = 600
 # How far past now a reader looks for scores: GitHub's clock and ours may disagree; a job is never dated later.
 FUTURE = 86400
-CHUNK = 144  # buckets read per round trip when walking the history (a day)
+CHUNK = 1008  # buckets read per call (a week): one round trip for most ranges, a bounded reply for the rest
 # Where a walk of the whole history stops when no trim has said how far back retention goes (see history_floor).
 DEFAULT_HISTORY = 31 * 86400
 
