@@ -27,7 +27,7 @@ from common import ROOT, print_table
 BASELINE_SHORT = "752ba8f"  # "store/watchdog: keyword-only time and reason", main before issue #18
 DRIVER = ROOT / "bench/memory_driver.py"
 PAYLOADS = ROOT / "devtools/payloads.py"
-JOB_FAMILIES = ("job records", "pool indexes", "repo indexes", "job index")
+JOB_FAMILIES = ("job records", "pool indexes", "repo indexes", "job index", "cause records")  # ~31 d TTLs
 JOB_RETENTION_DAYS, DELIVERY_RETENTION_DAYS = 30, 14  # config/settings.py defaults
 
 

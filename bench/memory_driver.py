@@ -4,6 +4,8 @@ Run by bench_memory.py as `python memory_driver.py TREE PAYLOADS_PY JOBS WAIT_SE
 checkout or an extracted older commit (today's format), so both formats go through their own real code path.
 MODE "rq": an RQ worker (burst) runs the tasks, and RQ's results expire; "direct": the worker's own runner
 (`runner.bind`) runs each queued task in this process and the RQ job is dropped as its expiry would, ~5x faster.
+Both run the `github` queue's delivery tasks too (a completed pool job's `causes` task): with no App configured
+they make no GitHub call, and left queued their RQ jobs (~1.7 KB each) were counted as if they never expired.
 Prints one JSON line: used_memory before and after, per job, and a breakdown by key family.
 """
 
@@ -54,6 +56,7 @@ labels = ["self-hosted", "macOS", "ARM64"]
 FAMILIES = (("rg:delivery:", "deliveries"), ("rg:body:", "body dedupe keys"),
             ("rg:deliveries", "delivery index"), ("rg:job:", "job records"),
             ("rg:pool:", "pool indexes"), ("rg:repo:", "repo indexes"), ("rg:jobs:", "job index"),
+            ("rg:cause:", "cause records"), ("rg:run:fork:", "cause records"),
             ("rq:", "RQ (after expiry)"))
 
 
@@ -81,12 +84,14 @@ def breakdown(client: redis.Redis) -> dict[str, int]:
 def run_directly(client: redis.Redis, deps: Deps) -> None:
     by_name = {spec.name: spec for spec in tasks.TASKS.values()}
     bound = {name: bind(spec, deps) for name, spec in by_name.items() if spec.takes_delivery}
-    while batch := client.lpop("rq:queue:events", 500):
-        for raw in batch:
-            job_id = raw.decode()
-            guid, task = job_id.split("_", 1)
-            bound[task](guid)
-            client.delete(f"rq:job:{job_id}")
+    # events first: a cause task needs the completed record its timings task writes
+    for queue in (tasks.EVENTS, tasks.GITHUB):
+        while batch := client.lpop(f"rq:queue:{queue}", 500):
+            for raw in batch:
+                job_id = raw.decode()
+                guid, task = job_id.split("_", 1)
+                bound[task](guid)
+                client.delete(f"rq:job:{job_id}")
 
 
 def _stop(signum: int, _frame: object) -> None:
@@ -121,7 +126,7 @@ def main() -> None:
         intake_seconds = time.perf_counter() - started
         last_delivery = time.time()
         if MODE == "rq":
-            worker = build_worker(client, ["events"], deps)
+            worker = build_worker(client, [tasks.EVENTS, tasks.GITHUB], deps)
             worker.work(burst=True, logging_level="ERROR")
         else:
             run_directly(client, deps)

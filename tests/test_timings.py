@@ -83,14 +83,15 @@ def test_out_of_order_and_repeated_deliveries_end_in_the_same_state(client, redi
         deliver(client, event, guid)
     drain()
     state_a = {m.decode(): jobstore.decode(redis_client, redis_client.get(keys.job(3, int(m.decode().split(":")[1]))))
-               for m in redis_client.zrange(keys.JOBS_BY_CREATED, 0, -1)}
+               for m in (x.encode() for x in jobstore.created_since(redis_client, 0))}
+    assert len(state_a) == 5
     assert jobstore.window_counts(redis_client, "self-hosted", now - 86400) == (5, 2)
     # the same events again, in order, as fresh deliveries (a replay): nothing changes
     for guid, event in events:
         deliver(client, event, guid + "-again")
     drain()
     state_b = {m.decode(): jobstore.decode(redis_client, redis_client.get(keys.job(3, int(m.decode().split(":")[1]))))
-               for m in redis_client.zrange(keys.JOBS_BY_CREATED, 0, -1)}
+               for m in (x.encode() for x in jobstore.created_since(redis_client, 0))}
     for record in list(state_a.values()) + list(state_b.values()):
         record.pop("seen")  # the only field that depends on when deliveries arrived
     assert state_a == state_b
@@ -203,11 +204,11 @@ def test_the_periodic_trim_enforces_retention_where_nothing_is_written_any_more(
     for i, e in enumerate(job_events(700, "failure", created=now - 2 * 86400, repo="quiet/repo", repo_id=9)):
         deliver(client, e, f"q-{i}")
     drain()
-    assert redis_client.zcard(keys.repo_created("quiet/repo")) == 1
+    assert [r["job_id"] for r in jobstore.find(redis_client, repo="quiet/repo")] == [700]
     short = drain.deps.settings.with_overrides(job_retention_days=1, delivery_retention_days=1)
     removed = maintenance.trim(redis=redis_client, settings=short, clock=time.time)
-    assert removed >= 3  # the job's entries in the repo and pool indexes, and the old deliveries' index entries
-    assert redis_client.zcard(keys.repo_created("quiet/repo")) == 0
+    assert removed >= 3  # the job's entries in the job and pool indexes, and the old deliveries' index entries
+    assert jobstore.find(redis_client, repo="quiet/repo") == []
     assert redis_client.zcard(keys.pool_finished("self-hosted")) == 0
 
 

@@ -7,6 +7,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 import click
@@ -64,13 +65,9 @@ def report_command(fmt: str) -> None:
 
 def iter_jobs(client: redis.Redis, since: float) -> Iterator[dict[str, Any]]:
     """Every job created since `since`, oldest first, a batch at a time (memory stays flat for 30 days)."""
-    offset = 0
-    while True:
-        members = jobstore.created_since(client, since, offset=offset, count=EXPORT_BATCH)
-        if not members:
-            return
-        offset += len(members)
-        yield from jobstore.load(client, members)
+    members = jobstore.created_since(client, since)
+    while batch := list(islice(members, EXPORT_BATCH)):
+        yield from jobstore.load(client, batch)
 
 
 def _export_row(record: dict[str, Any]) -> dict[str, Any]:

@@ -256,3 +256,52 @@ class CompareAndSet:
         if answer[0] == 1:
             return True, None
         return False, answer[1] if len(answer) > 1 else None
+
+
+# Reads over many small sorted sets at once (the buckets of store/time_buckets.py). A command per bucket costs the
+# client more than Redis (packing and parsing ~150 replies for a day); one script call per day of buckets does not.
+# ARGV: op ("count", "range" or "rev"), then the score bounds (min, max; for "rev" max, min). Range replies are
+# flat member, score lists, the buckets' replies one after the other in KEYS order. Flagged no-writes (Redis 7):
+# it may run on a replica and on a full Redis (maxmemory reached), as the commands it stands for may.
+_BUCKETS_SCRIPT = """#!lua flags=no-writes
+local op = ARGV[1]
+if op == 'count' then
+  local n = 0
+  for i = 1, #KEYS do
+    n = n + redis.call('ZCOUNT', KEYS[i], ARGV[2], ARGV[3])
+  end
+  return n
+end
+local out = {}
+for i = 1, #KEYS do
+  local reply
+  if op == 'rev' then
+    reply = redis.call('ZRANGE', KEYS[i], ARGV[2], ARGV[3], 'BYSCORE', 'REV', 'WITHSCORES')
+  else
+    reply = redis.call('ZRANGE', KEYS[i], ARGV[2], ARGV[3], 'BYSCORE', 'WITHSCORES')
+  end
+  for j = 1, #reply do
+    out[#out + 1] = reply[j]
+  end
+end
+return out
+"""
+
+
+class SortedSetsRead:
+    """ZCOUNT or ZRANGE BYSCORE over many sorted sets in one call (read only)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._script = client.register_script(_BUCKETS_SCRIPT)
+
+    def count(self, names: list[str], low: Arg, high: Arg) -> int:
+        return int(self._script(keys=names, args=["count", low, high], client=self._client)) if names else 0
+
+    def pairs(self, names: list[str], low: Arg, high: Arg, *, reverse: bool = False) -> list[tuple[bytes, float]]:
+        """(member, score) of each set in turn, ascending within a set (descending with `reverse`)."""
+        if not names:
+            return []
+        args: list[Arg] = ["rev", high, low] if reverse else ["range", low, high]
+        flat = self._script(keys=names, args=args, client=self._client)
+        return list(zip(flat[0::2], map(float, flat[1::2]), strict=True))

@@ -16,7 +16,7 @@ import redis
 
 from runnerguard.domain.rollup import JobTimes, Rule, Summary, bucket_edges, summarize
 from runnerguard.domain.scorecard import periods_from_history
-from runnerguard.store import jobstore, keys, rollback_state
+from runnerguard.store import job_members, jobstore, keys, rollback_state
 
 # Jobs created this long before a bucket may still run, or finish, inside it (GitHub's own job limit is 6 h of
 # run time; a job queued and run for longer than this is missed by the bucket it ends in).
@@ -36,26 +36,27 @@ def _pairs(raw: Sequence[Any]) -> list[tuple[bytes, float]]:
 def job_times(client: redis.Redis, pool: str, since: float, until: float) -> list[JobTimes]:
     """Times of the pool's jobs created in [since - LOOKBACK, until], in created order.
 
-    Each index is read as one range (member and score) in a single round trip and joined here by member, which
-    costs less than sending the members back for ZMSCORE. A finished job is "failure" when the failed index holds
-    it, else "success": the indexes keep no finer conclusion (timed_out counts as a failure, neutral as a
-    success). Jobs the indexes cannot place (running, or cancelled or skipped, which the finished index leaves
-    out) are read from their records.
+    Each index is read as ranges (member and score: one per bucket of the time-bucketed created and started
+    indexes) and joined here by member, which costs less than sending the members back for ZMSCORE. A finished
+    job is "failure" when the failed index holds it, else "success": the indexes keep no finer conclusion
+    (timed_out counts as a failure, neutral as a success). Jobs the indexes cannot place (running, or cancelled
+    or skipped, which the finished index leaves out) are read from their records.
     """
     low = since - LOOKBACK
+    # created and started are time-bucketed (store/time_buckets.py): one range read per bucket, in one round trip
+    created_pairs = job_members.pairs(client, job_members.pool_created(pool), low, until)
+    started_pairs = job_members.pairs(client, job_members.pool_started(pool), low, None)
     pipe = client.pipeline(transaction=False)
     # ZRANGE ... BYSCORE through execute_command: zrangebyscore's score conversion costs more than the query.
-    pipe.execute_command("ZRANGE", keys.pool_created(pool), low, until, "BYSCORE", "WITHSCORES")  # type: ignore[no-untyped-call]
-    pipe.execute_command("ZRANGE", keys.pool_started(pool), low, "+inf", "BYSCORE", "WITHSCORES")  # type: ignore[no-untyped-call]
     pipe.execute_command("ZRANGE", keys.pool_finished(pool), low, "+inf", "BYSCORE", "WITHSCORES")  # type: ignore[no-untyped-call]
     pipe.execute_command("ZRANGE", keys.pool_failed(pool), low, "+inf", "BYSCORE")  # type: ignore[no-untyped-call]
     pipe.execute_command("ZRANGE", keys.pool_waiting(pool), 0, -1)  # type: ignore[no-untyped-call]
-    created_raw, started_raw, finished_raw, failed_raw, waiting_raw = pipe.execute()
-    started, finished = dict(_pairs(started_raw)), dict(_pairs(finished_raw))
+    finished_raw, failed_raw, waiting_raw = pipe.execute()
+    started, finished = dict(started_pairs), dict(_pairs(finished_raw))
     failed, waiting = set(failed_raw), set(waiting_raw)
     times: list[JobTimes | None] = []
     unsure: dict[str, int] = {}  # member -> its place, so the result stays in created order without a sort
-    for member, created in _pairs(created_raw):
+    for member, created in created_pairs:
         ended = finished.get(member)
         if ended is not None:
             times.append(JobTimes(created, started.get(member), ended,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -13,11 +14,12 @@ from redis.client import Pipeline
 
 from runnerguard.domain import causes as cause_rules
 from runnerguard.domain.rules import CountingRule
-from runnerguard.domain.timeline import JobSnapshot, merge
-from runnerguard.store import keys, metrics
+from runnerguard.domain.timeline import JobSnapshot, derive, merge
+from runnerguard.store import job_members, keys, metrics, time_buckets
 from runnerguard.store.atomic import CompareAndSet, new_batch
 from runnerguard.store.body_codec import RECORD_ID, frame_dict_id
 from runnerguard.store.deliveries import codec_for
+from runnerguard.store.time_buckets import TimeIndex
 
 __all__ = ["CountingRule"]
 
@@ -54,17 +56,28 @@ class _RecentValues:
 _last_written = _RecentValues(2048)  # ~2 KB a record: a few MB at most
 
 
+# What a record stores: the snapshots and when each was first seen (what the merge joins), and the pools. Every
+# other field is derived from them (timeline.derive) when the record is read, so none is stored twice.
+STORED_FIELDS = ("repo_id", "repo", "snapshots", "seen", "pools")
+
+
 def encode(client: redis.Redis, record: dict[str, Any]) -> bytes:
-    """A record as stored: its JSON as a zstd frame with the shipped record dictionary (~2.2 KB of JSON -> ~130
-    bytes: the snapshots repeat each other, and the key names and URL shapes are in the dictionary)."""
-    return codec_for(client).compress(orjson.dumps(record), dict_id=RECORD_ID)[1]
+    """A record as stored: its stored fields' JSON as a zstd frame with the shipped record dictionary (~1.4 KB of
+    JSON -> ~170 bytes: the snapshots repeat each other, and the key names and URL shapes are in the dictionary)."""
+    stored = {name: record[name] for name in STORED_FIELDS if name in record}
+    return codec_for(client).compress(orjson.dumps(stored), dict_id=RECORD_ID)[1]
 
 
 def decode(client: redis.Redis, raw: bytes) -> dict[str, Any]:
-    """A stored record of either format: plain JSON (written before compression) or a zstd frame."""
+    """A stored record of any format: plain JSON (written before compression), a zstd frame of the whole record
+    (before 2026-12), or a zstd frame of its stored fields, whose other fields are derived here."""
     if raw[:1] == b"{":
-        return orjson.loads(raw)  # type: ignore[no-any-return]
-    return orjson.loads(codec_for(client).decompress(frame_dict_id(raw), raw))  # type: ignore[no-any-return]
+        record: dict[str, Any] = orjson.loads(raw)
+    else:
+        record = orjson.loads(codec_for(client).decompress(frame_dict_id(raw), raw))
+    if "created_ts" not in record and "snapshots" in record:
+        record = derive(record)
+    return record
 
 
 def member(record: dict[str, Any]) -> str:
@@ -112,7 +125,8 @@ def upsert(
         # A cause needs a completed record first (its task waits for one), so only a later write of a finished
         # job (a replay, a duplicate) reads it before writing; the run's fork flag is caught by the check below.
         known = attribution(client, record) if completed and not first_completion else {}
-        _index(batch, record, rule=rule, cutoff=now - retention_seconds, known=known)
+        _index(batch, record, rule=rule, now=now, retention_seconds=retention_seconds, known=known,
+               previous=previous)
         if first_completion:
             # once per job, however often its deliveries are replayed
             _count_finished(batch, record, known, failed_later=failed_counted_later)
@@ -145,7 +159,8 @@ def reindex(client: redis.Redis, record: dict[str, Any], *, rule: CountingRule, 
             now: float) -> None:
     """Bring the indexes in line with a cause (or fork flag) that landed after the job's record was written."""
     batch = client.pipeline(transaction=True)
-    _index(batch, record, rule=rule, cutoff=now - retention_seconds, known=attribution(client, record))
+    _index(batch, record, rule=rule, now=now, retention_seconds=retention_seconds,
+           known=attribution(client, record))
     batch.execute()
 
 
@@ -159,32 +174,38 @@ def counts_as(record: dict[str, Any], rule: CountingRule, known: dict[str, Any])
         count_forks=rule.count_forks)
 
 
-def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff: float,
-           known: dict[str, Any] | None = None) -> None:
-    """Index memberships derive from the merged record and its cause alone, so any order ends in the same indexes."""
+def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, now: float, retention_seconds: int,
+           known: dict[str, Any] | None = None, previous: dict[str, Any] | None = None) -> None:
+    """Index memberships derive from the merged record and its cause alone, so any order ends in the same indexes.
+
+    `previous`: the record as stored before this write (what the compare-and-set checked), whose times say which
+    bucket of a time-bucketed index holds the job now, should a time have changed.
+    """
     job = member(record)
     repo = record["repo"]
     created, started, completed = record["created_ts"], record["started_ts"], record["completed_ts"]
     counted, failed = counts_as(record, rule, known or {})
+    cutoff = now - retention_seconds
     pipe.sadd(keys.REPOS_SEEN, repo)
-    if created is not None:
-        pipe.zadd(keys.JOBS_BY_CREATED, {job: created})
-        pipe.zadd(keys.repo_created(repo), {job: created})
+    # No per-repo created index (~125 bytes a job): find(repo=...) picks the repo's members out of the created
+    # indexes by the repo id they start with. Its entries written before age out through trim_indexes.
+    pipe.sadd(keys.repo_ids(repo), record["repo_id"])
+    # The job index holds the jobs of no pool only (~120 bytes a job less): a pool's job is in its pool's created
+    # index, and readers of every job merge the two (runnerguard/store/job_members.py).
+    _set_membership(pipe, keys.JOBS_BY_CREATED, job, created if not record["pools"] else None)
     # Not completed: the watchdog's stranded-job check looks here (score: the last sign of progress).
     _set_membership(pipe, keys.JOBS_OPEN, job, (started if started is not None else created)
                     if completed is None else None)
-    # No per-repo finished/failed index any more: nothing read them (~140 bytes a job each). Those written before
-    # age out through trim_indexes.
-    for index in (keys.JOBS_BY_CREATED, keys.repo_created(repo)):
-        pipe.zremrangebyscore(index, "-inf", cutoff)
+    pipe.zremrangebyscore(keys.JOBS_BY_CREATED, "-inf", cutoff)
+    was_created = previous.get("created_ts") if previous else None
+    was_started = previous.get("started_ts") if previous else None
     for pool in record["pools"]:
         pipe.sadd(keys.POOLS_SEEN, pool)
-        if created is not None:
-            pipe.zadd(keys.pool_created(pool), {job: created})
+        # created and started: time-bucketed (store/time_buckets.py), each bucket expiring with the retention
+        _move(pipe, job_members.pool_created(pool), job, was_created, created, retention_seconds=retention_seconds)
+        _move(pipe, job_members.pool_started(pool), job, was_started, started, retention_seconds=retention_seconds)
         waiting = record["status"] in ("queued", "waiting") and started is None
         _set_membership(pipe, keys.pool_waiting(pool), job, created if waiting else None)
-        if started is not None:
-            pipe.zadd(keys.pool_started(pool), {job: started})
         # Running: the watchdog's timeout sweep reads the oldest of these, O(log n + hung jobs) a minute.
         _set_membership(pipe, keys.pool_running(pool), job, started if completed is None else None)
         if completed is not None:
@@ -192,9 +213,18 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, cutoff
             _set_membership(pipe, keys.pool_failed(pool), job, completed if failed else None)
             if counted:
                 pipe.zadd(keys.pool_repos(pool), {repo: completed}, gt=True)
-        for index in _pool_time_indexes(pool):
+        for index in (keys.pool_finished(pool), keys.pool_failed(pool)):
             # Retention, enforced as we go: O(log n + expired) per write, never a full scan.
             pipe.zremrangebyscore(index, "-inf", cutoff)
+
+
+def _move(pipe: Pipeline, index: TimeIndex, job: str, was: float | None, score: float | None, *,
+          retention_seconds: int) -> None:
+    """The job's entry in a time-bucketed index at `score` (None: none), wherever `was` had put it."""
+    if was is not None and was != score:
+        time_buckets.remove(pipe, index, job, was)
+    if score is not None:
+        time_buckets.add(pipe, index, job, score, retention_seconds=retention_seconds)
 
 
 def _repo_time_indexes(repo: str) -> tuple[str, ...]:
@@ -202,6 +232,7 @@ def _repo_time_indexes(repo: str) -> tuple[str, ...]:
 
 
 def _pool_time_indexes(pool: str) -> tuple[str, ...]:
+    """The whole-history time indexes of a pool (created and started: as the previous release wrote them)."""
     return keys.pool_created(pool), keys.pool_started(pool), keys.pool_finished(pool), keys.pool_failed(pool)
 
 
@@ -241,11 +272,9 @@ def window_counts(client: redis.Redis, pool: str, since: float) -> tuple[int, in
 
 def stuck_counts(client: redis.Redis, pool: str, since: float) -> tuple[int, int]:
     """(jobs of the pool queued before `since` and still waiting, jobs of the pool started at or after `since`)."""
-    pipe = client.pipeline(transaction=False)
-    pipe.zcount(keys.pool_waiting(pool), "-inf", since)
-    pipe.zcount(keys.pool_started(pool), since, "+inf")
-    waiting, started = pipe.execute()
-    return int(waiting), int(started)
+    waiting = int(client.zcount(keys.pool_waiting(pool), "-inf", since))
+    started = job_members.count(client, job_members.pool_started(pool), since, None)
+    return waiting, started
 
 
 def repos_since(client: redis.Redis, pool: str, since: float) -> set[str]:
@@ -259,10 +288,12 @@ def waiting_repos(client: redis.Redis, pool: str, before: float, limit: int = 20
     return {r["repo"] for r in load(client, (m.decode() for m in waiting))}  # type: ignore[union-attr]
 
 
-def created_since(client: redis.Redis, since: float, *, offset: int, count: int) -> list[str]:
-    """Members of every job created at or after `since`, oldest first, a page at a time (exports)."""
-    members = client.zrangebyscore(keys.JOBS_BY_CREATED, since, "+inf", start=offset, num=count)
-    return [m.decode() for m in members]  # type: ignore[union-attr]
+def created_since(client: redis.Redis, since: float) -> Iterator[str]:
+    """Members of every job created at or after `since`, oldest first, read a page at a time (exports)."""
+    return job_members.oldest_first(client, since, EXPORT_PAGE)
+
+
+EXPORT_PAGE = 2000
 
 
 def pools_seen(client: redis.Redis) -> list[str]:
@@ -272,7 +303,7 @@ def pools_seen(client: redis.Redis) -> list[str]:
 
 def created_count(client: redis.Redis, pool: str, since: float, until: float) -> int:
     """Jobs of the pool created in [since, until] (O(log n))."""
-    return int(client.zcount(keys.pool_created(pool), since, until))
+    return job_members.count(client, job_members.pool_created(pool), since, until)
 
 
 def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:
@@ -300,24 +331,45 @@ def find(
     client: redis.Redis, *, repo: str | None = None, pool: str | None = None, since: float | None = None,
     limit: int = 500,
 ) -> list[dict[str, Any]]:
-    """Jobs by created_at (newest first), filtered by repo and/or pool."""
-    index = keys.pool_created(pool) if pool else keys.repo_created(repo) if repo else keys.JOBS_BY_CREATED
-    low = since if since is not None else "-inf"
+    """Jobs by created_at (newest first), filtered by repo and/or pool.
+
+    A repository has no index of its own: its jobs are the members of the pool's (or every) created index that
+    start with one of its repo ids, so only its own records are loaded; a quiet repository costs a walk over
+    member names.
+    """
+    prefixes = _member_prefixes(client, repo) if repo else None
+    if prefixes is not None and not prefixes:
+        return []  # no job of that repository was ever recorded
+    # Filtered by member names, a page of `limit` may match nothing: read bigger pages of names then.
+    page = limit if prefixes is None else max(limit, REPO_SCAN_PAGE)
+    members = job_members.newest_first(client, [pool] if pool else None, since, page)
+    if prefixes is not None:
+        members = (m for m in members if m.startswith(prefixes))
     records: list[dict[str, Any]] = []
-    offset = 0
-    # Page through the index: with both filters the second one is applied here, so fetch until `limit` match.
-    while len(records) < limit:
-        members = client.zrevrangebyscore(index, "+inf", low, start=offset, num=limit)
-        if not members:
-            break
-        offset += len(members)
-        for record in load(client, (m.decode() for m in members)):  # type: ignore[union-attr]
+    # Load a batch at a time: a second filter is applied here, so read until `limit` match.
+    while len(records) < limit and (batch := list(islice(members, limit))):
+        for record in load(client, batch):
             if repo and record["repo"].lower() != repo.lower():
                 continue
             if pool and pool not in record.get("pools", ()):
                 continue
             records.append(record)
     return records[:limit]
+
+
+REPO_SCAN_PAGE = 5000
+
+
+def _member_prefixes(client: redis.Redis, repo: str) -> tuple[str, ...]:
+    """"repo_id:" of every id the repository name has had: those recorded with its jobs, and, for a repository
+    whose jobs all predate that set, the ids its old per-repo index names (its oldest and newest members)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.smembers(keys.repo_ids(repo))
+    pipe.zrange(keys.repo_created(repo), 0, 0)
+    pipe.zrange(keys.repo_created(repo), -1, -1)
+    ids, oldest, newest = pipe.execute()
+    found = {i.decode() for i in ids} | {m.decode().split(":", 1)[0] for m in (*oldest, *newest)}
+    return tuple(sorted(f"{i}:" for i in found))
 
 
 def running_before(client: redis.Redis, pool: str, before: float, limit: int = 200) -> list[str]:
@@ -343,6 +395,18 @@ def failed_jobs(client: redis.Redis, pool: str, since: float, limit: int = 50) -
     return load(client, (m.decode() for m in members))  # type: ignore[union-attr]
 
 
+def index_state(client: redis.Redis, pool: str) -> dict[str, list[tuple[bytes, float]]]:
+    """Every index of a pool as (member, score) pairs, by name: what an order of deliveries could change (the
+    reliability checks compare two orders)."""
+    state = {name: job_members.pairs(client, index, float("-inf"), None)
+             for name, index in (("created", job_members.pool_created(pool)),
+                                 ("started", job_members.pool_started(pool)))}
+    for name, key in (("waiting", keys.pool_waiting(pool)), ("running", keys.pool_running(pool)),
+                      ("finished", keys.pool_finished(pool)), ("failed", keys.pool_failed(pool))):
+        state[name] = job_members.pairs_of(client, key)
+    return state
+
+
 def trim_indexes(client: redis.Redis, *, retention_seconds: int, now: float) -> int:
     """Retention for pools and repos that stopped getting jobs (active ones are trimmed as they are written)."""
     cutoff = now - retention_seconds
@@ -358,4 +422,17 @@ def trim_indexes(client: redis.Redis, *, retention_seconds: int, now: float) -> 
         indexes += _repo_time_indexes(repo)
     for index in indexes:
         pipe.zremrangebyscore(index, "-inf", cutoff)
-    return sum(int(n) for n in pipe.execute())
+    removed = sum(int(n) for n in pipe.execute())
+    # The time-bucketed indexes expire by the retention they were written with; a shortened retention drops the
+    # buckets from where the last trim stopped (the default history before the first) up to the cutoff.
+    since = job_members.history_floor(client, now)
+    pipe = client.pipeline(transaction=False)
+    for pool in job_members.pools_seen(client):
+        for bucketed in (job_members.pool_created(pool), job_members.pool_started(pool)):
+            time_buckets.trim(pipe, bucketed, since=min(since, cutoff), cutoff=cutoff)
+    removed += sum(int(n) for n in pipe.execute())
+    try:
+        client.set(keys.JOB_HISTORY_FLOOR, repr(cutoff))
+    except redis.exceptions.OutOfMemoryError:
+        pass  # a full Redis takes deletions only: the next trim walks from the older floor again, no harm
+    return removed

@@ -87,7 +87,22 @@ JOBS_BY_CREATED = f"{PREFIX}:jobs:created"  # zset "repo_id:job_id" -> created_a
 
 
 def pool_created(pool: str) -> str:
+    """Zset "repo_id:job_id" -> created_at of the pool's jobs, written before 2026-12: read until it ages out."""
     return f"{PREFIX}:pool:{pool}:created"
+
+
+def pool_created_at(pool: str, bucket: int) -> str:
+    """Zset "repo_id:job_id" -> created_at of the pool's jobs created in one 10-minute bucket (store/time_buckets.py),
+    expiring with the job retention."""
+    return f"{PREFIX}:pool:{pool}:created@{bucket}"
+
+
+def pool_started_at(pool: str, bucket: int) -> str:
+    """Zset "repo_id:job_id" -> started_at of the pool's jobs started in one 10-minute bucket."""
+    return f"{PREFIX}:pool:{pool}:started@{bucket}"
+
+
+JOB_HISTORY_FLOOR = f"{PREFIX}:jobs:floor"  # string: epoch seconds before which the last trim left no job bucket
 
 
 def pool_finished(pool: str) -> str:
@@ -100,7 +115,7 @@ def pool_failed(pool: str) -> str:
 
 
 def pool_started(pool: str) -> str:
-    """Zset "repo_id:job_id" -> started_at (the stuck-queue trigger asks: did anything start lately?)."""
+    """Zset "repo_id:job_id" -> started_at, written before 2026-12 (now pool_started_at): read until it ages out."""
     return f"{PREFIX}:pool:{pool}:started"
 
 
@@ -115,7 +130,14 @@ def pool_repos(pool: str) -> str:
 
 
 def repo_created(repo: str) -> str:
+    """Zset "repo_id:job_id" -> created_at, written before 2026-12 (nothing writes it now: a repository's jobs are
+    picked from the job index by repo id). Read until its entries age out, trimmed by jobstore.trim_indexes."""
     return f"{PREFIX}:repo:{repo.lower()}:created"
+
+
+def repo_ids(repo: str) -> str:
+    """Set of the GitHub ids a repository full name has had: find(repo=...) picks its jobs' members by them."""
+    return f"{PREFIX}:repo:{repo.lower()}:ids"
 
 
 def repo_finished(repo: str) -> str:

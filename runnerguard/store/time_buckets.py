@@ -1,0 +1,162 @@
+"""A time index kept as one small sorted set per 10-minute bucket instead of one sorted set of the whole history.
+
+Why: a sorted set of more than 128 members is a skiplist, ~120 bytes a member; one of up to 128 (Redis's
+zset-max-listpack-entries) is a listpack, ~30 bytes a member. A bucket of a pool's jobs holds fewer than that up
+to ~18,000 jobs a day in the pool; a busier pool's buckets become skiplists (what one whole-history set costs,
+plus ~100 bytes a bucket). Retention is each bucket's expiry (its end plus the retention), not a trim per write.
+
+Reads give what one sorted set gave (ZCOUNT, ZRANGE BYSCORE, newest first), exactly at the edges: the buckets a
+range covers, each asked for the same score range. The previous release's whole-history set (`legacy`) is read
+beside the buckets until its entries age out; every write takes the member out of it, so the two never both
+hold a job.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import cast
+
+import redis
+from redis.client import Pipeline
+
+from runnerguard.store.atomic import SortedSetsRead
+
+WIDTH = 600
+# How far past now a reader looks for scores: GitHub's clock and ours may disagree; a job is never dated later.
+FUTURE = 86400
+CHUNK = 1008  # buckets read per call (a week): one round trip for most ranges, a bounded reply for the rest
+# Where a walk of the whole history stops when no trim has said how far back retention goes (see history_floor).
+DEFAULT_HISTORY = 31 * 86400
+
+
+@dataclass(frozen=True)
+class TimeIndex:
+    bucket: Callable[[int], str]  # a bucket's start (epoch seconds, a multiple of WIDTH) -> its key
+    legacy: str  # the whole-history sorted set the previous release wrote under the index's name
+
+    def key(self, score: float) -> str:
+        return self.bucket(start_of(score))
+
+    def keys(self, low: float, high: float) -> list[str]:
+        """The buckets holding scores in [low, high], oldest first."""
+        return [self.bucket(start) for start in range(start_of(low), start_of(high) + 1, WIDTH)]
+
+
+def start_of(score: float) -> int:
+    return int(score // WIDTH) * WIDTH
+
+
+def add(pipe: Pipeline, index: TimeIndex, member: str, score: float, *, retention_seconds: int) -> None:
+    key = index.key(score)
+    pipe.zadd(key, {member: score})
+    # the bucket's last member ages out `retention_seconds` after the bucket ends; a bucket already past its
+    # retention is gone at once (what a trim right after the write did)
+    pipe.expireat(key, start_of(score) + WIDTH + retention_seconds)
+    pipe.zrem(index.legacy, member)
+
+
+def remove(pipe: Pipeline, index: TimeIndex, member: str, score: float) -> None:
+    pipe.zrem(index.key(score), member)
+    pipe.zrem(index.legacy, member)
+
+
+def count(client: redis.Redis, index: TimeIndex, low: float, high: float | None, *, now: float,
+          floor: float) -> int:
+    """Members with low <= score <= high (None: no upper bound), as ZCOUNT on one sorted set. No bucket before
+    `floor` is read (none is left: see history_floor)."""
+    top = high if high is not None else now + FUTURE
+    names = [*index.keys(max(low, floor), top), index.legacy]
+    read = SortedSetsRead(client)
+    bound = "+inf" if high is None else high
+    return sum(read.count(names[at:at + CHUNK], low, bound) for at in range(0, len(names), CHUNK))
+
+
+def pairs(client: redis.Redis, index: TimeIndex, low: float, high: float | None, *, now: float, floor: float
+          ) -> list[tuple[bytes, float]]:
+    """(member, score) with low <= score <= high, ascending, as ZRANGE BYSCORE WITHSCORES on one sorted set."""
+    top = high if high is not None else now + FUTURE
+    bound = "+inf" if high is None else high
+    names = index.keys(max(low, floor), top)
+    read = SortedSetsRead(client)
+    # buckets are in score order already: their replies one after the other are
+    merged = [pair for at in range(0, len(names), CHUNK) for pair in read.pairs(names[at:at + CHUNK], low, bound)]
+    legacy = read.pairs([index.legacy], low, bound)
+    if legacy:
+        merged = list(heapq.merge(merged, legacy, key=lambda pair: pair[1]))
+    return merged
+
+
+def newest_first(client: redis.Redis, index: TimeIndex, low: float | None, *, now: float, floor: float,
+                 page: int) -> Iterator[tuple[float, str]]:
+    """(score, member) with score >= low (None: the whole history, back to `floor`), newest first, read lazily."""
+    stop = max(low, floor) if low is not None else floor
+    return heapq.merge(_buckets_descending(client, index, low, stop, now=now),
+                       whole_descending(client, index.legacy, low, page), key=lambda pair: -pair[0])
+
+
+def oldest_first(client: redis.Redis, index: TimeIndex, since: float, *, now: float, floor: float,
+                 page: int) -> Iterator[tuple[float, str]]:
+    """(score, member) with score >= since, oldest first, read lazily."""
+    return heapq.merge(_buckets_ascending(client, index, since, max(since, floor), now=now),
+                       whole_ascending(client, index.legacy, since, page), key=lambda pair: pair[0])
+
+
+def _buckets_descending(client: redis.Redis, index: TimeIndex, low: float | None, stop: float, *, now: float
+                        ) -> Iterator[tuple[float, str]]:
+    starts = list(range(start_of(now + FUTURE), start_of(stop) - 1, -WIDTH))
+    # The future (rarely anything) in one call, then from now back an hour at first, twice as much each time:
+    # the newest few jobs of a busy pool are not paid for with a day of its members.
+    sizes = [len(range(start_of(now + FUTURE), start_of(now), -WIDTH))]
+    while sum(sizes) < len(starts):
+        sizes.append(min(CHUNK, 6 * 2 ** (len(sizes) - 1)))
+    read = SortedSetsRead(client)
+    at = 0
+    for size in sizes:
+        names = [index.bucket(start) for start in starts[at:at + size]]
+        at += size
+        for member, score in read.pairs(names, "-inf" if low is None else low, "+inf", reverse=True):
+            yield score, member.decode()
+
+
+def _buckets_ascending(client: redis.Redis, index: TimeIndex, since: float, start: float, *, now: float
+                       ) -> Iterator[tuple[float, str]]:
+    starts = list(range(start_of(start), start_of(now + FUTURE) + 1, WIDTH))
+    read = SortedSetsRead(client)
+    for at in range(0, len(starts), CHUNK):
+        names = [index.bucket(begin) for begin in starts[at:at + CHUNK]]
+        for member, score in read.pairs(names, since, "+inf"):
+            yield score, member.decode()
+
+
+def whole_descending(client: redis.Redis, key: str, low: float | None, page: int) -> Iterator[tuple[float, str]]:
+    """(score, member) of one whole sorted set with score >= low, newest first, a page at a time."""
+    offset = 0
+    while True:
+        raw = cast(list[tuple[bytes, float]], client.zrevrangebyscore(
+            key, "+inf", "-inf" if low is None else low, start=offset, num=page, withscores=True))
+        yield from ((float(score), member.decode()) for member, score in raw)
+        if len(raw) < page:
+            return
+        offset += page
+
+
+def whole_ascending(client: redis.Redis, key: str, since: float, page: int) -> Iterator[tuple[float, str]]:
+    """(score, member) of one whole sorted set with score >= since, oldest first, a page at a time."""
+    offset = 0
+    while True:
+        raw = cast(list[tuple[bytes, float]], client.zrangebyscore(
+            key, since, "+inf", start=offset, num=page, withscores=True))
+        yield from ((float(score), member.decode()) for member, score in raw)
+        if len(raw) < page:
+            return
+        offset += page
+
+
+def trim(pipe: Pipeline, index: TimeIndex, *, since: float, cutoff: float) -> None:
+    """Retention after it was shortened (buckets expire by the retention they were written with): drop the
+    buckets from `since` to the one holding `cutoff`, and that one's members up to it."""
+    for start in range(start_of(since), start_of(cutoff), WIDTH):
+        pipe.delete(index.bucket(start))
+    pipe.zremrangebyscore(index.key(cutoff), "-inf", cutoff)
