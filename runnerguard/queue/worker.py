@@ -121,6 +121,24 @@ class RunnerguardWorker(SimpleWorker):
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return int(Worker.get_heartbeat_ttl(self, job, working_time))
 
+    # --- a task is "started" in the same write that registers its execution ---------------------------------------
+    # RQ writes the started registry (prepare_execution) and the job's "started" status (prepare_job_execution) in
+    # two round trips. A worker killed, or a primary lost to a failover, between the two leaves a registry entry for
+    # a job still saying "queued"; RQ's cleanup skips such an entry as a leftover and drops it, and the job is then
+    # in no queue and no registry: never retried (found in the three-host Sentinel run, a `rollback` task lost).
+    # Writing the status with the registry entry, in one MULTI, makes every prefix of the worker's writes one RQ
+    # recovers from: queued in the queue, or started with an execution whose expiry retries it.
+
+    def prepare_execution(self, job: Job) -> Execution:
+        with self.connection.pipeline() as pipeline:
+            heartbeat_ttl = self.get_heartbeat_ttl(job)
+            execution = Execution.create(job, heartbeat_ttl, pipeline=pipeline, worker_name=self.name)
+            self.executions[execution.id] = execution
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.execute()
+        return execution
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
         self._running: tuple[Job, Execution] | None = (job, execution)
