@@ -67,6 +67,7 @@ FAILOVER_TARGET = 30.0
 RETRY_TARGET = 180.0  # the cut-off host's task done elsewhere: heartbeat TTL (75 s) + cleanup pass + retry delay
 SENDER_THREADS = 48
 DRAIN_TIMEOUT = 420.0
+LOST_TASK_GRACE = 30
 BIN = Path(sys.executable).parent
 
 
@@ -160,6 +161,9 @@ class Scenario:
                 "GITHUB_WEBHOOK_SECRET": self.secret, "REDIS_SENTINELS": sentinels, "REDIS_SENTINEL_MASTER": MASTER,
                 "REDIS_PASSWORD": self.password, "REDIS_SENTINEL_PASSWORD": self.sentinel_password,
                 "RUNNERGUARD_REDIS_MIN_REPLICAS": "1", "RUNNERGUARD_HOST": host.name,
+                # A task the failover orphaned (popped, never registered) is queued again 30-45 s after its
+                # delivery, within the drain limit, instead of after the production grace of 10 minutes.
+                "RUNNERGUARD_LOST_TASK_GRACE_SECONDS": str(LOST_TASK_GRACE),
                 "RUNNERGUARD_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
 
     def settings(self) -> object:
