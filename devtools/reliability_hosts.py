@@ -134,6 +134,7 @@ def load_main(argv: list[str]) -> int:
     targets = [(t.rsplit(":", 1)[0], int(t.rsplit(":", 1)[1])) for t in args.targets.split(",")]
     secret = os.environ["RELIABILITY_WEBHOOK_SECRET"]
     plan = [(row["guid"], row["body"].encode()) for row in map(json.loads, args.plan.read_text().splitlines())]
+    print("sending", flush=True)  # the plan is read (seconds, for 100 MB): the scenario's clock starts now
     answers = run_paced(targets, secret, plan, args.rate)
     with args.out.open("w") as fh:
         for a in answers:
@@ -267,8 +268,11 @@ class Scenario:
         targets = ",".join(f"{h.address}:{WEB_PORT}" for h in self.hosts)
         load = subprocess.Popen([sys.executable, "-m", "devtools.reliability_hosts", "load", "--targets", targets,
                                  "--rate", str(self.rate), "--plan", str(plan_path), "--out", str(out)], cwd=ROOT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT), "RELIABILITY_WEBHOOK_SECRET": self.secret})
+                                env={**os.environ, "PYTHONPATH": str(ROOT), "RELIABILITY_WEBHOOK_SECRET": self.secret},
+                                stdout=subprocess.PIPE)
         self.others.append(load)
+        assert load.stdout is not None
+        load.stdout.readline()  # "sending": kill_at and cut_at count from the first delivery, not from the spawn
         began = time.monotonic()
         client = self.client()
 
@@ -341,6 +345,8 @@ class Scenario:
                                timeout=DRAIN_TIMEOUT, every=1, what="every delivery processed")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}: {self._describe(client, [*guids, slow.guid])}") from None
+        requeued = sum(log.read_text(errors="replace").count("re-queued lost tasks")
+                       for log in self.tmp.glob("*-worker.log"))
         twice = not_exactly_once(client, guids)
         wrong = timeline_mismatches(client, [*plan, slow])
         counted, finished = jobs_counted(client), completed_jobs([*plan, slow])
@@ -367,9 +373,11 @@ class Scenario:
                        f"killed, its task done elsewhere {retried:.0f} s later; "
                        f"{len(refused)} redelivered {dict(redelivered)}; ack p50 {lat['p50_ms']} ms p99 "
                        f"{lat['p99_ms']} ms; drained {drained:.0f} s; {finished} jobs counted once; "
-                       f"{len(twice)} deliveries with a task done twice")
+                       f"{len(twice)} deliveries with a task done twice; {requeued} deliveries' lost tasks "
+                       "re-queued")
         row.data = {"failover_s": round(failover, 2), "statuses": dict(statuses), "lost": len(lost),
-                    "retried_s": round(retried, 1), "twice": len(twice), "victim": victim.name,
+                    "retried_s": round(retried, 1), "twice": len(twice), "requeued_lost": requeued,
+                    "victim": victim.name,
                     "victim_was_primary": victim is primary_host, **lat}
 
     @staticmethod
