@@ -187,6 +187,13 @@ def build_worker(connection: redis.Redis, queue_names: list[str], deps: Deps, *,
         maintenance_interval=MAINTENANCE_EVERY, job_monitoring_interval=MONITORING_EVERY)
 
 
+# What ends a run as an outage to wait out. redis-py's TimeoutError is not a ConnectionError: a primary whose host
+# vanished without closing its sockets answers a read with it, and the scheduler (which, unlike RQ's worker loop,
+# lets it through) exited on it on every host in the three-host run, so no periodic task ran after the cut.
+OUTAGES = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError,
+           redis.exceptions.ReadOnlyError)
+
+
 def survive_outages(probe: redis.Redis | str, run: Callable[[], bool | int],
                     while_waiting: Callable[[], None] | None = None) -> int:
     """Run `run` again after Redis went away or refused writes, once it takes them: the process recovers by itself.
@@ -204,7 +211,7 @@ def survive_outages(probe: redis.Redis | str, run: Callable[[], bool | int],
         try:
             if run() is True:
                 return 0
-        except (redis.ConnectionError, redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError):
+        except OUTAGES:
             pass  # RQ's teardown could not say goodbye: Redis is still away, or still refuses writes
         refusal = write_refusal(probe)
         log.warning("lost Redis; waiting for it to come back" if refusal in (None, "down")
