@@ -57,9 +57,8 @@ def meter_once(client: redis.Redis, record: dict[str, Any], cause: str) -> bool:
     """runnerguard_jobs_total for a failed job, once, with the cause it first got.
 
     The "counted" marker and the count are one script: written apart, a worker stopped between the two, or a
-    failover that kept only the marker, left a retry that found the marker and counted nothing (the three-host
-    Sentinel run: one failed job fewer in jobs_total than jobs finished). The count goes first, so a script that
-    fails part-way leaves no marker and the retry counts.
+    failover that kept only the marker, would leave a retry that finds the marker and counts nothing. The count
+    goes first, so a script that fails part-way leaves no marker and the retry counts.
     """
     main = new_batch(client)
     for pool in record.get("pools") or ["none"]:
