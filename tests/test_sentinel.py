@@ -166,12 +166,12 @@ def test_a_killed_primary_fails_over_and_no_acknowledged_delivery_is_lost() -> N
 
         def load() -> None:
             n = 0
-            while not stop.is_set() and n < 5000:
+            while not stop.is_set() and n < 20000:  # ~100 s at the pace below: the stop comes first
                 n += 1
                 guid = f"fo-{n}"
                 answers[guid] = _post(client, guid, job_id=1000 + n).status_code
                 # Paced, as deliveries arrive: while the primary is away most 503s are answered at once (the
-                # intake's gate), and an unpaced loop would spend its 5000 before the new primary is up.
+                # intake's gate), and an unpaced loop would spend its budget before the new primary is up.
                 time.sleep(0.005)
 
         thread = threading.Thread(target=load)
