@@ -29,7 +29,7 @@ TRIM_EVERY = 3600
 CHECK_HOSTS_EVERY = 60  # a host is down 600 s after its last report: told within a minute of that
 WATCHDOG_EVERY = 60  # a hung job is cancelled within a minute or two of passing its pool's max_run
 STRANDED_EVERY = 300  # each job is asked about at most every 30 minutes; this only bounds the delay
-REQUEUE_LOST_EVERY = 300  # a task lost between RQ's pop and its bookkeeping runs within ~15 minutes
+REQUEUE_LOST_EVERY = 300  # at most; a task lost between RQ's pop and its bookkeeping runs within 1.5 x the grace
 DASHBOARD_EVERY = 600  # stored dashboard summaries live a day; refolding every 10 minutes keeps renders warm
 log = logging.getLogger("runnerguard.worker")
 
@@ -102,12 +102,17 @@ def probe(settings: Settings) -> redis.Redis:
     return connection.connect(settings, socket_timeout=2)
 
 
+def requeue_lost_every(settings: Settings) -> int:
+    """Half the lost-task grace (a lost task runs again within 1.5 x the grace), at most REQUEUE_LOST_EVERY."""
+    return max(5, min(REQUEUE_LOST_EVERY, settings.lost_task_grace_seconds // 2))
+
+
 def run_scheduler(settings: Settings, *, github_configured: bool, level: str) -> bool:
     """RQ's cron scheduler: it only enqueues; the workers run the tasks. Several may run, on several hosts: each
     periodic task takes a per-slot lock before it enqueues (cron.TaskCronJob), so a slot runs once."""
     client = connection.connect(settings)
     periodic = [(tasks.SWEEP, SWEEP_EVERY), (tasks.TRIM, TRIM_EVERY), (tasks.WARM_DASHBOARD, DASHBOARD_EVERY),
-                (tasks.CHECK_HOSTS, CHECK_HOSTS_EVERY), (tasks.REQUEUE_LOST, REQUEUE_LOST_EVERY)]
+                (tasks.CHECK_HOSTS, CHECK_HOSTS_EVERY), (tasks.REQUEUE_LOST, requeue_lost_every(settings))]
     if github_configured:
         periodic += [(tasks.RECOVER, RECOVER_EVERY), (tasks.WATCHDOG_TIMEOUTS, WATCHDOG_EVERY),
                      (tasks.WATCHDOG_STRANDED, STRANDED_EVERY), (tasks.WATCHDOG_RERUN, WATCHDOG_EVERY)]

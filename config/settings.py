@@ -62,6 +62,9 @@ class Settings:
     redis_min_replicas: int = 0
     periodic_every_seconds: int = 0  # 0: each periodic task at its own interval (worker.py); else all at this one
     redis_wait_ms: int = 1000  # how long the intake waits for them (GitHub gives a delivery 10 s)
+    # A delivery's task with no RQ job left to run it is queued again once the delivery is this old
+    # (services/lost_tasks.py); the sweep runs every half of it, at most every 5 minutes (worker.py).
+    lost_task_grace_seconds: int = 600
 
     @property
     def webhook_secrets(self) -> tuple[str, ...]:
@@ -221,6 +224,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_min_replicas=_int(env, "RUNNERGUARD_REDIS_MIN_REPLICAS", 0, minimum=0),
         redis_wait_ms=wait_ms,
         periodic_every_seconds=_int(env, "RUNNERGUARD_PERIODIC_EVERY_SECONDS", 0, minimum=0),
+        lost_task_grace_seconds=_int(env, "RUNNERGUARD_LOST_TASK_GRACE_SECONDS", 600, minimum=10),
     )
 
 

@@ -22,6 +22,7 @@ def warm_dashboard(*, redis: redis.Redis, policy: Policy, clock: Callable[[], fl
     return reports.fold_summaries(redis, policy, now=clock())
 
 
-def requeue_lost(*, redis: redis.Redis, policy: Policy, clock: Callable[[], float]) -> list[str]:
-    """Deliveries whose task no RQ job stands for any more, queued again (the scheduler runs it)."""
-    return lost_tasks.requeue_lost(redis, Dispatcher(redis, Router(), policy), now=clock())
+def requeue_lost(*, redis: redis.Redis, settings: Settings, policy: Policy, clock: Callable[[], float]) -> list[str]:
+    """Deliveries whose task no RQ job will run any more, those tasks queued again (the scheduler runs it)."""
+    return lost_tasks.requeue_lost(redis, Dispatcher(redis, Router(), policy), now=clock(),
+                                   grace=settings.lost_task_grace_seconds)

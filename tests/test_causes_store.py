@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 import redis
 
 from runnerguard.domain.events import parse_workflow_job
@@ -90,3 +91,23 @@ def test_a_failed_job_is_counted_once_whichever_writer_counts_it(redis_client: r
     assert metrics.value(redis_client, "runnerguard_jobs_total", {**labels, "cause": "runner"}) == 0
     assert causes.meter_once(redis_client, hook, "runner") and not causes.meter_once(redis_client, hook, "code")
     assert metrics.value(redis_client, "runnerguard_jobs_total", {**labels, "cause": "runner"}) == 1
+
+
+def test_a_failed_count_leaves_no_marker_so_the_retry_counts(redis_client: redis.Redis) -> None:
+    """The marker and the count are written together: a write that fails half-way must not leave the marker alone
+    (a retry would then find the job counted and count nothing)."""
+    now = time.time()
+    labels = {"pool": POOL, "repo": "octo/app", "conclusion": "failure", "cause": "runner"}
+    hook = jobstore.upsert(redis_client, parse_workflow_job(completed(10, "failure", now - 60)), seen_at=now,
+                           pools=[POOL], rule=RULE, retention_seconds=86400, now=now, failed_counted_later=True)
+    saved = redis_client.dump(keys.METRIC_COUNTERS)
+    redis_client.set(keys.METRIC_COUNTERS, "not a hash")  # the count's write fails
+    with pytest.raises(redis.ResponseError):
+        causes.meter_once(redis_client, hook, "runner")
+    assert not redis_client.exists(keys.cause_metered(hook["repo_id"], hook["job_id"]))
+    redis_client.delete(keys.METRIC_COUNTERS)
+    if saved is not None:
+        redis_client.restore(keys.METRIC_COUNTERS, 0, saved)
+    assert causes.meter_once(redis_client, hook, "runner")  # the retry counts it, once
+    assert not causes.meter_once(redis_client, hook, "runner")
+    assert metrics.value(redis_client, "runnerguard_jobs_total", labels) == 1

@@ -180,10 +180,13 @@ def test_a_killed_primary_fails_over_and_no_acknowledged_delivery_is_lost() -> N
 
         def load() -> None:
             n = 0
-            while not stop.is_set() and n < 5000:
+            while not stop.is_set() and n < 20000:  # ~100 s at the pace below: the stop comes first
                 n += 1
                 guid = f"fo-{n}"
                 answers[guid] = _post(client, guid, job_id=1000 + n).status_code
+                # Paced, as deliveries arrive: while the primary is away most 503s are answered at once (the
+                # intake's gate), and an unpaced loop would spend its budget before the new primary is up.
+                time.sleep(0.005)
 
         thread = threading.Thread(target=load)
         thread.start()
@@ -255,3 +258,38 @@ def test_the_agents_long_polls_reach_the_primary_through_the_sentinels_too(senti
     blocking = app.extensions[agent.EXTENSION].blocking
     blocking.set("rg:test:polls", "1")  # a write: only the primary takes it
     assert sentinels.client(sentinels.data[0]).get("rg:test:polls") == b"1"
+
+
+@pytest.fixture()
+def silent_sentinel() -> Iterator[str]:
+    """host:port of a Sentinel whose host was cut off: connections to it neither succeed nor fail, they time out
+    (a listener whose accept queue is full drops further SYNs)."""
+    import socket  # noqa: PLC0415 - only this fixture needs it
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):  # fill the accept queue (never accepted)
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    time.sleep(0.1)
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    for filler in fillers:
+        filler.close()
+    listener.close()
+
+
+def test_a_silent_sentinel_first_in_the_list_costs_a_lookup_about_its_timeout(sentinels: SentinelSet,
+                                                                              silent_sentinel: str) -> None:
+    env = _sentinel_env(sentinels)
+    settings = load_settings({**env, "REDIS_SENTINELS": f"{silent_sentinel},{env['REDIS_SENTINELS']}"})
+    client = connection.connect(settings)
+    began = time.monotonic()
+    assert client.ping()
+    took = time.monotonic() - began
+    # one attempt at the silent one (connection.SENTINEL_TIMEOUT), then the next answers; redis-py's default
+    # retries made this ~14 s
+    assert took < connection.SENTINEL_TIMEOUT * 2 + 1, f"the lookup took {took:.1f} s"

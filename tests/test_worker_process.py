@@ -14,6 +14,7 @@ import redis
 from rq import Worker, cron_scheduler_registry
 
 from devtools.reliability_stack import wait_for
+from runnerguard.queue.worker import survive_outages
 from runnerguard.store import deliveries
 from tests.helpers import SECRET, dumps, signed_headers
 from tests.test_timeline import job_payload
@@ -139,3 +140,18 @@ def test_a_notifiers_missing_secret_stops_the_worker_but_not_the_runner_hosts(  
     runner_host.send_signal(signal.SIGTERM)
     rest, _ = runner_host.communicate(timeout=30)
     assert "jobs ask at" in first and runner_host.returncode == 0, first + rest
+
+
+def test_a_read_timeout_is_an_outage_to_wait_out_not_an_exit(redis_client: redis.Redis) -> None:
+    """A primary whose host vanished answers reads with redis-py's TimeoutError (not a ConnectionError): the
+    scheduler let it through and exited, on every host. It is waited out like any lost connection."""
+    runs: list[int] = []
+
+    def run() -> bool:
+        runs.append(1)
+        if len(runs) == 1:
+            raise redis.TimeoutError("Timeout reading from socket")
+        return True  # asked to stop
+
+    assert survive_outages(redis_client, run) == 0
+    assert len(runs) == 2

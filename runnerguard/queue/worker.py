@@ -121,6 +121,24 @@ class RunnerguardWorker(SimpleWorker):
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return int(Worker.get_heartbeat_ttl(self, job, working_time))
 
+    # --- a task is "started" in the same write that registers its execution ---------------------------------------
+    # RQ writes the started registry (prepare_execution) and the job's "started" status (prepare_job_execution) in
+    # two round trips. A worker killed, or a primary lost to a failover, between the two leaves a registry entry for
+    # a job still saying "queued"; RQ's cleanup skips such an entry as a leftover and drops it, and the job is then
+    # in no queue and no registry: never retried (found in the three-host Sentinel run, a `rollback` task lost).
+    # Writing the status with the registry entry, in one MULTI, makes every prefix of the worker's writes one RQ
+    # recovers from: queued in the queue, or started with an execution whose expiry retries it.
+
+    def prepare_execution(self, job: Job) -> Execution:
+        with self.connection.pipeline() as pipeline:
+            heartbeat_ttl = self.get_heartbeat_ttl(job)
+            execution = Execution.create(job, heartbeat_ttl, pipeline=pipeline, worker_name=self.name)
+            self.executions[execution.id] = execution
+            self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.execute()
+        return execution
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
         self._running: tuple[Job, Execution] | None = (job, execution)
@@ -169,6 +187,13 @@ def build_worker(connection: redis.Redis, queue_names: list[str], deps: Deps, *,
         maintenance_interval=MAINTENANCE_EVERY, job_monitoring_interval=MONITORING_EVERY)
 
 
+# What ends a run as an outage to wait out. redis-py's TimeoutError is not a ConnectionError: a primary whose host
+# vanished without closing its sockets answers a read with it, and the scheduler (which, unlike RQ's worker loop,
+# lets it through) exited on it on every host in the three-host run, so no periodic task ran after the cut.
+OUTAGES = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.OutOfMemoryError,
+           redis.exceptions.ReadOnlyError)
+
+
 def survive_outages(probe: redis.Redis | str, run: Callable[[], bool | int],
                     while_waiting: Callable[[], None] | None = None) -> int:
     """Run `run` again after Redis went away or refused writes, once it takes them: the process recovers by itself.
@@ -186,7 +211,7 @@ def survive_outages(probe: redis.Redis | str, run: Callable[[], bool | int],
         try:
             if run() is True:
                 return 0
-        except (redis.ConnectionError, redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError):
+        except OUTAGES:
             pass  # RQ's teardown could not say goodbye: Redis is still away, or still refuses writes
         refusal = write_refusal(probe)
         log.warning("lost Redis; waiting for it to come back" if refusal in (None, "down")

@@ -8,6 +8,7 @@ replay gives the same answer.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import Counter
 from typing import Any
 
@@ -17,6 +18,7 @@ import redis
 from runnerguard.domain import causes as rules
 from runnerguard.domain.rules import CountingRule
 from runnerguard.store import jobstore, keys, metrics
+from runnerguard.store.atomic import ConditionalExecutor, new_batch
 
 TTL = 31 * 86400  # a little over the longest job retention: a cause outlives no record by much
 
@@ -52,16 +54,32 @@ def save(client: redis.Redis, record: dict[str, Any], data: dict[str, Any], *, r
 
 
 def meter_once(client: redis.Redis, record: dict[str, Any], cause: str) -> bool:
-    """runnerguard_jobs_total for a failed job, once, with the cause it first got."""
-    if not client.set(keys.cause_metered(record["repo_id"], record["job_id"]), "1", nx=True, ex=TTL):
-        return False
-    pipe = client.pipeline(transaction=False)
+    """runnerguard_jobs_total for a failed job, once, with the cause it first got.
+
+    The "counted" marker and the count are one script: written apart, a worker stopped between the two, or a
+    failover that kept only the marker, would leave a retry that finds the marker and counts nothing. The count
+    goes first, so a script that fails part-way leaves no marker and the retry counts.
+    """
+    main = new_batch(client)
     for pool in record.get("pools") or ["none"]:
-        metrics.incr_on(pipe, "runnerguard_jobs_total", {
+        metrics.incr_on(main, "runnerguard_jobs_total", {
             "pool": pool, "repo": record["repo"], "conclusion": record.get("conclusion") or "unknown",
             "cause": cause})
-    pipe.execute()
-    return True
+    marker = keys.cause_metered(record["repo_id"], record["job_id"])
+    main.set(marker, "1", ex=TTL)
+    return _executor(client).execute_if_absent(marker, main)
+
+
+_executors: weakref.WeakKeyDictionary[redis.ConnectionPool, ConditionalExecutor] = weakref.WeakKeyDictionary()
+
+
+def _executor(client: redis.Redis) -> ConditionalExecutor:
+    """One per Redis connection pool: the executor keeps a connection per thread, not one per call."""
+    pool = client.connection_pool
+    found = _executors.get(pool)
+    if found is None:
+        found = _executors[pool] = ConditionalExecutor(redis.Redis(connection_pool=pool))
+    return found
 
 
 # --- inputs, read once ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.connection import SSLConnection, parse_url
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
@@ -91,8 +91,11 @@ def _sentinel_master(settings: Settings, options: dict[str, Any]) -> redis.Redis
         data["connection_class"] = FollowingSSLConnection
         data.update({k: v for k, v in url.items() if k.startswith("ssl_")})
     data.setdefault("connection_class", FollowingConnection)
+    # One attempt per Sentinel and lookup: redis-py's default (10 retries with backoff) made a Sentinel whose host
+    # was cut off cost every lookup ~14 s before the next Sentinel was asked (the three-host run: requests to
+    # healthy webs unanswered for 10 s whenever a thread opened a connection). The lookup itself tries the others.
     sentinel_options = {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT,
-                        "password": settings.redis_sentinel_password or None}
+                        "password": settings.redis_sentinel_password or None, "retry": Retry(NoBackoff(), 0)}
     # redis-py's Sentinel module is untyped.
     sentinel = Sentinel(list(settings.redis_sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
     client: redis.Redis = sentinel.master_for(settings.redis_sentinel_master, **data)  # type: ignore[no-untyped-call]

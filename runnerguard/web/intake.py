@@ -23,6 +23,7 @@ from runnerguard.queue.routing import Router
 from runnerguard.store import deliveries, metrics
 from runnerguard.store.deliveries import Delivery
 from runnerguard.store.memory_budget import MemoryGauge
+from runnerguard.web.redis_gate import RedisGate
 
 DELIVERIES_TOTAL = "runnerguard_webhook_deliveries_total"
 # fullmatch, never match + `$`: `$` also matches before a trailing newline.
@@ -43,6 +44,10 @@ class IntakeResult:
     delivery_id: str | None = None
     event: str | None = None
     queued: list[str] = field(default_factory=list)
+
+
+class RedisAway(redis.ConnectionError):
+    """Answered 503 without trying Redis: a request found it unreachable a moment ago (web/redis_gate.py)."""
 
 
 def _error(status: int, message: str, **extra: Any) -> IntakeResult:
@@ -69,6 +74,7 @@ class Intake:
                                              wait_ms=settings.redis_wait_ms)
         self.memory = MemoryGauge(client, budget_bytes=settings.redis_budget_bytes)
         self.dispatcher = Dispatcher(client, self.router, policy)
+        self.gate = RedisGate()
         # Per event label, built once: the counter field of accepted deliveries, and the whole write of a duplicate.
         self._accepted_field: dict[str, str] = {}
         self._on_duplicate: dict[str, Pipeline] = {}
@@ -94,7 +100,9 @@ class Intake:
         return self._on_stale[label]
 
     def count_rejection(self, event: str | None, outcome: str) -> None:
-        """Best effort: a metric must never turn a 401 into a 503."""
+        """Best effort: a metric must never turn a 401 into a 503, nor hold it for Redis's timeouts."""
+        if self.gate.shut:
+            return
         try:
             metrics.incr(self.redis, DELIVERIES_TOTAL,
                          {"event": event_label(event), "outcome": outcome})
@@ -126,7 +134,15 @@ class Intake:
         if not isinstance(payload, dict):
             self.count_rejection(event, "rejected")
             return _error(400, "body must be a JSON object", delivery_id=guid, event=event)
-        return self._record_and_enqueue(guid, event, headers, body, payload)
+        if not self.gate.admit():
+            raise RedisAway("Redis did not answer a moment ago; not tried again yet")
+        try:
+            result = self._record_and_enqueue(guid, event, headers, body, payload)
+        except BaseException as exc:
+            self.gate.failed(exc)
+            raise
+        self.gate.succeeded()
+        return result
 
     def _record_and_enqueue(
         self, guid: str, event: str, headers: Mapping[str, str] | Headers, body: bytes, payload: dict[str, Any]
