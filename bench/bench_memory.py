@@ -86,9 +86,11 @@ def main() -> None:
                 results[key] = future.result()
         for (name, n, mode), result in results.items():
             how = "worker's runner, no wait" if mode == "direct" else "RQ worker, 75 s after the last delivery"
-            rows.append((f"{n:,}", name, how, f"{float(result['per_job']):,.0f}"))  # type: ignore[arg-type]
+            tables = float(result.get("key_space", 0)) / n  # type: ignore[arg-type]
+            rows.append((f"{n:,}", name, how, f"{float(result['per_job']):,.0f}",  # type: ignore[arg-type]
+                         f"{tables:,.0f}", f"{int(result.get('keys', 0)):,}"))  # type: ignore[call-overload]
         print_table("Redis bytes per recorded job (3 deliveries of ~8 KB each; used_memory after MEMORY PURGE)",
-                    rows, ("jobs", "format", "tasks run by", "bytes/job"))
+                    rows, ("jobs", "format", "tasks run by", "bytes/job", "of which key-space tables", "keys"))
         first = args.jobs[0]
         new = results[("this format", first, "direct")]
         old = results.get(("today (752ba8f)", first, "direct"))

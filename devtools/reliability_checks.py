@@ -147,10 +147,9 @@ def state_snapshot(client: redis.Redis) -> dict[str, Any]:
         records[job_id] = {k: v for k, v in record.items() if k != "seen"}
     indexes = {}
     for pool in sorted(m.decode() for m in client.smembers(keys.POOLS_SEEN)):  # type: ignore[union-attr]
-        for name, key in (("created", keys.pool_created(pool)), ("waiting", keys.pool_waiting(pool)),
-                          ("started", keys.pool_started(pool)), ("finished", keys.pool_finished(pool)),
-                          ("failed", keys.pool_failed(pool))):
-            indexes[f"{pool}:{name}"] = client.zrange(key, 0, -1, withscores=True)
+        # Through the store: created and started live in 10-minute buckets (store/time_buckets.py), not one key.
+        for name, pairs in jobstore.index_state(client, pool).items():
+            indexes[f"{pool}:{name}"] = pairs
     counters = {k: v for k, v in metrics.counters(client).items() if k.startswith("runnerguard_job")}
     return {"records": records, "indexes": indexes, "counters": counters,
             "window": jobstore.window_counts(client, "self-hosted", time.time() - 86400)}
