@@ -132,7 +132,7 @@ def test_a_body_compressed_with_an_unknown_dictionary_fails_with_its_id(
     foreign = zstandard.ZstdCompressionDict(body_codec.train(samples, dict_id=0x52479999))
     frame = zstandard.ZstdCompressor(dict_data=foreign).compress(samples[0])
     _write_v1(redis_client, "foreign-1", 0x52479999, frame)
-    deliveries._codecs.clear()
+    deliveries.codec_for.forget()
     with pytest.raises(BodyError, match=f"foreign-1.*dictionary {0x52479999}.*does not have"):
         deliveries.load(redis_client, "foreign-1")
     answer = client.get("/api/deliveries/foreign-1", headers=admin_headers())
@@ -202,7 +202,7 @@ def test_train_dictionary_from_the_live_log_keeps_old_deliveries_readable(
     assert int(redis_client.get(keys.BODY_DICTIONARY_ACTIVE)) == new_id
     assert out.read_bytes() == redis_client.hget(keys.BODY_DICTIONARIES, str(new_id))
     assert zstandard.ZstdCompressionDict(out.read_bytes()).dict_id() == new_id
-    deliveries._codecs.clear()  # a restarted web process
+    deliveries.codec_for.forget()  # a restarted web process
     restarted = create_app(settings).test_client()
     body = next(iter(factory.job(9999, time.time())))[1]
     assert post(restarted, body, "post-1") == 202
@@ -210,7 +210,7 @@ def test_train_dictionary_from_the_live_log_keeps_old_deliveries_readable(
     assert deliveries.load(redis_client, "post-1").body == body  # type: ignore[union-attr]
     for guid, old in before.items():
         assert deliveries.load(redis_client, guid).body == old  # type: ignore[union-attr]
-    deliveries._codecs.clear()
+    deliveries.codec_for.forget()
 
 
 def test_train_dictionary_with_too_few_deliveries_says_so(app: Flask) -> None:
@@ -235,10 +235,10 @@ def test_a_task_on_an_unreadable_body_fails_at_once_with_the_reason_on_the_deliv
 def test_an_active_dictionary_missing_from_redis_falls_back_to_the_shipped_one(
         settings, redis_client: redis.Redis) -> None:  # type: ignore[no-untyped-def]
     redis_client.set(keys.BODY_DICTIONARY_ACTIVE, str(body_codec.ID_BASE + 77))
-    deliveries._codecs.clear()
+    deliveries.codec_for.forget()
     client = create_app(settings).test_client()
     body = next(iter(PayloadFactory(seed=6).job(62, time.time())))[1]
     assert post(client, body, "fallback-1") == 202
     assert body_codec.frame_dict_id(frame_of(redis_client, "fallback-1")) == body_codec.SHIPPED_ID
     assert deliveries.load(redis_client, "fallback-1").body == body  # type: ignore[union-attr]
-    deliveries._codecs.clear()
+    deliveries.codec_for.forget()

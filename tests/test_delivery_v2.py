@@ -170,7 +170,7 @@ def test_a_v2_frame_of_a_dictionary_this_install_lacks_fails_with_its_id(redis_c
     frame = zstandard.ZstdCompressor(dict_data=foreign).compress(META + b"\n" + samples[0])
     redis_client.hset(keys.delivery("foreign-2"), mapping={"tasks": b"[]", **{
         str(n): frame[i:i + 63] for n, i in enumerate(range(0, len(frame), 63))}})
-    deliveries._codecs.clear()
+    deliveries.codec_for.forget()
     with pytest.raises(BodyError, match=f"foreign-2: .*dictionary {0x52479998}.*does not have"):
         deliveries.load(redis_client, "foreign-2")
 

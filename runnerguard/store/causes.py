@@ -8,7 +8,6 @@ replay gives the same answer.
 from __future__ import annotations
 
 import hashlib
-import weakref
 from collections import Counter
 from typing import Any
 
@@ -19,6 +18,7 @@ from runnerguard.domain import causes as rules
 from runnerguard.domain.rules import CountingRule
 from runnerguard.store import jobstore, keys, metrics
 from runnerguard.store.atomic import ConditionalExecutor, new_batch
+from runnerguard.store.per_pool import PerPool
 
 TTL = 31 * 86400  # a little over the longest job retention: a cause outlives no record by much
 
@@ -70,16 +70,8 @@ def meter_once(client: redis.Redis, record: dict[str, Any], cause: str) -> bool:
     return _executor(client).execute_if_absent(marker, main)
 
 
-_executors: weakref.WeakKeyDictionary[redis.ConnectionPool, ConditionalExecutor] = weakref.WeakKeyDictionary()
-
-
-def _executor(client: redis.Redis) -> ConditionalExecutor:
-    """One per Redis connection pool: the executor keeps a connection per thread, not one per call."""
-    pool = client.connection_pool
-    found = _executors.get(pool)
-    if found is None:
-        found = _executors[pool] = ConditionalExecutor(redis.Redis(connection_pool=pool))
-    return found
+# One per Redis connection pool: the executor keeps a connection per thread, not one per call.
+_executor = PerPool(ConditionalExecutor)
 
 
 # --- inputs, read once ---------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from redis.client import Pipeline
 from runnerguard.store import atomic, delivery_index, keys
 from runnerguard.store.atomic import ConditionalExecutor, new_batch
 from runnerguard.store.body_codec import BodyCodec, BodyError, frame_dict_id
+from runnerguard.store.per_pool import PerPool
 
 __all__ = ["BodyError", "Delivery", "Recorder"]
 
@@ -100,17 +100,8 @@ class Delivery:
         }
 
 
-_codecs: weakref.WeakKeyDictionary[redis.ConnectionPool, BodyCodec] = weakref.WeakKeyDictionary()
-
-
-def codec_for(client: redis.Redis) -> BodyCodec:
-    """One codec per Redis (its active dictionary is read once, when the process first writes or reads a body)."""
-    pool = client.connection_pool
-    codec = _codecs.get(pool)
-    if codec is None:
-        # A client of its own on the same pool: `client` may be a pipeline, which would only queue the GET.
-        codec = _codecs[pool] = BodyCodec(redis.Redis(connection_pool=pool))
-    return codec
+# One codec per Redis (its active dictionary is read once, when the process first writes or reads a body).
+codec_for = PerPool(BodyCodec)
 
 
 def v2_fields(codec: BodyCodec, delivery: Delivery) -> dict[str, bytes]:
