@@ -143,7 +143,8 @@ def main() -> None:
         # Live, a task runs within milliseconds of its delivery; here the worker starts once every delivery is in,
         # so the wait counts from its last task (the last delivery's, had they run as they came).
         time.sleep(max(0.0, max(last_delivery, time.time()) + WAIT - time.time()))
-        clean_registries(Queue("events", connection=client))
+        for name in ("events", "github"):  # as each queue's own worker does: the github one's finished jobs too
+            clean_registries(Queue(name, connection=client))
         after = used(client)
         sizes = breakdown(client)  # the retention table splits the total by it
         print(json.dumps({"jobs": JOBS, "before": before, "after": after, "per_job": (after - before) / JOBS,
