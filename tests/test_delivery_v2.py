@@ -114,6 +114,21 @@ def test_v0_v1_and_v2_records_side_by_side_read_list_mark_and_reset_alike(
         assert again is not None and again.tasks == ("timings", "rollback") and again.state == deliveries.QUEUED
 
 
+def test_load_many_reads_every_format_in_one_round_trip_as_load_does(redis_client: redis.Redis) -> None:
+    now = time.time()
+    legacy_v0.record(redis_client, sample("m0", now - 30, tasks=("timings",)), retention_seconds=RETENTION)
+    legacy_v1.record(redis_client, sample("m1", now - 20, body=body(1)), retention_seconds=RETENTION)
+    store(redis_client, sample("m2", now - 10, body=body(2)))
+    guids = ["m2", "gone", "m0", "m1"]
+    redis_client.config_resetstat()
+    many = deliveries.load_many(redis_client, guids)
+    stats = redis_client.info("commandstats")
+    assert stats["cmdstat_hgetall"]["calls"] == 4  # one per delivery, all in one pipeline
+    assert many == [deliveries.load(redis_client, g) for g in guids]
+    assert many[1] is None and [d.guid for d in delivery_query.load_many(redis_client, guids)] == ["m2", "m0", "m1"]
+    assert deliveries.load_many(redis_client, []) == []
+
+
 def test_an_unreadable_attempt_field_names_itself(redis_client: redis.Redis) -> None:
     store(redis_client, sample("att-bad", 1000.0))
     for name in ("@not base 36!:timings", "@nocolon", "attempt:noon:timings"):

@@ -104,12 +104,8 @@ def scan(client: redis.Redis, query: DeliveryFilter, *, after: tuple[float, str]
 
 
 def load_many(client: redis.Redis, guids: list[str]) -> list[Delivery]:
-    found = []
-    for guid in guids:
-        delivery = deliveries.load(client, guid)
-        if delivery is not None:  # expired since it was indexed
-            found.append(delivery)
-    return found
+    """The deliveries still recorded (one may have expired since it was indexed), in one round trip."""
+    return [delivery for delivery in deliveries.load_many(client, guids) if delivery is not None]
 
 
 def page(
