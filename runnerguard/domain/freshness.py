@@ -54,11 +54,6 @@ def newest_job_time(payload: Mapping[str, Any]) -> float | None:
     return newest
 
 
-def is_stale(event: str, payload: Mapping[str, Any], *, now: float, max_age_seconds: int) -> bool:
-    """A `workflow_job` body whose newest timestamp is older than the limit (0 turns the check off)."""
-    return check(event, payload, now=now, max_age_seconds=max_age_seconds, keep_seconds=1)[0]
-
-
 @dataclass(frozen=True)
 class Freshness:
     """What the intake needs of a body's age: is it stale, and where and how long its digest is kept."""

@@ -147,8 +147,3 @@ def wait_for(job_id: str, *, connection: redis.Redis, timeout: float, poll: floa
         if time.monotonic() >= deadline:
             return status, None
         time.sleep(poll)
-
-
-def job_exists(job_id: str, *, connection: redis.Redis) -> bool:
-    """An RQ job with this id is stored (queued, running, scheduled, finished or failed)."""
-    return bool(Job.exists(job_id, connection=connection))

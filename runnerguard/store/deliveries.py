@@ -321,10 +321,6 @@ class Recorder:
         """Commands collected for one script call (never executed as a pipeline of its own)."""
         return new_batch(self.client)
 
-    def record_if_new(self, guid: str, main: Pipeline, on_duplicate: Pipeline) -> bool:
-        """Run `main` if no delivery `guid` is recorded yet, else `on_duplicate`; True when `main` ran."""
-        return self._executor.execute_if_absent(keys.delivery(guid), main, on_duplicate)
-
     def record_if_unseen(
         self, guid: str, digest: str, main: Pipeline, on_duplicate: Pipeline, *, stale: bool = False,
         on_stale: Pipeline | None = None, dated_hour: int | None = None,
