@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,8 +52,8 @@ from devtools.reliability_load import (
     read_answers,
     write_plan,
 )
+from devtools.reliability_load import send as load_send
 from devtools.reliability_stack import ROOT, wait_for
-from runnerguard.domain.signatures import sign
 from runnerguard.queue import tasks as rq_tasks
 from runnerguard.queue.tasks import TIMINGS
 from runnerguard.store import connection, deliveries
@@ -82,20 +81,7 @@ class Host:
 # --- the load generator (runs in the client namespace) ---------------------------------------------------------------
 
 def send(target: tuple[str, int], secret: str, guid: str, body: bytes) -> tuple[int, str]:
-    headers = {"X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": guid, "X-Hub-Signature-256": sign(secret, body),
-               "X-GitHub-Hook-ID": "123", "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/rg"}
-    conn = http.client.HTTPConnection(*target, timeout=10)
-    try:
-        conn.sock = socket.create_connection(target, timeout=1)  # a dead host is noticed in a second, not ten
-        conn.sock.settimeout(10)
-        conn.request("POST", "/webhooks/github", body=body, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        return response.status, ""
-    except OSError as exc:
-        return 0, f"{type(exc).__name__}: {exc}"[:200]
-    finally:
-        conn.close()
+    return load_send(target, secret, guid, body, connect_timeout=1)  # a dead host is noticed in a second, not ten
 
 
 def run_paced(targets: list[tuple[str, int]], secret: str, plan: list[tuple[str, bytes]], rate: float) -> list[Answer]:

@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import queue
+import socket
 import sys
 import threading
 import time
@@ -117,11 +118,15 @@ def read_answers(path: Path) -> list[Answer]:
     return [Answer(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
-def send_one(port: int, secret: str, guid: str, body: bytes) -> tuple[int, str]:
+def send(target: tuple[str, int], secret: str, guid: str, body: bytes, *,
+         connect_timeout: float = 10) -> tuple[int, str]:
+    """One signed delivery, as GitHub posts it: (status, "") or (0, why it got no answer)."""
     headers = {"X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": guid, "X-Hub-Signature-256": sign(secret, body),
                "X-GitHub-Hook-ID": "123", "Content-Type": "application/json", "User-Agent": "GitHub-Hookshot/rg"}
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn = http.client.HTTPConnection(*target, timeout=10)
     try:
+        conn.sock = socket.create_connection(target, timeout=connect_timeout)
+        conn.sock.settimeout(10)
         conn.request("POST", "/webhooks/github", body=body, headers=headers)
         response = conn.getresponse()
         response.read()
@@ -130,6 +135,10 @@ def send_one(port: int, secret: str, guid: str, body: bytes) -> tuple[int, str]:
         return 0, f"{type(exc).__name__}: {exc}"[:200]
     finally:
         conn.close()
+
+
+def send_one(port: int, secret: str, guid: str, body: bytes) -> tuple[int, str]:
+    return send(("127.0.0.1", port), secret, guid, body)
 
 
 def run_paced(port: int, secret: str, plan: list[tuple[str, bytes]], rate: float) -> list[Answer]:
