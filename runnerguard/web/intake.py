@@ -165,7 +165,7 @@ class Intake:
         main = self._recorder.batch()
         self._recorder.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
         # A stale body is let through only when the recovery task asked GitHub to redeliver this very id; a body
-        # that will turn stale needs its digest only until then (freshness.check).
+        # that will turn stale needs its digest only until then, in the bucket of its hour (freshness.assess).
         fresh = freshness.assess(event, payload, now=now, keep_seconds=self.settings.body_dedupe_seconds,
                                  max_age_seconds=self.settings.max_delivery_age_seconds)
         # The signature covers the body, not the delivery id: the same signed bytes under a new id are a replay.
