@@ -11,8 +11,11 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
+from redis.client import Pipeline
 from rq import get_current_job
+from rq.executions import ExecutionRegistry
 from rq.job import Job
+from rq.results import Result
 from rq.utils import import_attribute
 
 from runnerguard.errors import Permanent
@@ -106,6 +109,18 @@ class TaskJob(Job):
         if self.deps is None:
             raise RuntimeError("TaskJob.deps is not set: start workers with runnerguard.queue.worker.build_worker")
         return bind(spec, self.deps)
+
+    def cleanup(self, ttl: int | None = None, pipeline: Pipeline | None = None, remove_from_queue: bool = True) -> None:
+        # A finished job kept for 0 s (a delivery task: its delivery records the outcome) is deleted in the success
+        # write itself. RQ's own delete first reads the job's status and its executions, each a stand-alone round
+        # trip, to find what to remove; a task of this table has no dependents, group or rate limit, and the
+        # worker's success write already removes its execution (cleanup_execution), so the keys are all it needs.
+        if ttl == 0 and pipeline is not None and not remove_from_queue and not self.group_id \
+                and not self.has_rate_limit:
+            pipeline.delete(self.key, self.dependents_key, self.dependencies_key, Result.get_key(self.id),
+                            ExecutionRegistry(job_id=self.id, connection=self.connection).key)
+            return
+        super().cleanup(ttl, pipeline=pipeline, remove_from_queue=remove_from_queue)
 
 
 def job_class_for(deps: Deps, extra_tasks: Mapping[str, tasks.TaskSpec] | None = None) -> type[TaskJob]:

@@ -21,9 +21,12 @@ EVENTS = "events"  # the timeline and trigger checks: fast, no GitHub calls
 GITHUB = "github"  # tasks that call GitHub (rate limited, slower)
 PREWARM_PREFIX = "prewarm."  # the old per-host queues (issue #13 moved pre-warm to `events`; nothing routes here)
 RETRY_INTERVALS = (2, 10, 60, 300)
-# The delivery records each task's outcome; RQ keeps its own result only briefly. Not 0: deleting a finished job
-# at once costs RQ seven stand-alone round trips (a status read and an execution scan), expiring it costs none.
+# RQ keeps a finished job and its result this long (tasks that are not a delivery's: a tool may look at them).
 RESULT_TTL = 60
+# A delivery task's outcome is recorded on its delivery (its done mark), so RQ's copy is deleted at once, in the
+# success write itself (TaskJob.cleanup: no read, no extra round trip). Kept 60 s, every finished task held its job
+# hash, result stream and registry entry, ~2 KB a task, through the busiest minute (issue #18).
+DELIVERY_RESULT_TTL = 0
 FAILURE_TTL = 14 * 86400
 # Jobs carry only ids and names, so JSON holds them all; pickle would let whoever writes a job run any code.
 SERIALIZER = JSONSerializer
@@ -51,15 +54,19 @@ class TaskSpec:
                 "retry": self.rq_retry()}
 
 
+def delivery_task(name: str, path: str, queue: str, *, retry: tuple[int, ...] = RETRY_INTERVALS) -> TaskSpec:
+    """A task run on a recorded delivery (given its id), whose outcome the delivery records."""
+    return TaskSpec(name, path, queue, retry=retry, result_ttl=DELIVERY_RESULT_TTL, takes_delivery=True)
+
+
 # Delivery tasks (routed from webhooks; see runnerguard/queue/routing.py).
-TIMINGS = TaskSpec("timings", "handlers.timings.record_job", EVENTS, takes_delivery=True)
-ROLLBACK_CHECK = TaskSpec("rollback", "handlers.rollback.evaluate_after_job", EVENTS, takes_delivery=True)
-ROLLBACK_PR = TaskSpec("rollback-pr", "handlers.rollback.follow_pull_request", EVENTS, takes_delivery=True)
+TIMINGS = delivery_task("timings", "handlers.timings.record_job", EVENTS)
+ROLLBACK_CHECK = delivery_task("rollback", "handlers.rollback.evaluate_after_job", EVENTS)
+ROLLBACK_PR = delivery_task("rollback-pr", "handlers.rollback.follow_pull_request", EVENTS)
 # Makes the runner hosts' work items (runnerguard/store/work.py); the agents fetch them over HTTP.
-PREWARM = TaskSpec("prewarm", "handlers.prewarm.prewarm", EVENTS, takes_delivery=True)
+PREWARM = delivery_task("prewarm", "handlers.prewarm.prewarm", EVENTS)
 # A failed job's cause (annotations and the run come from GitHub, once): longer retries ride out a rate limit.
-ATTRIBUTE = TaskSpec("causes", "handlers.causes.attribute_job", GITHUB, takes_delivery=True,
-                     retry=(10, 60, 600, 3600))
+ATTRIBUTE = delivery_task("causes", "handlers.causes.attribute_job", GITHUB, retry=(10, 60, 600, 3600))
 # GitHub work, queued by the services.
 OPEN_ROLLBACK = TaskSpec("open_rollback", "handlers.rollback.open_rollback", GITHUB, timeout=600, result_ttl=0)
 RESTORE_ROLLBACK = TaskSpec("restore_rollback", "handlers.rollback.restore_rollback", GITHUB, timeout=600,
