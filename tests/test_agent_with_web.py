@@ -133,7 +133,15 @@ def test_a_forged_token_gets_nothing_and_the_agent_says_so(stack: dict[str, obje
     env = {**stack["env"], "RUNNERGUARD_HOST_TOKEN": "forged", "RUNNERGUARD_AGENT_LISTEN": "127.0.0.1:0"}  # type: ignore[dict-item]
     forged = subprocess.Popen([sys.executable, "worker.py", "--prewarm"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
-    time.sleep(3)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(forged.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    # Until the agent says it (a loaded machine takes seconds to start an interpreter), not a fixed sleep.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any("refused this host's token" in line for line in lines):
+        time.sleep(0.1)
     forged.send_signal(signal.SIGTERM)
-    output, _ = forged.communicate(timeout=30)
+    forged.wait(timeout=30)
+    reader.join(timeout=10)
+    output = "".join(lines)
     assert "refused this host's token (401)" in output and "Traceback" not in output
