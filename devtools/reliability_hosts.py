@@ -377,8 +377,8 @@ class Scenario:
         out = []
         for guid, raw in zip(guids, pipe.execute(), strict=True):
             listed = raw.get(b"tasks")
-            if listed is None or any(raw.get(f"task:{t}".encode()) != deliveries.DONE.encode()
-                                     for t in json.loads(listed)):
+            states = deliveries.task_states(raw)  # a done task is its mark, with no `task:<name>` field
+            if listed is None or any(states.get(t) != deliveries.DONE for t in json.loads(listed)):
                 out.append(guid)
         return out
 
@@ -393,7 +393,7 @@ class Scenario:
         for guid in pending[:3]:
             raw = client.hgetall(f"rg:delivery:{guid}")
             parts.append(f"{guid}: {'recorded' if raw else 'NOT RECORDED'} "
-                         f"{ {k.decode(): v.decode()[:60] for k, v in raw.items() if k.startswith(b'task')} }")
+                         f"{ {t: state[:60] for t, state in deliveries.task_states(raw).items()} }")
         return "; ".join(parts)
 
     @staticmethod

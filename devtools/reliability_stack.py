@@ -196,7 +196,8 @@ class Stack:
             if tasks is None:
                 out.append(guid)
                 continue
-            if any(raw.get(f"task:{t}".encode()) != deliveries.DONE.encode() for t in json.loads(tasks)):
+            states = deliveries.task_states(raw)  # a done task is its mark, with no `task:<name>` field
+            if any(states.get(t) != deliveries.DONE for t in json.loads(tasks)):
                 out.append(guid)
         return out
 

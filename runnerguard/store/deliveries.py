@@ -36,9 +36,13 @@ ATTEMPT_PREFIX = "attempt:"  # attempt:<repr(at)>:<task> -> state, or "failed\t<
 # Stored format v2 (issue #18), what `record` writes: the metadata (event, headers, repo, received time) is a JSON
 # line compressed in the same zstd frame as the body (it repeats the body's words, so ~50 bytes where the named
 # fields took ~170), the frame in fields "0", "1", ... (Redis keeps such names as small integers); the frame header
-# names its dictionary. `tasks` and `task:<name>` stay as v1 has them (the state a replay resets, read by tools).
+# names its dictionary. `tasks` stays as v1 has it (a replay rewrites it, tools read it).
 # A task done without error is marked by "@<ms, base 36>:<task>" -> "" (~20 bytes instead of ~45); other attempts
 # (failures, with their error) keep v1's exact form. Readers take v0, v1 and v2 alike.
+# Task states (`task_states`): `task:<name>` holds every state but done (queued by a replay, "failed: <error>");
+# a done without error writes only its mark and deletes `task:<name>`, since the mark already says "done" (~20 B
+# a task). So a task is `task:<name>` if present, else done if a mark names it, else queued. The previous release
+# also wrote `task:<name>=done` beside the mark: read the same.
 V2 = 2
 V2_CHUNK = 63  # a listpack string of up to 63 bytes has a 1-byte header, one of 64 a 2-byte one
 V2_FIELDS = tuple(str(n) for n in range(256))  # built once: the names of a body of up to 16 KB compressed
@@ -172,11 +176,23 @@ def _load_v2(client: redis.Redis, guid: str, raw: Mapping[bytes, bytes]) -> Deli
         raise BodyError(f"delivery {guid}: stored metadata is corrupted") from None
     return Delivery(guid=guid, event=event, body=body, received_at=float(received_at), action=action,
                     hook_id=hook_id, target_type=target_type, target_id=target_id,
-                    installation_id=installation_id, repo=repo, tasks=tasks, task_states=_task_states(raw))
+                    installation_id=installation_id, repo=repo, tasks=tasks, task_states=task_states(raw))
 
 
-def _task_states(raw: Mapping[bytes, bytes]) -> dict[str, str]:
-    return {k.decode()[len("task:"):]: v.decode() for k, v in raw.items() if k.startswith(b"task:")}
+def task_states(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    """Each task's state from a delivery's hash (HGETALL), the one way to read them: `task:<name>` when present,
+    else done when a done mark names the task; a task in neither is absent (queued)."""
+    states: dict[str, str] = {}
+    mark = MARK_PREFIX.encode()
+    for name, value in raw.items():
+        if name.startswith(b"task:"):
+            states[name[len(b"task:"):].decode()] = value.decode()  # wins over a mark, whichever comes first
+        elif name.startswith(mark):
+            _when, colon, task = name.partition(b":")
+            if colon:
+                # A damaged name matches no task of the delivery; attempts() is the reader that reports it.
+                states.setdefault(task.decode(errors="replace"), DONE)
+    return states
 
 
 def load(client: redis.Redis, guid: str) -> Delivery | None:
@@ -214,7 +230,7 @@ def _from_hash(client: redis.Redis, guid: str, raw: dict[bytes, bytes]) -> Deliv
         installation_id=int(installation) if installation else None,
         repo=_text(raw, "repo"),
         tasks=tuple(json.loads(raw.get(b"tasks", b"[]"))),
-        task_states=_task_states(raw),
+        task_states=task_states(raw),
     )
 
 
@@ -239,9 +255,11 @@ def mark_task_on(
     value = f"{FAILED}: {error[:MAX_ERROR_CHARS]}" if state == FAILED and error else state
     short_error = (error or "")[:MAX_ERROR_CHARS]
     if state == DONE and not short_error:
-        # The common case, once per task of every delivery: the compact mark (to the millisecond).
+        # The common case, once per task of every delivery: the compact mark (to the millisecond) is the state too.
+        # `task:<name>` may hold an earlier failure or a replay's "queued", which would win over the mark: drop it.
         mark = f"{MARK_PREFIX}{_base36(round(now * 1000))}:{task}"
-        pipe.hset(keys.delivery(guid), mapping={f"task:{task}": value, mark: ""})
+        pipe.hdel(keys.delivery(guid), f"task:{task}")
+        pipe.hset(keys.delivery(guid), mark, "")
         return
     attempt = f"{state}\t{short_error}" if short_error else state
     # The attempt is a field of the delivery itself (it expires with it); repr(now) gives the float back exactly.
