@@ -44,11 +44,14 @@ V2 = 2
 V2_CHUNK = 63  # a listpack string of up to 63 bytes has a 1-byte header, one of 64 a 2-byte one
 V2_FIELDS = tuple(str(n) for n in range(256))  # built once: the names of a body of up to 16 KB compressed
 MARK_PREFIX = "@"
-# Body-dedupe digests a level hash takes before the next level does: Redis's default hash-max-listpack-entries
-# (512; 128 is the sorted sets' default). Up to it a hash is one listpack (~21 B a 16-byte digest), one field more
-# makes it a hashtable (~80 B a digest). A Redis configured lower turns the fuller hashes into hashtables: more
-# bytes, never a missed duplicate (a reader checks every level whatever they hold).
-DIGESTS_PER_HASH = 512
+# Body-dedupe digests a level hash takes before the next level does. Up to hash-max-listpack-entries fields (512 by
+# default; 128 is the sorted sets' default) Redis keeps a hash as one listpack, ~21 B a 16-byte digest; one more
+# makes it a hashtable, ~80 B a digest. But a listpack is searched field by field: HEXISTS on 512 costs ~8 us, and
+# the guard checks all three levels. 256 keeps every level a listpack (~22-26 B a digest, measured from 1,250 to
+# 20,000 digests an hour) at half that search, up to 256 + 16 * 256 + 256 * 256 ~ 70 k digests an hour; 128 would
+# search less again but leave the level-2 hashes nearly empty around 3,000 an hour (~29 B a digest, their keys' own
+# cost). A Redis configured below it keeps the fuller hashes as hashtables: more bytes, never a missed duplicate.
+DIGESTS_PER_HASH = 256
 
 
 @dataclass(frozen=True)
