@@ -53,7 +53,7 @@ labels = ["self-hosted", "linux", "gpu"]
 name = "mac"
 labels = ["self-hosted", "macOS", "ARM64"]
 """
-FAMILIES = (("rg:delivery:", "deliveries"), ("rg:body:", "body dedupe keys"),
+FAMILIES = (("rg:delivery:", "deliveries"), ("rg:body:", "body dedupe keys"), ("rg:bodies:", "body digests"),
             ("rg:deliveries", "delivery index"), ("rg:job:", "job records"),
             ("rg:pool:", "pool indexes"), ("rg:repo:", "repo indexes"), ("rg:jobs:", "job index"),
             ("rg:cause:", "cause records"), ("rg:run:fork:", "cause records"),

@@ -21,6 +21,11 @@ from runnerguard.store import rq_templates
 # an RQ job as RQ's enqueue_job would, its static fields copied from the template hash (store/rq_templates.py)
 # instead of sent with every delivery. A script is not rolled back on error, so every template a batch names is
 # checked before anything is written (`templates_present`).
+# Another, `@digest FIELD EXPIREAT ROOM KEY...`, sets FIELD (value "") in the first KEY holding fewer than ROOM
+# fields, the last KEY whatever it holds, and expires that key at EXPIREAT: Redis keeps a hash as a compact
+# listpack only up to hash-max-listpack-entries fields (~20 B a 16-byte field; a hashtable ~80 B), so a busy hour's
+# body digests spill over more, smaller hashes (store/deliveries.py, `remember_body`). Which key has room is only
+# known here, inside the one atomic call; a reader checks every KEY (the guard's hash keys, below).
 _RUN_COMMANDS = """
 local pos = 3
 local function run(count)
@@ -32,6 +37,17 @@ local function run(count)
                  'enqueued_at', ARGV[a + 8], unpack(redis.call('HGETALL', ARGV[a + 1])))
       redis.call('SADD', ARGV[a + 4], ARGV[a + 3])
       redis.call('RPUSH', ARGV[a + 3], ARGV[a + 5])
+    elseif ARGV[pos + 1] == '@digest' then
+      local a, last = pos + 1, pos + argc
+      local room, key = tonumber(ARGV[a + 3]), ARGV[last]
+      for level = a + 4, last - 1 do
+        if redis.call('HLEN', ARGV[level]) < room then
+          key = ARGV[level]
+          break
+        end
+      end
+      redis.call('HSET', key, ARGV[a + 1], '')
+      redis.call('EXPIREAT', key, ARGV[a + 2])
     else
       redis.call(unpack(ARGV, pos + 1, pos + argc))
     end
@@ -70,17 +86,15 @@ run(n_main)
 return 1
 """
 
-# Header: n_guards, gated (1: the last key must exist), n_main, n_dup, n_refused, hash field; then the three batches.
-# A hash field other than "" makes the last guard key a hash that guards with that field (HEXISTS), not as a key.
-# Answers 1 (main ran), 0 (a guard key exists: on_duplicate ran) or 2 (gated, permit missing: on_refused ran).
+# Header: n_guards, gated (1: the key after the guards must exist), n_main, n_dup, n_refused, hash field, n_hashes;
+# then the three batches. The last n_hashes guard keys are hashes that guard with the hash field (HEXISTS on each:
+# the spill levels of `@digest`), not as keys. Answers 1 (main ran), 0 (a guard exists: on_duplicate ran) or
+# 2 (gated, permit missing: on_refused ran).
 _GUARDED_SCRIPT = _RUN_COMMANDS + """
-pos = 7
+pos = 8
 local n_guards = tonumber(ARGV[1])
 local n_main, n_dup = tonumber(ARGV[3]), tonumber(ARGV[4])
-local n_keys = n_guards
-if ARGV[6] ~= '' then
-  n_keys = n_guards - 1
-end
+local n_keys = n_guards - tonumber(ARGV[7])
 local function skip(count)
   for _ = 1, count do
     pos = pos + tonumber(ARGV[pos]) + 1
@@ -90,7 +104,12 @@ local function seen()
   if n_keys > 0 and redis.call('EXISTS', unpack(KEYS, 1, n_keys)) > 0 then
     return true
   end
-  return n_keys < n_guards and redis.call('HEXISTS', KEYS[n_guards], ARGV[6]) == 1
+  for i = n_keys + 1, n_guards do
+    if redis.call('HEXISTS', KEYS[i], ARGV[6]) == 1 then
+      return true
+    end
+  end
+  return false
 end
 if seen() then
   skip(n_main)
@@ -157,11 +176,12 @@ class ConditionalExecutor:
 
     def execute_if_new(
         self, guard_keys: list[str], main: Pipeline, on_duplicate: Pipeline, *, permit_key: str | None = None,
-        on_refused: Pipeline | None = None, guard_field: tuple[str, bytes] | None = None,
+        on_refused: Pipeline | None = None, guard_field: tuple[tuple[str, ...], bytes] | None = None,
     ) -> int:
         """APPLIED when no guard key exists (and `permit_key`, if given, does); DUPLICATE when a guard key exists;
         REFUSED when `permit_key` is missing. Runs `main`, `on_duplicate` or `on_refused` accordingly, atomically.
-        `guard_field` (hash, field): one more guard, a field of a hash (many guards in one key, no key each)."""
+        `guard_field` (hashes, field): one more guard, a field of any of these hashes (many guards in one key, no
+        key each; several hashes for the spill levels a `@digest` writes to)."""
         script_keys, argv = self._guarded_call(guard_keys, main, on_duplicate, permit_key, on_refused,
                                                 guard_field=guard_field)
         return int(self._call(self._guarded, script_keys, argv))
@@ -179,7 +199,7 @@ class ConditionalExecutor:
     def execute_if_new_replicated(
         self, guard_keys: list[str], main: Pipeline, on_duplicate: Pipeline, *, replicas: int, timeout_ms: int,
         permit_key: str | None = None, on_refused: Pipeline | None = None,
-        guard_field: tuple[str, bytes] | None = None,
+        guard_field: tuple[tuple[str, ...], bytes] | None = None,
     ) -> tuple[int, int]:
         """`execute_if_new`, then WAIT for `replicas` replicas (at most `timeout_ms`), in the same round trip:
         (outcome, how many replicas acknowledged every write of the connection so far).
@@ -211,15 +231,16 @@ class ConditionalExecutor:
 
     @staticmethod
     def _guarded_call(guard_keys: list[str], main: Pipeline, on_duplicate: Pipeline, permit_key: str | None,
-                      on_refused: Pipeline | None, *, guard_field: tuple[str, bytes] | None = None,
+                      on_refused: Pipeline | None, *, guard_field: tuple[tuple[str, ...], bytes] | None = None,
                       ) -> tuple[list[str], list[Arg]]:
         refused_stack = on_refused.command_stack if on_refused is not None else []
-        if guard_field is not None and not guard_field[1]:
-            raise ValueError("a guard field must not be empty")  # "" is the header's "no hash guard"
-        guards = [*guard_keys, *([guard_field[0]] if guard_field is not None else [])]
+        hashes, field = guard_field if guard_field is not None else ((), b"")
+        if guard_field is not None and (not field or not hashes or isinstance(hashes, str)):
+            # A str would pass for a tuple of one-letter key names; an empty field could never be set by HSET.
+            raise ValueError(f"a guard field needs a non-empty field and a tuple of hash keys, not {guard_field!r}")
+        guards = [*guard_keys, *hashes]
         argv: list[Arg] = [len(guards), 1 if permit_key is not None else 0, len(main.command_stack),
-                           len(on_duplicate.command_stack), len(refused_stack),
-                           guard_field[1] if guard_field is not None else ""]
+                           len(on_duplicate.command_stack), len(refused_stack), field, len(hashes)]
         for stack in (main.command_stack, on_duplicate.command_stack, refused_stack):
             _append_commands(argv, stack)
         return [*guards, *([permit_key] if permit_key is not None else [])], argv

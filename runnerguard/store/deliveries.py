@@ -12,6 +12,7 @@ import orjson
 import redis
 from redis.client import Pipeline
 
+from runnerguard.domain.freshness import BODY_DIGEST_BYTES
 from runnerguard.store import atomic, delivery_index, keys
 from runnerguard.store.atomic import ConditionalExecutor, new_batch
 from runnerguard.store.body_codec import BodyCodec, BodyError, frame_dict_id
@@ -47,6 +48,14 @@ V2 = 2
 V2_CHUNK = 63  # a listpack string of up to 63 bytes has a 1-byte header, one of 64 a 2-byte one
 V2_FIELDS = tuple(str(n) for n in range(256))  # built once: the names of a body of up to 16 KB compressed
 MARK_PREFIX = "@"
+# Body-dedupe digests a level hash takes before the next level does. Up to hash-max-listpack-entries fields (512 by
+# default; 128 is the sorted sets' default) Redis keeps a hash as one listpack, ~21 B a 16-byte digest; one more
+# makes it a hashtable, ~80 B a digest. But a listpack is searched field by field: HEXISTS on 512 costs ~8 us, and
+# the guard checks all three levels. 256 keeps every level a listpack (~22-26 B a digest, measured from 1,250 to
+# 20,000 digests an hour) at half that search, up to 256 + 16 * 256 + 256 * 256 ~ 70 k digests an hour; 128 would
+# search less again but leave the level-2 hashes nearly empty around 3,000 an hour (~29 B a digest, their keys' own
+# cost). A Redis configured below it keeps the fuller hashes as hashtables: more bytes, never a missed duplicate.
+DIGESTS_PER_HASH = 256
 
 
 @dataclass(frozen=True)
@@ -349,7 +358,8 @@ class Recorder:
         for bodies recorded before the buckets."""
         guards = [keys.delivery(guid), keys.delivery_body(digest)]
         permit = keys.recovery_asked(guid) if stale else None
-        in_bucket = (keys.body_digests(dated_hour), bytes.fromhex(digest)) if dated_hour is not None else None
+        in_bucket = ((keys.body_digest_levels(dated_hour, digest), bytes.fromhex(digest))
+                     if dated_hour is not None else None)
         if self.min_replicas <= 0:
             outcome = self._executor.execute_if_new(guards, main, on_duplicate, permit_key=permit, on_refused=on_stale,
                                                     guard_field=in_bucket)
@@ -366,11 +376,16 @@ def remember_body(pipe: Pipeline, digest: str, *, ttl_seconds: int, dated_hour: 
                   bucket_expires_at: int | None = None) -> None:
     """Queue the write that makes the same signed body under another delivery id a duplicate (for `ttl_seconds`).
 
-    A dated body (`dated_hour`, with its bucket's `bucket_expires_at`) goes into that hour's hash instead of a key
-    of its own; a bucket already past its expiry is not written (every body of that hour is refused as stale)."""
+    A dated body (`dated_hour`, with its bucket's `bucket_expires_at`) goes into one of that hour's hashes instead of
+    a key of its own: the first of its `keys.body_digest_levels` with fewer than DIGESTS_PER_HASH fields, chosen by
+    the script (`@digest`, store/atomic.py), so only for a batch run by `ConditionalExecutor`. Every level expires
+    at `bucket_expires_at`; a bucket already past its expiry is not written (every body of that hour is refused as
+    stale, freshness.assess gives no hour)."""
     if dated_hour is None or bucket_expires_at is None:
         pipe.set(keys.delivery_body(digest), 1, ex=ttl_seconds)
         return
-    bucket = keys.body_digests(dated_hour)
-    pipe.hset(bucket, bytes.fromhex(digest), b"")
-    pipe.expireat(bucket, bucket_expires_at)
+    field = bytes.fromhex(digest)  # ValueError on a digest that is not hex, before anything is queued
+    if len(field) != BODY_DIGEST_BYTES:
+        raise ValueError(f"a body digest is {BODY_DIGEST_BYTES} bytes, not {len(field)}: {digest!r}")
+    pipe.execute_command("@digest", field, bucket_expires_at, DIGESTS_PER_HASH,  # type: ignore[no-untyped-call]
+                         *keys.body_digest_levels(dated_hour, digest))

@@ -35,8 +35,18 @@ def delivery_body(digest: str) -> str:
 def body_digests(hour: int) -> str:
     """Hash, expiring when its bodies are too old for the intake anyway: field = 16-byte digest of a dated
     workflow_job body whose newest timestamp falls in this hour (epoch hours); the same bytes always land in the
-    same hour, so one HEXISTS guards them. ~64 B a body instead of a key of its own (~150 B)."""
+    same hour, so one HEXISTS guards them. ~21-25 B a digest while a listpack, instead of a key of its own (~150 B).
+    Level 0 of `body_digest_levels` (the only hash the release before the spill levels wrote)."""
     return f"{PREFIX}:bodies:{hour}"
+
+
+def body_digest_levels(hour: int, digest: str) -> tuple[str, str, str]:
+    """The three hashes a dated body's digest (hex) may be a field of: the hour's `body_digests` (level 0), then the
+    hour's hash for the digest's first hex digit (level 1, 16 per hour), then for its first two (level 2, 256 per
+    hour). A digest goes to the first level whose hash has room to stay a listpack (store/atomic.py, `@digest`);
+    the keys follow from the digest alone, so any web process checks the same three."""
+    base, digest = body_digests(hour), digest.lower()  # one spelling of the hex, whoever computed it
+    return base, f"{base}:{digest[:1]}", f"{base}:{digest[:2]}"
 
 
 def rq_job_template(digest: str) -> str:
