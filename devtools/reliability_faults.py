@@ -67,8 +67,7 @@ def worker_kill(*, quick: bool, burst: int = 300, rate: float = 200.0) -> Row:
         # Recorded as the intake records it, but routed to the test-only task instead of the timings task.
         pipe = stack.client.pipeline(transaction=True)
         deliveries.record(pipe, Recorded(guid=slow.guid, event="workflow_job", body=slow.body, received_at=time.time(),
-                                         action="completed", repo="octo/fleet", tasks=("timings",)),
-                          retention_seconds=86400)
+                                         action="completed", repo="octo/fleet", tasks=("timings",)))
         pipe.execute()
         rq_tasks.queue(tasks.QUEUE, stack.client).enqueue(
             "devtools.reliability_tasks.record_then_linger", slow.guid, 3600.0, job_id=f"{slow.guid}_slow",

@@ -281,8 +281,7 @@ class Scenario:
         time.sleep(max(0.0, self.cut_at - 3 - (time.monotonic() - began)))
         pipe = client.pipeline(transaction=True)
         deliveries.record(pipe, Recorded(guid=slow.guid, event="workflow_job", body=slow.body, received_at=time.time(),
-                                         action="completed", repo="octo/fleet", tasks=("timings",)),
-                          retention_seconds=86400)
+                                         action="completed", repo="octo/fleet", tasks=("timings",)))
         pipe.execute()
         job = rq_tasks.queue(test_tasks.QUEUE, client).enqueue(
             "devtools.reliability_tasks.record_then_linger", slow.guid, 3600.0, job_id=f"{slow.guid}_slow",

@@ -27,9 +27,9 @@ def body(n: int = 0) -> bytes:
     return next(iter(PayloadFactory(seed=30 + n).job(600 + n, time.time())))[1]
 
 
-def store(client: redis.Redis, delivery: Delivery, *, retention: int = RETENTION) -> None:
+def store(client: redis.Redis, delivery: Delivery) -> None:
     pipe = client.pipeline(transaction=True)
-    deliveries.record(pipe, delivery, retention_seconds=retention)
+    deliveries.record(pipe, delivery)
     pipe.execute()
 
 
@@ -214,22 +214,54 @@ def test_the_index_lists_in_time_order_across_hours_and_the_legacy_zset_a_page_a
     assert delivery_index.count(redis_client) == 7
 
 
-def test_index_buckets_expire_with_the_last_delivery_they_list_and_trim_drops_them(
+def test_trim_deletes_the_deliveries_of_each_hour_past_retention_with_its_list(redis_client: redis.Redis) -> None:
+    now = time.time()
+    hour = int(now // HOUR)
+    recent = str(uuid.uuid4())
+    store(redis_client, sample(recent, now, tasks=()))
+    # neither a delivery nor its hour's list expires by itself: the trim is what deletes them, both or neither
+    assert redis_client.ttl(keys.delivery(recent)) == -1 and redis_client.ttl(keys.delivery_bucket(hour)) == -1
+    old = now - 30 * 86400
+    store(redis_client, sample("old-1", old, tasks=()))
+    store(redis_client, sample("0b38dc21-cdc4-4168-afcc-eb4645325590", old + 1, tasks=()))
+    edge = now - RETENTION  # at the cutoff: its hour ends after it, so the hour is kept whole until it is past
+    store(redis_client, sample("edge-1", edge, tasks=()))
+    redis_client.zadd(keys.DELIVERIES_BY_TIME, {"older-1": old})  # an entry of the previous release
+    assert deliveries.trim(redis_client, retention_seconds=RETENTION, now=now) == 3
+    assert not redis_client.exists(keys.delivery("old-1"), keys.delivery("0b38dc21-cdc4-4168-afcc-eb4645325590"))
+    assert not redis_client.exists(keys.delivery_bucket(int(old // HOUR)))
+    assert deliveries.exists(redis_client, recent) and deliveries.exists(redis_client, "edge-1")
+    assert sorted(int(h) for h in redis_client.zrange(keys.DELIVERY_HOURS, 0, -1)) == sorted({int(edge // HOUR), hour})
+    assert delivery_index.count(redis_client) == 2
+    assert deliveries.trim(redis_client, retention_seconds=RETENTION, now=now) == 0  # nothing twice
+    # an hour later the edge hour is past retention too
+    assert deliveries.trim(redis_client, retention_seconds=RETENTION, now=now + HOUR) == 1
+    assert not deliveries.exists(redis_client, "edge-1") and deliveries.exists(redis_client, recent)
+
+
+def test_a_list_the_previous_release_began_stops_expiring_and_its_deliveries_keep_their_ttl(
         redis_client: redis.Redis) -> None:
     now = time.time()
     hour = int(now // HOUR)
-    store(redis_client, sample(str(uuid.uuid4()), now, tasks=()), retention=HOUR)
-    ttl = redis_client.ttl(keys.delivery_bucket(hour))
-    assert (hour + 1) * HOUR + HOUR - now - 5 <= ttl <= (hour + 1) * HOUR + HOUR - now + 1
-    old = now - 30 * 86400
-    # Written when the retention was 60 days: their bucket still stands, and trim drops it at 14.
-    store(redis_client, sample("old-1", old, tasks=()), retention=60 * 86400)
-    store(redis_client, sample("old-2", old + 1, tasks=()), retention=60 * 86400)
-    redis_client.zadd(keys.DELIVERIES_BY_TIME, {"older-1": old})  # an entry of the previous release
-    assert deliveries.trim(redis_client, retention_seconds=RETENTION, now=now) == 3
+    bucket = keys.delivery_bucket(hour)
+    # what the previous release wrote this hour: a delivery with its TTL, the list expiring with it
+    store(redis_client, sample("prev-1", now - 1, tasks=()))
+    redis_client.expire(keys.delivery("prev-1"), RETENTION)
+    redis_client.expireat(bucket, (hour + 1) * HOUR + RETENTION)
+    store(redis_client, sample("new-1", now, tasks=()))
+    assert redis_client.ttl(bucket) == -1  # else it would expire before the trim deletes new-1 by it
+    assert 0 < redis_client.ttl(keys.delivery("prev-1")) <= RETENTION
+    assert deliveries.trim(redis_client, retention_seconds=RETENTION, now=now + RETENTION + 2 * HOUR) == 2
+    assert not redis_client.exists(keys.delivery("prev-1"), keys.delivery("new-1"), bucket)
+
+
+def test_an_unreadable_entry_does_not_stop_the_trim(redis_client: redis.Redis) -> None:
+    old = time.time() - 30 * 86400
+    store(redis_client, sample("fine-old", old, tasks=()))
+    redis_client.rpush(keys.delivery_bucket(int(old // HOUR)), b"x-not-an-entry")
+    assert deliveries.trim(redis_client, retention_seconds=RETENTION, now=time.time()) == 2
+    assert not deliveries.exists(redis_client, "fine-old")
     assert not redis_client.exists(keys.delivery_bucket(int(old // HOUR)))
-    assert [int(h) for h in redis_client.zrange(keys.DELIVERY_HOURS, 0, -1)] == [hour]
-    assert delivery_index.count(redis_client) == 1
 
 
 def test_an_unreadable_index_entry_names_its_bucket(redis_client: redis.Redis) -> None:

@@ -128,12 +128,15 @@ def v2_fields(codec: BodyCodec, delivery: Delivery) -> dict[str, bytes]:
     return fields
 
 
-def record(pipe: Pipeline, delivery: Delivery, *, retention_seconds: int, codec: BodyCodec | None = None) -> None:
-    """Queue the commands that store a delivery (for `ConditionalExecutor.execute_if_absent`)."""
+def record(pipe: Pipeline, delivery: Delivery, *, codec: BodyCodec | None = None) -> None:
+    """Queue the commands that store a delivery (for `ConditionalExecutor.execute_if_absent`).
+
+    The delivery gets no TTL of its own: the periodic trim deletes an hour's deliveries with that hour's index list
+    once the hour is past the retention (`delivery_index.trim`). A TTL on each of the ~3 keys a job has costs ~40 B
+    (Redis's expiry table) that the hour's list already says."""
     key = keys.delivery(delivery.guid)
     pipe.hset(key, mapping=v2_fields(codec or codec_for(pipe), delivery))  # type: ignore[arg-type]  # invariant
-    pipe.expire(key, retention_seconds)
-    delivery_index.add_on(pipe, delivery.guid, delivery.received_at, retention_seconds=retention_seconds)
+    delivery_index.add_on(pipe, delivery.guid, delivery.received_at)
 
 
 def _text(raw: Mapping[bytes, bytes], name: str) -> str | None:
@@ -317,7 +320,7 @@ def reset_tasks(pipe: Pipeline, guid: str, tasks: Sequence[str]) -> None:
 
 
 def trim(client: redis.Redis, *, retention_seconds: int, now: float | None = None) -> int:
-    """Drop index entries of deliveries past retention (their hashes expire by themselves)."""
+    """Delete the deliveries past retention with their index entries (the previous release's expire by their TTL)."""
     now = time.time() if now is None else now
     return delivery_index.trim(client, retention_seconds=retention_seconds, now=now)
 
@@ -341,8 +344,8 @@ class Recorder:
         self.min_replicas = min_replicas
         self.wait_ms = wait_ms
 
-    def record(self, pipe: Pipeline, delivery: Delivery, *, retention_seconds: int) -> None:
-        record(pipe, delivery, retention_seconds=retention_seconds, codec=self.codec)
+    def record(self, pipe: Pipeline, delivery: Delivery) -> None:
+        record(pipe, delivery, codec=self.codec)
 
     def batch(self) -> Pipeline:
         """Commands collected for one script call (never executed as a pipeline of its own)."""

@@ -163,7 +163,7 @@ class Intake:
         )
         label = event_label(event)
         main = self._recorder.batch()
-        self._recorder.record(main, delivery, retention_seconds=self.settings.delivery_retention_seconds)
+        self._recorder.record(main, delivery)
         # A stale body is let through only when the recovery task asked GitHub to redeliver this very id; a body
         # that will turn stale needs its digest only until then, in the bucket of its hour (freshness.assess).
         fresh = freshness.assess(event, payload, now=now, keep_seconds=self.settings.body_dedupe_seconds,
