@@ -105,6 +105,7 @@ def test_a_failed_count_leaves_no_marker_so_the_retry_counts(redis_client: redis
     with pytest.raises(redis.ResponseError):
         causes.meter_once(redis_client, hook, "runner")
     assert not redis_client.exists(keys.cause_metered(hook["repo_id"], hook["job_id"]))
+    assert not redis_client.hexists(keys.job_causes(hook["repo_id"], hook["job_id"]), "m")
     redis_client.delete(keys.METRIC_COUNTERS)
     if saved is not None:
         redis_client.restore(keys.METRIC_COUNTERS, 0, saved)

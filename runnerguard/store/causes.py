@@ -16,16 +16,18 @@ import redis
 
 from runnerguard.domain import causes as rules
 from runnerguard.domain.rules import CountingRule
-from runnerguard.store import jobstore, keys, metrics
-from runnerguard.store.atomic import ConditionalExecutor, new_batch
+from runnerguard.store import cause_records, jobstore, keys, metrics
+from runnerguard.store.atomic import APPLIED, ConditionalExecutor, new_batch
+from runnerguard.store.cause_records import TTL
+from runnerguard.store.deliveries import codec_for
 from runnerguard.store.per_pool import PerPool
-
-TTL = 31 * 86400  # a little over the longest job retention: a cause outlives no record by much
 
 
 def load(client: redis.Redis, repo_id: int, job_id: int) -> dict[str, Any] | None:
-    raw = client.get(keys.job_cause(repo_id, job_id))
-    return orjson.loads(raw) if raw else None
+    """The job's cause record (None: not attributed yet), in either layout (store/cause_records.py)."""
+    pipe = client.pipeline(transaction=False)
+    cause_records.queue_reads(pipe, [(repo_id, job_id)])
+    return cause_records.parse_reads(codec_for(client), [(repo_id, job_id)], pipe.execute())[0]
 
 
 def save(client: redis.Redis, record: dict[str, Any], data: dict[str, Any], *, rule: CountingRule,
@@ -35,8 +37,10 @@ def save(client: redis.Redis, record: dict[str, Any], data: dict[str, Any], *, r
     member = jobstore.member(record)
     completed = record.get("completed_ts") or now
     cutoff = now - retention_seconds
+    frame = cause_records.encode(codec_for(client), data)
+    had = cause_records.chunk_count(client, repo_id, job_id)
     pipe = client.pipeline(transaction=True)
-    pipe.set(keys.job_cause(repo_id, job_id), orjson.dumps(data), ex=TTL)
+    cause_records.write_on(pipe, repo_id, job_id, frame, had_chunks=had)
     for pool in record.get("pools") or ():
         for cause in rules.CAUSES:
             index = keys.pool_cause(pool, cause)
@@ -58,16 +62,18 @@ def meter_once(client: redis.Redis, record: dict[str, Any], cause: str) -> bool:
 
     The "counted" marker and the count are one script: written apart, a worker stopped between the two, or a
     failover that kept only the marker, would leave a retry that finds the marker and counts nothing. The count
-    goes first, so a script that fails part-way leaves no marker and the retry counts.
+    goes first, so a script that fails part-way leaves no marker and the retry counts. The marker is a field of the
+    job's cause hash; the previous release's marker key counts as one too (no second count after a deploy).
     """
     main = new_batch(client)
     for pool in record.get("pools") or ["none"]:
         metrics.incr_on(main, "runnerguard_jobs_total", {
             "pool": pool, "repo": record["repo"], "conclusion": record.get("conclusion") or "unknown",
             "cause": cause})
-    marker = keys.cause_metered(record["repo_id"], record["job_id"])
-    main.set(marker, "1", ex=TTL)
-    return _executor(client).execute_if_absent(marker, main)
+    cause_records.mark_metered_on(main, record["repo_id"], record["job_id"])
+    guard_keys, guard_field = cause_records.metered_guards(record["repo_id"], record["job_id"])
+    outcome = _executor(client).execute_if_new(guard_keys, main, new_batch(client), guard_field=guard_field)
+    return outcome == APPLIED
 
 
 # One per Redis connection pool: the executor keeps a connection per thread, not one per call.
@@ -95,12 +101,11 @@ def save_fork(client: redis.Redis, repo_id: int, run_id: int, from_fork: bool) -
 
 
 def cached_host_fact(client: redis.Redis, repo_id: int, job_id: int) -> dict[str, Any] | None:
-    raw = client.get(keys.job_host_fact(repo_id, job_id))
-    return orjson.loads(raw) if raw else None
+    return cause_records.host_fact(client, repo_id, job_id)
 
 
 def save_host_fact(client: redis.Redis, repo_id: int, job_id: int, fact: dict[str, Any]) -> None:
-    client.set(keys.job_host_fact(repo_id, job_id), orjson.dumps(fact), ex=TTL)
+    cause_records.save_host_fact(client, repo_id, job_id, fact)
 
 
 # --- twins ---------------------------------------------------------------------------------------------------------
@@ -110,16 +115,46 @@ def twin_digest(workflow: str | None, name: str | None, head_sha: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+# A twin's info as a JSON array in this order (~40 bytes) rather than an object (~85): a hash stays a listpack only
+# while every value is at most 64 bytes, and one object made the whole hash a hashtable (328 bytes for one twin).
+# A twin with a long step or runner name still makes its hash a hashtable; it reads the same.
+TWIN_FIELDS = ("pools", "failed_step", "runner", "completed_ts")
+
+
 def add_twin(client: redis.Redis, repo_id: int, digest: str, job_id: int, info: dict[str, Any]) -> None:
     pipe = client.pipeline(transaction=True)
-    pipe.hset(keys.twins(repo_id, digest), str(job_id), orjson.dumps(info))
+    pipe.hset(keys.twins(repo_id, digest), str(job_id), _twin_value(info))
     pipe.expire(keys.twins(repo_id, digest), TTL)
     pipe.execute()
 
 
+def _twin_value(info: dict[str, Any]) -> bytes:
+    if set(info) != set(TWIN_FIELDS):
+        return orjson.dumps(info)  # not the usual fields: kept as an object, read as one
+    completed = info["completed_ts"]
+    if isinstance(completed, float) and completed.is_integer():
+        completed = int(completed)  # "1796096735" and not "1796096735.0": read back as a float
+    return orjson.dumps([*(info[name] for name in TWIN_FIELDS[:-1]), completed])
+
+
 def twins_of(client: redis.Redis, repo_id: int, digest: str) -> dict[int, dict[str, Any]]:
+    """Every twin of the digest, written by this release (arrays) or the previous one (objects)."""
     raw: dict[bytes, bytes] = client.hgetall(keys.twins(repo_id, digest))  # type: ignore[assignment]
-    return {int(k): orjson.loads(v) for k, v in raw.items()}
+    found = {}
+    for field, value in raw.items():
+        try:
+            info = orjson.loads(value)
+            if isinstance(info, list):
+                info = dict(zip(TWIN_FIELDS, info, strict=True))
+                if info["completed_ts"] is not None:
+                    info["completed_ts"] = float(info["completed_ts"])
+            if not isinstance(info, dict):
+                raise ValueError("not an object or an array")
+            found[int(field)] = info
+        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+            raise cause_records.CauseRecordError(
+                f"twin {field!r} of {keys.twins(repo_id, digest)} is corrupted ({exc})") from None
+    return found
 
 
 # --- what the dashboard and the API read ---------------------------------------------------------------------------

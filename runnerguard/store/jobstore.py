@@ -15,7 +15,7 @@ from redis.client import Pipeline
 from runnerguard.domain import causes as cause_rules
 from runnerguard.domain.rules import CountingRule
 from runnerguard.domain.timeline import JobSnapshot, derive, merge
-from runnerguard.store import job_members, keys, metrics, time_buckets
+from runnerguard.store import cause_records, job_members, keys, metrics, time_buckets
 from runnerguard.store.atomic import CompareAndSet, new_batch
 from runnerguard.store.body_codec import RECORD_ID, frame_dict_id
 from runnerguard.store.deliveries import codec_for
@@ -143,15 +143,17 @@ def upsert(
 
 
 def attribution(client: redis.Redis, record: dict[str, Any]) -> dict[str, Any]:
-    """The job's cause record and its run's fork flag ({} when neither is known yet): one MGET."""
+    """The job's cause record and its run's fork flag ({} when neither is known yet): one round trip."""
     run_id = record.get("run_id")
-    names = [keys.job_cause(record["repo_id"], record["job_id"])]
+    pair = (record["repo_id"], record["job_id"])
+    pipe = client.pipeline(transaction=False)
+    replies = cause_records.queue_reads(pipe, [pair])
     if isinstance(run_id, int):
-        names.append(keys.run_fork(record["repo_id"], run_id))
-    raws = client.mget(names)
-    known: dict[str, Any] = orjson.loads(raws[0]) if raws[0] else {}
-    if len(raws) > 1 and raws[1] is not None:
-        known["fork"] = raws[1] == b"1"
+        pipe.get(keys.run_fork(record["repo_id"], run_id))
+    answers = pipe.execute()
+    known: dict[str, Any] = cause_records.parse_reads(codec_for(client), [pair], answers[:replies])[0] or {}
+    if len(answers) > replies and answers[replies] is not None:
+        known["fork"] = answers[replies] == b"1"
     return known
 
 
@@ -241,7 +243,7 @@ def _count_finished(pipe: Pipeline, record: dict[str, Any], known: dict[str, Any
     failing = conclusion in cause_rules.FAILING
     if failing and not failed_later:
         # counted here, so the cause task (runnerguard/store/causes.py meter_once) does not count it again
-        pipe.set(keys.cause_metered(record["repo_id"], record["job_id"]), "1", ex=31 * 86400)
+        cause_records.mark_metered_on(pipe, record["repo_id"], record["job_id"])
     for pool in record["pools"] or ["none"]:
         if not failing or not failed_later:
             cause = (known.get("cause") or "unknown") if failing else "none"
@@ -310,17 +312,18 @@ def load(client: redis.Redis, members: Iterable[str]) -> list[dict[str, Any]]:
     ids = list(members)
     if not ids:
         return []
-    pairs = [tuple(map(int, m.split(":"))) for m in ids]
+    pairs = [(int(repo_id), int(job_id)) for repo_id, job_id in (m.split(":") for m in ids)]
     pipe = client.pipeline(transaction=False)
     pipe.mget([keys.job(*p) for p in pairs])
-    pipe.mget([keys.job_cause(*p) for p in pairs])
-    raws, cause_raws = pipe.execute()
+    cause_records.queue_reads(pipe, pairs)
+    answers = pipe.execute()
+    cause_list = cause_records.parse_reads(codec_for(client), pairs, answers[1:])
     records = []
-    for raw, cause_raw in zip(raws, cause_raws, strict=True):
+    for raw, cause in zip(answers[0], cause_list, strict=True):
         if not raw:
             continue
         record = decode(client, raw)
-        known = orjson.loads(cause_raw) if cause_raw else {}
+        known = cause or {}
         for name, field in CAUSE_FIELDS.items():
             record[field] = known.get(name)
         records.append(record)

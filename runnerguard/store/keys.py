@@ -368,8 +368,15 @@ def notify_sent(notifier: str, notice_id: str) -> str:
 
 
 def job_cause(repo_id: int, job_id: int) -> str:
-    """String (JSON): a failed job's cause and evidence, kept apart from the record its deliveries rebuild."""
+    """String (JSON): a failed job's cause and evidence, as the previous release wrote it (read, no longer written:
+    now a field of job_causes)."""
     return f"{PREFIX}:cause:{repo_id}:{job_id}"
+
+
+def job_causes(repo_id: int, job_id: int) -> str:
+    """Hash: a failed job's cause record (zstd, in chunks), its metered mark and its host fact, kept apart from the
+    record its deliveries rebuild (layout: runnerguard/store/cause_records.py)."""
+    return f"{PREFIX}:cause:j:{repo_id}:{job_id}"
 
 
 def job_annotations(repo_id: int, job_id: int) -> str:
@@ -378,7 +385,8 @@ def job_annotations(repo_id: int, job_id: int) -> str:
 
 
 def job_host_fact(repo_id: int, job_id: int) -> str:
-    """String (JSON): what the host agent said about the job's host, read once when the cause was first computed."""
+    """String (JSON): what the host agent said about the job's host, read once when the cause was first computed
+    (now a field of job_causes, unless too long for one)."""
     return f"{PREFIX}:cause:host:{repo_id}:{job_id}"
 
 
@@ -393,7 +401,8 @@ def twins(repo_id: int, digest: str) -> str:
 
 
 def cause_metered(repo_id: int, job_id: int) -> str:
-    """String: runnerguard_jobs_total already counted this failed job (with its first cause)."""
+    """String: runnerguard_jobs_total already counted this failed job (with its first cause). The previous release's
+    marker: still guards, no longer written (now a field of job_causes)."""
     return f"{PREFIX}:cause:metered:{repo_id}:{job_id}"
 
 
