@@ -188,10 +188,10 @@ def mark_metered_on(pipe: Pipeline, repo_id: int, job_id: int) -> None:
     pipe.expire(key, TTL)
 
 
-def metered_guards(repo_id: int, job_id: int) -> tuple[list[str], tuple[str, bytes]]:
+def metered_guards(repo_id: int, job_id: int) -> tuple[list[str], tuple[tuple[str, ...], bytes]]:
     """(guard keys, guard field) for `ConditionalExecutor.execute_if_new`: the job counts as metered if the
     previous release's marker key exists or its hash has the field."""
-    return [keys.cause_metered(repo_id, job_id)], (keys.job_causes(repo_id, job_id), METERED)
+    return [keys.cause_metered(repo_id, job_id)], ((keys.job_causes(repo_id, job_id),), METERED)
 
 
 def host_fact(client: redis.Redis, repo_id: int, job_id: int) -> dict[str, Any] | None:
