@@ -84,32 +84,41 @@ class Window:
 
 
 def tally(client: redis.Redis, windows: list[Window], *, now: float, floor: float) -> list[int]:
-    """ZCOUNT of each window, exact at its bounds, in one script call for up to CHUNK buckets (more: one per CHUNK).
+    """ZCOUNT of each window, exact at its bounds, in one script call for up to CHUNK sets (more: one per CHUNK).
 
-    Only the buckets a bound falls in (two at most) and the previous release's whole set are counted by score;
-    every bucket wholly inside a window is counted whole (ZCARD, O(1)), and read once however many windows
-    cover it. No bucket before `floor` is read.
+    Only the buckets a bound falls in (two at most; one with no upper bound) and the previous release's whole set
+    are counted by score; every bucket wholly inside a window is counted whole (ZCARD, O(1)), once however many
+    windows cover it, and those ahead of `now` (FUTURE's day, nearly always missing) by one EXISTS of them all.
+    No bucket before `floor` is read.
     """
     ranged: list[tuple[str, Arg, Arg]] = []
-    whole: dict[str, int] = {}  # a bucket counted whole -> its place in the reply
-    plans: list[tuple[list[int], list[int]]] = []  # per window: its ranged places, its whole places
+    inside: dict[str, bool] = {}  # a bucket counted whole -> whether it lies ahead of now
+    plans: list[tuple[range, list[str]]] = []  # per window: its places in `ranged`, its buckets counted whole
     for window in windows:
         low: Arg = f"({window.low!r}" if window.open_low else window.low
         high: Arg = "+inf" if window.high is None else window.high
         # a reader whose clock runs ahead of ours (a test's) still looks FUTURE past its own window's start
         top = window.high if window.high is not None else max(now, window.low) + FUTURE
         first, last = start_of(max(window.low, floor)), start_of(top)
-        edges = [window.index.legacy, *(window.index.bucket(s) for s in {first, last} if first <= s <= last)]
-        inside = [whole.setdefault(window.index.bucket(s), len(whole)) for s in range(first + WIDTH, last, WIDTH)]
-        plans.append((list(range(len(ranged), len(ranged) + len(edges))), inside))
+        cut = {first} if window.high is None else {first, last}  # with no upper bound the last bucket is inside
+        edges = [window.index.legacy, *(window.index.bucket(s) for s in sorted(cut) if first <= s <= last)]
+        starts = [s for s in range(first, last + 1, WIDTH) if s not in cut]
+        whole = [window.index.bucket(s) for s in starts]
+        for name, start in zip(whole, starts, strict=True):
+            inside.setdefault(name, start > now)
+        plans.append((range(len(ranged), len(ranged) + len(edges)), whole))
         ranged += [(name, low, high) for name in edges]
+    dense = [name for name, ahead in inside.items() if not ahead]
+    sparse = [name for name, ahead in inside.items() if ahead]
+    place = {name: at for at, name in enumerate([*dense, *sparse], start=len(ranged))}
     read = SortedSetsRead(client)
-    names = list(whole)
-    counts = read.tally(ranged, names[:max(0, CHUNK - len(ranged))])
-    for at in range(max(0, CHUNK - len(ranged)), len(names), CHUNK):
-        counts += read.tally([], names[at:at + CHUNK])
-    cards = counts[len(ranged):]
-    return [sum(counts[at] for at in edge) + sum(cards[at] for at in inside) for edge, inside in plans]
+    counts: list[int] = []
+    r, d = len(ranged), len(ranged) + len(dense)
+    for at in range(0, d + len(sparse), CHUNK):
+        end = at + CHUNK
+        counts += read.tally(ranged[at:end], dense[max(0, at - r):max(0, end - r)],
+                             sparse[max(0, at - d):max(0, end - d)])
+    return [sum(counts[at] for at in edge) + sum(counts[place[name]] for name in whole) for edge, whole in plans]
 
 
 def pairs(client: redis.Redis, index: TimeIndex, low: float, high: float | None, *, now: float, floor: float
