@@ -268,9 +268,9 @@ def _set_membership(pipe: Pipeline, index: str, job: str, score: float | None) -
 
 
 def window_counts(client: redis.Redis, pool: str, since: float) -> tuple[int, int]:
-    """(finished, failed) jobs of a pool whose completed_at is at or after `since`, in one script call: ZCOUNT of
-    the bucket `since` falls in, of the last bucket read and of the previous release's two whole sets, ZCARD of
-    every bucket between (a day's window: ~2 x 290 commands, the window and FUTURE's day ahead, each O(1)).
+    """(finished, failed) jobs of a pool whose completed_at is at or after `since`, in one script call: per index,
+    ZCOUNT of the bucket `since` falls in and of the previous release's whole set, ZCARD of each later bucket up to
+    now, one EXISTS of the buckets of FUTURE's day ahead (a day's window: ~148 commands an index, each O(1)).
 
     A window of up to a week reads no history floor (one GET less after every job): it bounds the buckets read
     already; a longer one reads no bucket older than the last trim left."""
