@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import cast
 
 import redis
@@ -88,12 +89,12 @@ def tally(client: redis.Redis, windows: list[Window], *, now: float, floor: floa
 
     Only the buckets a bound falls in (two at most; one with no upper bound) and the previous release's whole set
     are counted by score; every bucket wholly inside a window is counted whole (ZCARD, O(1)), once however many
-    windows cover it, and those ahead of `now` (FUTURE's day, nearly always missing) by one EXISTS of them all.
-    No bucket before `floor` is read.
+    windows cover it (each index's buckets from the lowest to the highest any window needs), and those ahead of
+    `now` (FUTURE's day, nearly always missing) by one EXISTS of them all. No bucket before `floor` is read.
     """
     ranged: list[tuple[str, Arg, Arg]] = []
-    inside: dict[str, bool] = {}  # a bucket counted whole -> whether it lies ahead of now
-    plans: list[tuple[range, list[str]]] = []  # per window: its places in `ranged`, its buckets counted whole
+    spans: dict[TimeIndex, tuple[int, int]] = {}  # per index: the lowest and highest bucket start counted whole
+    plans: list[tuple[range, TimeIndex, int, int]] = []  # per window: its places in `ranged`, its whole buckets
     for window in windows:
         low: Arg = f"({window.low!r}" if window.open_low else window.low
         high: Arg = "+inf" if window.high is None else window.high
@@ -102,15 +103,17 @@ def tally(client: redis.Redis, windows: list[Window], *, now: float, floor: floa
         first, last = start_of(max(window.low, floor)), start_of(top)
         cut = {first} if window.high is None else {first, last}  # with no upper bound the last bucket is inside
         edges = [window.index.legacy, *(window.index.bucket(s) for s in sorted(cut) if first <= s <= last)]
-        starts = [s for s in range(first, last + 1, WIDTH) if s not in cut]
-        whole = [window.index.bucket(s) for s in starts]
-        for name, start in zip(whole, starts, strict=True):
-            inside.setdefault(name, start > now)
-        plans.append((range(len(ranged), len(ranged) + len(edges)), whole))
+        inner = (first + WIDTH, last if window.high is None else last - WIDTH)
+        if inner[0] <= inner[1]:
+            lowest, highest = spans.get(window.index, inner)
+            spans[window.index] = (min(lowest, inner[0]), max(highest, inner[1]))
+        plans.append((range(len(ranged), len(ranged) + len(edges)), window.index, *inner))
         ranged += [(name, low, high) for name in edges]
-    dense = [name for name, ahead in inside.items() if not ahead]
-    sparse = [name for name, ahead in inside.items() if ahead]
-    place = {name: at for at, name in enumerate([*dense, *sparse], start=len(ranged))}
+    now_start = start_of(now)
+    dense = [index.bucket(s) for index, (lowest, highest) in spans.items()
+             for s in range(lowest, min(highest, now_start) + 1, WIDTH)]
+    sparse = [index.bucket(s) for index, (lowest, highest) in spans.items()
+              for s in range(max(lowest, now_start + WIDTH), highest + 1, WIDTH)]
     read = SortedSetsRead(client)
     counts: list[int] = []
     r, d = len(ranged), len(ranged) + len(dense)
@@ -118,7 +121,23 @@ def tally(client: redis.Redis, windows: list[Window], *, now: float, floor: floa
         end = at + CHUNK
         counts += read.tally(ranged[at:end], dense[max(0, at - r):max(0, end - r)],
                              sparse[max(0, at - d):max(0, end - d)])
-    return [sum(counts[at] for at in edge) + sum(counts[place[name]] for name in whole) for edge, whole in plans]
+    # each index's whole-bucket counts in start order, as running sums: a window's share is a difference of two
+    sums: dict[TimeIndex, list[int]] = {}
+    dense_at, sparse_at = r, d
+    for index, (lowest, highest) in spans.items():
+        n_dense = len(range(lowest, min(highest, now_start) + 1, WIDTH))
+        n_sparse = len(range(max(lowest, now_start + WIDTH), highest + 1, WIDTH))
+        cards = counts[dense_at:dense_at + n_dense] + counts[sparse_at:sparse_at + n_sparse]
+        dense_at, sparse_at = dense_at + n_dense, sparse_at + n_sparse
+        sums[index] = [0, *accumulate(cards)]
+    answers = []
+    for edge, index, begin, finish in plans:
+        answer = sum(counts[at] for at in edge)
+        if begin <= finish:
+            lowest = spans[index][0]
+            answer += sums[index][(finish - lowest) // WIDTH + 1] - sums[index][(begin - lowest) // WIDTH]
+        answers.append(answer)
+    return answers
 
 
 def pairs(client: redis.Redis, index: TimeIndex, low: float, high: float | None, *, now: float, floor: float
