@@ -10,16 +10,19 @@ from pathlib import Path
 import redis
 
 from runnerguard.domain.events import parse_workflow_job
-from runnerguard.store import jobstore, keys
+from runnerguard.store import job_members, jobstore, keys, time_buckets
 from runnerguard.store.atomic import CompareAndSet, new_batch
 from tests.test_timeline import fold, lifecycle
 
 ROOT = Path(__file__).resolve().parents[1]
+# The lifecycle's jobs are dated 2026-11-27 and the time-bucketed indexes expire by the wall clock: a retention
+# that keeps them (ten years) for the indexes to be checked.
+RETENTION = 10 * 365 * 86400
 
 
 def _upsert(client: redis.Redis, payload: dict, seen_at: float) -> dict:  # type: ignore[type-arg]
     return jobstore.upsert(client, parse_workflow_job(payload), seen_at=seen_at, pools=["self-hosted"],
-                           rule=jobstore.CountingRule(), retention_seconds=86400, now=seen_at)
+                           rule=jobstore.CountingRule(), retention_seconds=RETENTION, now=seen_at)
 
 
 def test_a_wrong_guess_answers_the_current_value_and_writes_nothing(redis_client: redis.Redis) -> None:
@@ -46,7 +49,7 @@ def test_a_record_another_process_changed_is_merged_not_overwritten(redis_client
         from runnerguard.domain.events import parse_workflow_job
         client = redis.Redis.from_url({redis_url!r})
         jobstore.upsert(client, parse_workflow_job({completed[0]!r}), seen_at={completed[1]!r},
-                        pools=["self-hosted"], rule=jobstore.CountingRule(), retention_seconds=86400,
+                        pools=["self-hosted"], rule=jobstore.CountingRule(), retention_seconds={RETENTION},
                         now={completed[1]!r})
     """)
     subprocess.run([sys.executable, "-c", other], cwd=ROOT, check=True, timeout=60)
@@ -56,5 +59,7 @@ def test_a_record_another_process_changed_is_merged_not_overwritten(redis_client
     expected = fold([queued, completed, in_progress, waiting])
     assert {k: stored[k] for k in expected} == expected
     assert stored["conclusion"] == "success" and stored["run_seconds"] is not None
-    # and the finished-job indexes counted it once
-    assert redis_client.zcard(keys.pool_finished("self-hosted")) == 1
+    # and the finished-job indexes counted it once (read around its completion: the fixture's date is fixed)
+    done = stored["completed_ts"]
+    finished = job_members.pool_finished("self-hosted")
+    assert time_buckets.count(redis_client, finished, done - 1, done + 1, now=done, floor=done - 1) == 1

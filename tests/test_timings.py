@@ -143,7 +143,7 @@ def test_retention_drops_old_jobs_from_the_indexes(settings, redis_client, drain
         deliver(client, e, f"s-{i}")
     deps = Deps.from_settings(short, client=redis_client)
     build_worker(redis_client, ["events"], deps).work(burst=True)
-    assert redis_client.zcard(keys.pool_finished("self-hosted")) == 1
+    assert len(jobstore.index_state(redis_client, "self-hosted")["finished"]) == 1
     assert [j["job_id"] for j in jobstore.find(redis_client)] == [401]
     assert 0 < redis_client.ttl(keys.job(3, 401)) <= 86400
 
@@ -209,7 +209,7 @@ def test_the_periodic_trim_enforces_retention_where_nothing_is_written_any_more(
     removed = maintenance.trim(redis=redis_client, settings=short, clock=time.time)
     assert removed >= 3  # the job's entries in the job and pool indexes, and the old deliveries' index entries
     assert jobstore.find(redis_client, repo="quiet/repo") == []
-    assert redis_client.zcard(keys.pool_finished("self-hosted")) == 0
+    assert jobstore.index_state(redis_client, "self-hosted")["finished"] == []
 
 
 def test_the_scheduler_keeps_the_dashboard_summaries_warm(client, redis_client, drain) -> None:  # type: ignore[no-untyped-def]

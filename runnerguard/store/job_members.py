@@ -1,6 +1,7 @@
 """Where the job indexes are, and every job's member in created order (no index of all jobs is kept whole).
 
-A pool's jobs are in its created and started indexes, each split into 10-minute buckets (store/time_buckets.py).
+A pool's jobs are in its created and started indexes, each split into 10-minute buckets (store/time_buckets.py);
+its finished and failed indexes (the failure rate's) are bucketed the same way, by completed_at.
 The job index (keys.JOBS_BY_CREATED) holds the jobs of no pool, and, until they age out, the pool jobs the
 previous release put there too. The jobs in created order are those indexes merged, each read lazily; a member
 met twice (a job of two pools, an old entry) is given once: its entries share the job's created time, so a set
@@ -12,6 +13,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Iterator
+from itertools import islice
 from typing import cast
 
 import redis
@@ -26,6 +28,16 @@ def pool_created(pool: str) -> TimeIndex:
 
 def pool_started(pool: str) -> TimeIndex:
     return TimeIndex(lambda start: keys.pool_started_at(pool, start), keys.pool_started(pool))
+
+
+def pool_finished(pool: str) -> TimeIndex:
+    """The pool's finished jobs that the failure rate counts, by completed_at."""
+    return TimeIndex(lambda start: keys.pool_finished_at(pool, start), keys.pool_finished(pool))
+
+
+def pool_failed(pool: str) -> TimeIndex:
+    """The pool's jobs that the failure rate counts as failed, by completed_at."""
+    return TimeIndex(lambda start: keys.pool_failed_at(pool, start), keys.pool_failed(pool))
 
 
 def history_floor(client: redis.Redis, now: float) -> float:
@@ -44,6 +56,13 @@ def pairs(client: redis.Redis, index: TimeIndex, low: float, high: float | None)
     """ZRANGE low high BYSCORE WITHSCORES (None: +inf) over a time-bucketed index."""
     now = time.time()
     return time_buckets.pairs(client, index, low, high, now=now, floor=history_floor(client, now))
+
+
+def newest_of(client: redis.Redis, index: TimeIndex, low: float, limit: int) -> list[str]:
+    """The `limit` newest members with score >= low of a time-bucketed index, newest first."""
+    now = time.time()
+    newest = time_buckets.newest_first(client, index, low, now=now, floor=history_floor(client, now), page=limit)
+    return [member for _, member in islice(newest, limit)]
 
 
 def pairs_of(client: redis.Redis, key: str) -> list[tuple[bytes, float]]:

@@ -8,6 +8,7 @@ window; only the few a score cannot place (running, or cancelled) are loaded in 
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -16,7 +17,7 @@ import redis
 
 from runnerguard.domain.rollup import JobTimes, Rule, Summary, bucket_edges, summarize
 from runnerguard.domain.scorecard import periods_from_history
-from runnerguard.store import job_members, jobstore, keys, rollback_state
+from runnerguard.store import job_members, jobstore, keys, rollback_state, time_buckets
 
 # Jobs created this long before a bucket may still run, or finish, inside it (GitHub's own job limit is 6 h of
 # run time; a job queued and run for longer than this is missed by the bucket it ends in).
@@ -26,34 +27,27 @@ SUMMARY_TTL = 86400  # and recomputed daily, so a late redelivery still shows up
 CHUNK = 2000
 
 
-def _pairs(raw: Sequence[Any]) -> list[tuple[bytes, float]]:
-    """A ZRANGE ... WITHSCORES reply as (member, score) pairs: RESP3 sends pairs, RESP2 a flat list."""
-    if raw and isinstance(raw[0], list | tuple):
-        return [(m, float(v)) for m, v in raw]
-    return list(zip(raw[0::2], map(float, raw[1::2]), strict=True))
-
-
 def job_times(client: redis.Redis, pool: str, since: float, until: float) -> list[JobTimes]:
     """Times of the pool's jobs created in [since - LOOKBACK, until], in created order.
 
-    Each index is read as ranges (member and score: one per bucket of the time-bucketed created and started
-    indexes) and joined here by member, which costs less than sending the members back for ZMSCORE. A finished
-    job is "failure" when the failed index holds it, else "success": the indexes keep no finer conclusion
-    (timed_out counts as a failure, neutral as a success). Jobs the indexes cannot place (running, or cancelled
-    or skipped, which the finished index leaves out) are read from their records.
+    Each index is read as ranges (member and score: one per bucket of the time-bucketed created, started,
+    finished and failed indexes) and joined here by member, which costs less than sending the members back for
+    ZMSCORE. A finished job is "failure" when the failed index holds it, else "success": the indexes keep no
+    finer conclusion (timed_out counts as a failure, neutral as a success). Jobs the indexes cannot place
+    (running, or cancelled or skipped, which the finished index leaves out) are read from their records.
     """
     low = since - LOOKBACK
-    # created and started are time-bucketed (store/time_buckets.py): one range read per bucket, in one round trip
-    created_pairs = job_members.pairs(client, job_members.pool_created(pool), low, until)
-    started_pairs = job_members.pairs(client, job_members.pool_started(pool), low, None)
-    pipe = client.pipeline(transaction=False)
-    # ZRANGE ... BYSCORE through execute_command: zrangebyscore's score conversion costs more than the query.
-    pipe.execute_command("ZRANGE", keys.pool_finished(pool), low, "+inf", "BYSCORE", "WITHSCORES")  # type: ignore[no-untyped-call]
-    pipe.execute_command("ZRANGE", keys.pool_failed(pool), low, "+inf", "BYSCORE")  # type: ignore[no-untyped-call]
-    pipe.execute_command("ZRANGE", keys.pool_waiting(pool), 0, -1)  # type: ignore[no-untyped-call]
-    finished_raw, failed_raw, waiting_raw = pipe.execute()
-    started, finished = dict(started_pairs), dict(_pairs(finished_raw))
-    failed, waiting = set(failed_raw), set(waiting_raw)
+    # every index but waiting is time-bucketed (store/time_buckets.py): a script call per index, one floor read
+    now = time.time()
+    floor = job_members.history_floor(client, now)
+    created_pairs = time_buckets.pairs(client, job_members.pool_created(pool), low, until, now=now, floor=floor)
+    started_pairs, finished_pairs, failed_pairs = (
+        time_buckets.pairs(client, index(pool), low, None, now=now, floor=floor)
+        for index in (job_members.pool_started, job_members.pool_finished, job_members.pool_failed))
+    # ZRANGE through execute_command: zrange's reply conversion costs more than the query.
+    waiting_raw = client.execute_command("ZRANGE", keys.pool_waiting(pool), 0, -1)  # type: ignore[no-untyped-call]
+    started, finished = dict(started_pairs), dict(finished_pairs)
+    failed, waiting = {member for member, _ in failed_pairs}, set(waiting_raw)
     times: list[JobTimes | None] = []
     unsure: dict[str, int] = {}  # member -> its place, so the result stays in created order without a sort
     for member, created in created_pairs:
@@ -124,13 +118,16 @@ def summaries(client: redis.Redis, pool: str, *, since: float, now: float, step:
 
 def failure_rate_series(client: redis.Redis, pool: str, points: Iterable[float], window: float = 86400
                         ) -> list[tuple[float, float | None]]:
-    """(t, failed/finished over (t - window, t]) at each point: two ZCOUNTs a point, O(log n) each."""
+    """(t, failed/finished over (t - window, t]) at each point, from the bucketed indexes: each bucket wholly
+    inside some window is counted once (ZCARD), the buckets a window's bounds fall in and the previous release's
+    whole sets by score (a week of 56 rolling days: ~1,150 ZCARDs and 168 ZCOUNTs an index, each O(1) or O(log n)
+    on a small set; three script calls of up to 1,008 sets)."""
     ts = list(points)
-    pipe = client.pipeline(transaction=False)
-    for t in ts:
-        pipe.zcount(keys.pool_finished(pool), f"({t - window}", t)
-        pipe.zcount(keys.pool_failed(pool), f"({t - window}", t)
-    counts = pipe.execute()
+    finished_index, failed_index = job_members.pool_finished(pool), job_members.pool_failed(pool)
+    windows = [time_buckets.Window(index, t - window, t, open_low=True)
+               for t in ts for index in (finished_index, failed_index)]
+    now = time.time()
+    counts = time_buckets.tally(client, windows, now=now, floor=job_members.history_floor(client, now))
     series: list[tuple[float, float | None]] = []
     for i, t in enumerate(ts):
         finished, failed = int(counts[2 * i]), int(counts[2 * i + 1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
@@ -201,6 +202,7 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, now: f
     pipe.zremrangebyscore(keys.JOBS_BY_CREATED, "-inf", cutoff)
     was_created = previous.get("created_ts") if previous else None
     was_started = previous.get("started_ts") if previous else None
+    was_completed = previous.get("completed_ts") if previous else None
     for pool in record["pools"]:
         pipe.sadd(keys.POOLS_SEEN, pool)
         # created and started: time-bucketed (store/time_buckets.py), each bucket expiring with the retention
@@ -211,13 +213,17 @@ def _index(pipe: Pipeline, record: dict[str, Any], *, rule: CountingRule, now: f
         # Running: the watchdog's timeout sweep reads the oldest of these, O(log n + hung jobs) a minute.
         _set_membership(pipe, keys.pool_running(pool), job, started if completed is None else None)
         if completed is not None:
-            _set_membership(pipe, keys.pool_finished(pool), job, completed if counted else None)
-            _set_membership(pipe, keys.pool_failed(pool), job, completed if failed else None)
+            # finished and failed: time-bucketed by completed_at too. A job no longer counted (a cause landed:
+            # reindex, which knows no previous record) leaves the bucket of its own completed time.
+            for index, member_of in ((job_members.pool_finished(pool), counted),
+                                     (job_members.pool_failed(pool), failed)):
+                score = completed if member_of else None
+                for was in {was_completed, completed} - {score, None}:
+                    time_buckets.remove(pipe, index, job, was)
+                if score is not None:
+                    time_buckets.add(pipe, index, job, score, retention_seconds=retention_seconds)
             if counted:
                 pipe.zadd(keys.pool_repos(pool), {repo: completed}, gt=True)
-        for index in (keys.pool_finished(pool), keys.pool_failed(pool)):
-            # Retention, enforced as we go: O(log n + expired) per write, never a full scan.
-            pipe.zremrangebyscore(index, "-inf", cutoff)
 
 
 def _move(pipe: Pipeline, index: TimeIndex, job: str, was: float | None, score: float | None, *,
@@ -234,7 +240,7 @@ def _repo_time_indexes(repo: str) -> tuple[str, ...]:
 
 
 def _pool_time_indexes(pool: str) -> tuple[str, ...]:
-    """The whole-history time indexes of a pool (created and started: as the previous release wrote them)."""
+    """The whole-history time indexes of a pool, as the previous release wrote them (each now time-bucketed)."""
     return keys.pool_created(pool), keys.pool_started(pool), keys.pool_finished(pool), keys.pool_failed(pool)
 
 
@@ -264,12 +270,21 @@ def _set_membership(pipe: Pipeline, index: str, job: str, score: float | None) -
 
 
 def window_counts(client: redis.Redis, pool: str, since: float) -> tuple[int, int]:
-    """(finished, failed) jobs of a pool whose completed_at is at or after `since`: two ZCOUNTs, O(log n)."""
-    pipe = client.pipeline(transaction=False)
-    pipe.zcount(keys.pool_finished(pool), since, "+inf")
-    pipe.zcount(keys.pool_failed(pool), since, "+inf")
-    finished, failed = pipe.execute()
-    return int(finished), int(failed)
+    """(finished, failed) jobs of a pool whose completed_at is at or after `since`, in one script call: per index,
+    ZCOUNT of the bucket `since` falls in and of the previous release's whole set, ZCARD of each later bucket up to
+    now, one EXISTS of the buckets of FUTURE's day ahead (a day's window: ~148 commands an index, each O(1)).
+
+    A window of up to a week reads no history floor (one GET less after every job): it bounds the buckets read
+    already; a longer one reads no bucket older than the last trim left."""
+    now = time.time()
+    floor = since if since >= now - WEEK else max(since, job_members.history_floor(client, now))
+    finished, failed = time_buckets.tally(
+        client, [time_buckets.Window(job_members.pool_finished(pool), since),
+                 time_buckets.Window(job_members.pool_failed(pool), since)], now=now, floor=floor)
+    return finished, failed
+
+
+WEEK = 7 * 86400
 
 
 def stuck_counts(client: redis.Redis, pool: str, since: float) -> tuple[int, int]:
@@ -394,8 +409,8 @@ def forget_open(client: redis.Redis, record: dict[str, Any]) -> None:
 
 def failed_jobs(client: redis.Redis, pool: str, since: float, limit: int = 50) -> list[dict[str, Any]]:
     """The most recent failed jobs of a pool in the window (the evidence in a rollback PR)."""
-    members = client.zrevrangebyscore(keys.pool_failed(pool), "+inf", since, start=0, num=limit)
-    return load(client, (m.decode() for m in members))  # type: ignore[union-attr]
+    newest = job_members.newest_of(client, job_members.pool_failed(pool), since, limit)
+    return load(client, newest)
 
 
 def index_state(client: redis.Redis, pool: str) -> dict[str, list[tuple[bytes, float]]]:
@@ -403,9 +418,10 @@ def index_state(client: redis.Redis, pool: str) -> dict[str, list[tuple[bytes, f
     reliability checks compare two orders)."""
     state = {name: job_members.pairs(client, index, float("-inf"), None)
              for name, index in (("created", job_members.pool_created(pool)),
-                                 ("started", job_members.pool_started(pool)))}
-    for name, key in (("waiting", keys.pool_waiting(pool)), ("running", keys.pool_running(pool)),
-                      ("finished", keys.pool_finished(pool)), ("failed", keys.pool_failed(pool))):
+                                 ("started", job_members.pool_started(pool)),
+                                 ("finished", job_members.pool_finished(pool)),
+                                 ("failed", job_members.pool_failed(pool)))}
+    for name, key in (("waiting", keys.pool_waiting(pool)), ("running", keys.pool_running(pool))):
         state[name] = job_members.pairs_of(client, key)
     return state
 
@@ -431,7 +447,8 @@ def trim_indexes(client: redis.Redis, *, retention_seconds: int, now: float) -> 
     since = job_members.history_floor(client, now)
     pipe = client.pipeline(transaction=False)
     for pool in job_members.pools_seen(client):
-        for bucketed in (job_members.pool_created(pool), job_members.pool_started(pool)):
+        for bucketed in (job_members.pool_created(pool), job_members.pool_started(pool),
+                         job_members.pool_finished(pool), job_members.pool_failed(pool)):
             time_buckets.trim(pipe, bucketed, since=min(since, cutoff), cutoff=cutoff)
     removed += sum(int(n) for n in pipe.execute())
     try:

@@ -116,12 +116,26 @@ JOB_HISTORY_FLOOR = f"{PREFIX}:jobs:floor"  # string: epoch seconds before which
 
 
 def pool_finished(pool: str) -> str:
-    """Zset "repo_id:job_id" -> completed_at of every finished job of the pool (the failure-rate window)."""
+    """Zset "repo_id:job_id" -> completed_at of the pool's counted finished jobs, written before 2026-12 (now
+    pool_finished_at): read until it ages out."""
     return f"{PREFIX}:pool:{pool}:finished"
 
 
 def pool_failed(pool: str) -> str:
+    """Zset "repo_id:job_id" -> completed_at of the pool's counted failed jobs, written before 2026-12 (now
+    pool_failed_at): read until it ages out."""
     return f"{PREFIX}:pool:{pool}:failed"
+
+
+def pool_finished_at(pool: str, bucket: int) -> str:
+    """Zset "repo_id:job_id" -> completed_at of the pool's jobs the failure rate counts, completed in one 10-minute
+    bucket (store/time_buckets.py), expiring with the job retention."""
+    return f"{PREFIX}:pool:{pool}:finished@{bucket}"
+
+
+def pool_failed_at(pool: str, bucket: int) -> str:
+    """Zset "repo_id:job_id" -> completed_at of the pool's jobs the failure rate counts as failed, by bucket."""
+    return f"{PREFIX}:pool:{pool}:failed@{bucket}"
 
 
 def pool_started(pool: str) -> str:

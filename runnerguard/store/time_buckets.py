@@ -16,12 +16,13 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import cast
 
 import redis
 from redis.client import Pipeline
 
-from runnerguard.store.atomic import SortedSetsRead
+from runnerguard.store.atomic import Arg, SortedSetsRead
 
 WIDTH = 600
 # How far past now a reader looks for scores: GitHub's clock and ours may disagree; a job is never dated later.
@@ -71,6 +72,72 @@ def count(client: redis.Redis, index: TimeIndex, low: float, high: float | None,
     read = SortedSetsRead(client)
     bound = "+inf" if high is None else high
     return sum(read.count(names[at:at + CHUNK], low, bound) for at in range(0, len(names), CHUNK))
+
+
+@dataclass(frozen=True)
+class Window:
+    """One count of `tally`: members of `index` with low <= score <= high (None: no upper bound; `open_low`:
+    low < score)."""
+    index: TimeIndex
+    low: float
+    high: float | None = None
+    open_low: bool = False
+
+
+def tally(client: redis.Redis, windows: list[Window], *, now: float, floor: float) -> list[int]:
+    """ZCOUNT of each window, exact at its bounds, in one script call for up to CHUNK sets (more: one per CHUNK).
+
+    Only the buckets a bound falls in (two at most; one with no upper bound) and the previous release's whole set
+    are counted by score; every bucket wholly inside a window is counted whole (ZCARD, O(1)), once however many
+    windows cover it (each index's buckets from the lowest to the highest any window needs), and those ahead of
+    `now` (FUTURE's day, nearly always missing) by one EXISTS of them all. No bucket before `floor` is read.
+    """
+    ranged: list[tuple[str, Arg, Arg]] = []
+    spans: dict[TimeIndex, tuple[int, int]] = {}  # per index: the lowest and highest bucket start counted whole
+    plans: list[tuple[range, TimeIndex, int, int]] = []  # per window: its places in `ranged`, its whole buckets
+    for window in windows:
+        low: Arg = f"({window.low!r}" if window.open_low else window.low
+        high: Arg = "+inf" if window.high is None else window.high
+        # a reader whose clock runs ahead of ours (a test's) still looks FUTURE past its own window's start
+        top = window.high if window.high is not None else max(now, window.low) + FUTURE
+        first, last = start_of(max(window.low, floor)), start_of(top)
+        cut = {first} if window.high is None else {first, last}  # with no upper bound the last bucket is inside
+        edges = [window.index.legacy, *(window.index.bucket(s) for s in sorted(cut) if first <= s <= last)]
+        inner = (first + WIDTH, last if window.high is None else last - WIDTH)
+        if inner[0] <= inner[1]:
+            lowest, highest = spans.get(window.index, inner)
+            spans[window.index] = (min(lowest, inner[0]), max(highest, inner[1]))
+        plans.append((range(len(ranged), len(ranged) + len(edges)), window.index, *inner))
+        ranged += [(name, low, high) for name in edges]
+    now_start = start_of(now)
+    dense = [index.bucket(s) for index, (lowest, highest) in spans.items()
+             for s in range(lowest, min(highest, now_start) + 1, WIDTH)]
+    sparse = [index.bucket(s) for index, (lowest, highest) in spans.items()
+              for s in range(max(lowest, now_start + WIDTH), highest + 1, WIDTH)]
+    read = SortedSetsRead(client)
+    counts: list[int] = []
+    r, d = len(ranged), len(ranged) + len(dense)
+    for at in range(0, d + len(sparse), CHUNK):
+        end = at + CHUNK
+        counts += read.tally(ranged[at:end], dense[max(0, at - r):max(0, end - r)],
+                             sparse[max(0, at - d):max(0, end - d)])
+    # each index's whole-bucket counts in start order, as running sums: a window's share is a difference of two
+    sums: dict[TimeIndex, list[int]] = {}
+    dense_at, sparse_at = r, d
+    for index, (lowest, highest) in spans.items():
+        n_dense = len(range(lowest, min(highest, now_start) + 1, WIDTH))
+        n_sparse = len(range(max(lowest, now_start + WIDTH), highest + 1, WIDTH))
+        cards = counts[dense_at:dense_at + n_dense] + counts[sparse_at:sparse_at + n_sparse]
+        dense_at, sparse_at = dense_at + n_dense, sparse_at + n_sparse
+        sums[index] = [0, *accumulate(cards)]
+    answers = []
+    for edge, index, begin, finish in plans:
+        answer = sum(counts[at] for at in edge)
+        if begin <= finish:
+            lowest = spans[index][0]
+            answer += sums[index][(finish - lowest) // WIDTH + 1] - sums[index][(begin - lowest) // WIDTH]
+        answers.append(answer)
+    return answers
 
 
 def pairs(client: redis.Redis, index: TimeIndex, low: float, high: float | None, *, now: float, floor: float

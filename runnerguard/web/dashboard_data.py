@@ -21,7 +21,7 @@ from runnerguard.store import watchdog as watchdog_store
 from runnerguard.web import svg
 
 DAY = 86400
-FAILURE_STEP = 3 * 3600  # a rolling-24h point every 3 hours: 56 points a week, 112 ZCOUNTs
+FAILURE_STEP = 3 * 3600  # a rolling-24h point every 3 hours: 56 points a week, 3 script calls (job_windows)
 LATEST = 15
 FAILED_SHOWN = 15
 GITHUB_ONLY = (GITHUB_WEB,)  # links to github.com only, when the caller names no GitHub host
@@ -98,7 +98,7 @@ def _whole_top(parts: list[Any], runners: int) -> float:
 
 def statuses(client: redis.Redis, policy: Policy, *, now: float, app_configured: bool,
              web_bases: tuple[str, ...]) -> list[PoolStatus]:
-    """Each pool's status line: its failure rate now (two ZCOUNTs) and its rollback states."""
+    """Each pool's status line: its failure rate now (one script call) and its rollback states."""
     by_pool: dict[str, list[dict[str, Any]]] = {}
     for state in rollback_state.list_states(client):
         by_pool.setdefault(state.pool, []).append(state.public())
