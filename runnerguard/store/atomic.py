@@ -322,11 +322,12 @@ return out
 # holds); then per sum: run (0-based), begin, end: the ZCARDs of that run's buckets begin..end-1 (0-based) summed,
 # by running sums, so a bucket many windows cover is counted once. Answers the ZCOUNTs, then the sums.
 _BUCKET_TALLY_SCRIPT = """#!lua flags=no-writes
+local fmt, call = string.format, redis.call  -- locals: a global's lookup a bucket is ~5% of the script
 local width = tonumber(ARGV[1])
 local n_ranged, n_runs, n_sums = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local out, at = {}, 4
 for i = 1, n_ranged do
-  out[i] = redis.call('ZCOUNT', KEYS[i], ARGV[at + 1], ARGV[at + 2])
+  out[i] = call('ZCOUNT', KEYS[i], ARGV[at + 1], ARGV[at + 2])
   at = at + 2
 end
 local runs = {}
@@ -336,18 +337,18 @@ for r = 1, n_runs do
   at = at + 4
   local running, total = {[0] = 0}, 0
   for i = 1, dense do
-    total = total + redis.call('ZCARD', string.format('%s%d', prefix, first + (i - 1) * width))
+    total = total + call('ZCARD', fmt('%s%d', prefix, first + (i - 1) * width))
     running[i] = total
   end
   if sparse > 0 then
     local names = {}
     for i = 1, sparse do
-      names[i] = string.format('%s%d', prefix, first + (dense + i - 1) * width)
+      names[i] = fmt('%s%d', prefix, first + (dense + i - 1) * width)
     end
-    local present = redis.call('EXISTS', unpack(names)) > 0
+    local present = call('EXISTS', unpack(names)) > 0
     for i = 1, sparse do
       if present then
-        total = total + redis.call('ZCARD', names[i])
+        total = total + call('ZCARD', names[i])
       end
       running[dense + i] = total
     end
