@@ -16,13 +16,14 @@ from runnerguard.domain.events import parse_workflow_job
 from runnerguard.domain.pools import DEFAULT_POOL
 from runnerguard.services.rollback import RollbackService
 from runnerguard.store import job_members, job_windows, jobstore, keys, time_buckets
+from runnerguard.store.atomic import MAX_BUCKETS, BucketRun, SortedSetsRead
 from runnerguard.store.time_buckets import WIDTH, TimeIndex, Window
 from tests.test_causes_store import completed
 
 POOL = DEFAULT_POOL.name
 NOW = float(int(time.time()) // WIDTH * WIDTH)  # a bucket edge
 DAY = 86400
-INDEX = TimeIndex(lambda start: f"t:b@{start}", "t:legacy")
+INDEX = TimeIndex(lambda start: f"t:b@{start}", "t:legacy", "t:b@")
 
 
 def _upsert(client: redis.Redis, payload: dict[str, Any], *, retention: int = 30 * DAY) -> dict[str, Any]:
@@ -169,3 +170,99 @@ def test_failed_jobs_are_the_newest_first_of_buckets_and_whole_set(redis_client:
     assert [r["job_id"] for r in jobstore.failed_jobs(redis_client, POOL, NOW - DAY, limit=1)] == [2]
     assert job_members.newest_of(redis_client, job_members.pool_failed(POOL), NOW - 3 * DAY, 5) == [
         "3:2", "3:1", "3:3"]
+
+
+def _script_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return sum(int(stats.get(name, {}).get("calls", 0)) for name in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+@pytest.mark.parametrize(("runs", "sums", "width", "says"), [
+    ([BucketRun("t:b@", 0, MAX_BUCKETS, 1)], [(0, 0, 1)], WIDTH, "at most"),  # one bucket too many
+    ([BucketRun("t:b@", 0, 10**9, 0)], [(0, 0, 1)], WIDTH, "at most"),  # a huge count
+    ([BucketRun("t:b@", 0, 3, 0), BucketRun("t:b@", 1800, MAX_BUCKETS - 2, 0)], [(0, 0, 1)], WIDTH, "at most"),
+    ([BucketRun("t:b@", 0, -1, 2)], [(0, 0, 1)], WIDTH, ">= 0"),
+    ([BucketRun("t:b@", 0, True, 0)], [(0, 0, 1)], WIDTH, ">= 0"),  # a bool is no count
+    ([BucketRun("", 0, 2, 0)], [(0, 0, 1)], WIDTH, "prefix"),
+    ([BucketRun("t:b@", 0.5, 2, 0)], [(0, 0, 1)], WIDTH, "first"),  # a float start
+    ([BucketRun("t:b@", 0, 2, 0)], [(1, 0, 1)], WIDTH, "runs by index"),
+    ([BucketRun("t:b@", 0, 2, 0)], [(0, 1, 3)], WIDTH, "outside"),
+    ([BucketRun("t:b@", 0, 2, 0)], [(0, 2, 1)], WIDTH, "outside"),
+    ([BucketRun("t:b@", 0, 2, 0)], [(0, 0, 1)], 0, "width"),
+])
+def test_a_bucket_tally_that_is_malformed_or_too_big_is_refused_before_the_script_runs(
+        redis_client: redis.Redis, runs: list[BucketRun], sums: list[tuple[int, int, int]], width: int,
+        says: str) -> None:
+    read = SortedSetsRead(redis_client)
+    redis_client.zadd("t:b@0", {"3:1": 1})
+    redis_client.config_resetstat()
+    with pytest.raises(ValueError, match=says):
+        read.tally([("t:b@0", "-inf", "+inf")], runs, sums, width=width)
+    assert _script_calls(redis_client) == 0  # nothing was sent
+    assert redis_client.zcard("t:b@0") == 1  # and nothing lost
+    # the same reader still answers a good call
+    assert read.tally([("t:b@0", "-inf", "+inf")], [BucketRun("t:b@", 0, 1, 1)], [(0, 0, 2)], width=WIDTH) == [1, 1]
+
+
+def test_the_script_names_the_buckets_as_the_index_does(redis_client: redis.Redis) -> None:
+    """A run of buckets named by the script (from the prefix, the first start and counts) counts the keys Python
+    names, the missing ones as 0, and a sum of zero buckets is 0."""
+    starts = [int(NOW) + k * WIDTH for k in range(-3, 3)]
+    for n, start in enumerate(starts):
+        if n != 2:  # one missing, inside the run
+            redis_client.zadd(INDEX.bucket(start), {f"3:{n}:{m}": start + m for m in range(n + 1)})
+    read = SortedSetsRead(redis_client)
+    # three buckets up to now by ZCARD, three after it behind one EXISTS (two of them exist: counted)
+    run = BucketRun("t:b@", starts[0], 3, 3)
+    got = read.tally([], [run], [(0, 0, 6), (0, 0, 3), (0, 3, 6), (0, 2, 3), (0, 4, 4), (0, 6, 6)], width=WIDTH)
+    assert got == [1 + 2 + 4 + 5 + 6, 1 + 2, 4 + 5 + 6, 0, 0, 0]
+
+
+def test_a_window_spanning_zero_buckets_counts_its_edges_and_the_old_set_only(redis_client: redis.Redis) -> None:
+    redis_client.zadd(INDEX.legacy, {"3:old": NOW - DAY - 30})
+    pipe = redis_client.pipeline(transaction=False)
+    time_buckets.add(pipe, INDEX, "3:a", NOW + 10, retention_seconds=DAY)
+    time_buckets.add(pipe, INDEX, "3:b", NOW + 20, retention_seconds=DAY)
+    pipe.execute()
+    windows = [Window(INDEX, NOW + 10, NOW + 10),  # a point: one bucket, by score
+               Window(INDEX, NOW + 10, NOW + 20, open_low=True),  # inside one bucket
+               Window(INDEX, NOW + 5, NOW + WIDTH + 5),  # two edge buckets and none between
+               Window(INDEX, NOW - DAY - 60, NOW - DAY - 1),  # wholly before the floor: the old set alone
+               Window(INDEX, NOW + 30, NOW + 10)]  # empty (low above high)
+    redis_client.config_resetstat()
+    assert time_buckets.tally(redis_client, windows, now=NOW, floor=NOW - DAY) == [1, 1, 2, 1, 0]
+    assert _script_calls(redis_client) == 1
+
+
+def test_a_tally_longer_than_one_call_is_split_and_still_exact(redis_client: redis.Redis) -> None:
+    rng = random.Random(7)
+    span = 40 * DAY  # 5,760 buckets and the day ahead: more than one call takes
+    assert span // WIDTH > MAX_BUCKETS
+    members = {f"3:{n}": rng.uniform(NOW - span, NOW + DAY / 2) for n in range(400)}
+    pipe = redis_client.pipeline(transaction=False)
+    for n, (member, score) in enumerate(members.items()):
+        if n % 7:
+            time_buckets.add(pipe, INDEX, member, score, retention_seconds=60 * DAY)
+        else:
+            pipe.zadd(INDEX.legacy, {member: score})
+    pipe.execute()
+    redis_client.zadd("t:reference", members)
+    lows = [NOW - span, NOW - 33 * DAY + 0.5, NOW - 20 * DAY, NOW - 7.5 * DAY, NOW - 1]
+    windows = [Window(INDEX, low, high, open_low) for low in lows for high in (None, NOW - 5 * DAY, NOW + 3 * WIDTH)
+               for open_low in (False, True) if high is None or high >= low]
+    redis_client.config_resetstat()
+    counts = time_buckets.tally(redis_client, windows, now=NOW, floor=NOW - span)
+    assert _script_calls(redis_client) >= 2
+    for window, got in zip(windows, counts, strict=True):
+        low = f"({window.low!r}" if window.open_low else window.low
+        want = redis_client.zcount("t:reference", low, "+inf" if window.high is None else window.high)
+        assert got == want, window
+    assert sum(counts) > 0
+
+
+def test_an_index_whose_prefix_disagrees_with_its_bucket_names_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"prefix|str\(start\)"):
+        TimeIndex(lambda start: f"t:b@{start // WIDTH}", "t:legacy", "t:b@")
+    with pytest.raises(ValueError, match="prefix"):
+        time_buckets.tally(redis.Redis(), [Window(TimeIndex(lambda start: f"t:c@{start}", "t:legacy"), NOW)],
+                           now=NOW, floor=NOW - DAY)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -310,29 +311,96 @@ return out
 """
 
 
-# Counts of many sorted sets at once, each its own, in KEYS order: the first ARGV[1] keys by ZCOUNT between their
-# own bounds (ARGV[2 * i + 1], ARGV[2 * i + 2]), the next ARGV[2] by ZCARD, and the rest, which the caller expects
-# to be missing (time buckets ahead of the clock), by one EXISTS of them all first (a ZCARD each only if some
-# exists): a command a key costs more than what the key holds. A separate script from the one above, so neither's
-# text (and SHA) changes with the other.
-_TALLY_SCRIPT = """#!lua flags=no-writes
-local ranged, dense = tonumber(ARGV[1]), tonumber(ARGV[2])
-local out = {}
-for i = 1, ranged do
-  out[i] = redis.call('ZCOUNT', KEYS[i], ARGV[2 * i + 1], ARGV[2 * i + 2])
+# Counts over time buckets whose key names the script builds itself (`prefix .. start`, the start in decimal as
+# Python's str(int) writes it) from a few numbers a run of buckets, instead of the client naming each: building and
+# packing ~300 key names cost the failure-rate trigger more than Redis's work. Only a single Redis or Sentinel runs
+# these (no Cluster), so a key the script computes needs no KEYS slot; a key of the client's (an old whole set, a
+# bucket counted by score) still goes in KEYS.
+# ARGV: width, n_ranged, n_runs, n_sums; then n_ranged bound pairs (min, max) for KEYS in order (ZCOUNT each);
+# then per run: prefix, first start, dense, sparse (its dense first buckets by ZCARD, the sparse after them, which
+# the caller expects to be missing, by one EXISTS of them all first: a command a key costs more than what the key
+# holds); then per sum: run (0-based), begin, end: the ZCARDs of that run's buckets begin..end-1 (0-based) summed,
+# by running sums, so a bucket many windows cover is counted once. Answers the ZCOUNTs, then the sums.
+_BUCKET_TALLY_SCRIPT = """#!lua flags=no-writes
+local fmt, call = string.format, redis.call  -- locals: a global's lookup a bucket is ~5% of the script
+local width = tonumber(ARGV[1])
+local n_ranged, n_runs, n_sums = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local out, at = {}, 4
+for i = 1, n_ranged do
+  out[i] = call('ZCOUNT', KEYS[i], ARGV[at + 1], ARGV[at + 2])
+  at = at + 2
 end
-for i = ranged + 1, ranged + dense do
-  out[i] = redis.call('ZCARD', KEYS[i])
-end
-local first = ranged + dense + 1
-if first <= #KEYS then
-  local present = redis.call('EXISTS', unpack(KEYS, first, #KEYS))
-  for i = first, #KEYS do
-    out[i] = present > 0 and redis.call('ZCARD', KEYS[i]) or 0
+local runs = {}
+for r = 1, n_runs do
+  local prefix, first = ARGV[at + 1], tonumber(ARGV[at + 2])
+  local dense, sparse = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+  at = at + 4
+  local running, total = {[0] = 0}, 0
+  for i = 1, dense do
+    total = total + call('ZCARD', fmt('%s%d', prefix, first + (i - 1) * width))
+    running[i] = total
   end
+  if sparse > 0 then
+    local names = {}
+    for i = 1, sparse do
+      names[i] = fmt('%s%d', prefix, first + (dense + i - 1) * width)
+    end
+    local present = call('EXISTS', unpack(names)) > 0
+    for i = 1, sparse do
+      if present then
+        total = total + call('ZCARD', names[i])
+      end
+      running[dense + i] = total
+    end
+  end
+  runs[r] = running
+end
+for q = 1, n_sums do
+  local running = runs[tonumber(ARGV[at + 1]) + 1]
+  out[n_ranged + q] = running[tonumber(ARGV[at + 3])] - running[tonumber(ARGV[at + 2])]
+  at = at + 3
 end
 return out
 """
+# Buckets one call may name: bounds how long the script holds Redis (~0.3 us a bucket) and Lua's unpack of a
+# run's missing buckets (its C stack takes ~8,000 values). Longer spans go in more calls (time_buckets.tally).
+MAX_BUCKETS = 4608
+
+
+@dataclass(frozen=True)
+class BucketRun:
+    """Buckets `prefix + str(first + i * width)` for i < dense + sparse (width: the call's): the first `dense`
+    counted by ZCARD, the `sparse` after them expected missing (one EXISTS of them all tells)."""
+    prefix: str
+    first: int
+    dense: int
+    sparse: int
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_bucket_tally(width: int, runs: Sequence[BucketRun], sums: Sequence[tuple[int, int, int]]) -> None:
+    """Refuse what the script would misread or loop over for long, before it runs: it names keys from these."""
+    if not _is_int(width) or width <= 0:
+        raise ValueError(f"a bucket width is a positive int, not {width!r}")
+    total = 0
+    for run in runs:
+        if not isinstance(run.prefix, str) or not run.prefix or not _is_int(run.first):
+            raise ValueError(f"a bucket run needs a non-empty str prefix and an int first start: {run!r}")
+        if not (_is_int(run.dense) and _is_int(run.sparse)) or run.dense < 0 or run.sparse < 0:
+            raise ValueError(f"a bucket run's dense and sparse counts are ints >= 0: {run!r}")
+        total += run.dense + run.sparse
+    if total > MAX_BUCKETS:
+        raise ValueError(f"{total} buckets in one call: at most {MAX_BUCKETS} (split the runs over more calls)")
+    for which, begin, end in sums:
+        if not all(map(_is_int, (which, begin, end))) or not 0 <= which < len(runs):
+            raise ValueError(f"a sum names one of the {len(runs)} runs by index: {(which, begin, end)!r}")
+        run = runs[which]
+        if not 0 <= begin <= end <= run.dense + run.sparse:
+            raise ValueError(f"a sum's buckets {begin}..{end} are outside its run of "
+                             f"{run.dense + run.sparse}: {run!r}")
 
 
 class SortedSetsRead:
@@ -341,17 +409,23 @@ class SortedSetsRead:
     def __init__(self, client: redis.Redis) -> None:
         self._client = client
         self._script = client.register_script(_BUCKETS_SCRIPT)
-        self._tally = client.register_script(_TALLY_SCRIPT)
+        self._tally = client.register_script(_BUCKET_TALLY_SCRIPT)
 
-    def tally(self, ranged: list[tuple[str, Arg, Arg]], whole: list[str], sparse: Sequence[str] = ()) -> list[int]:
-        """One count per set, in the order given: ZCOUNT low high of each (name, low, high) in `ranged`, then
-        ZCARD of each name in `whole`, then of each in `sparse` (expected missing: one EXISTS tells)."""
-        names = [name for name, _, _ in ranged] + whole + list(sparse)
-        if not names:
+    def tally(self, ranged: Sequence[tuple[str, Arg, Arg]], runs: Sequence[BucketRun],
+              sums: Sequence[tuple[int, int, int]], *, width: int) -> list[int]:
+        """ZCOUNT low high of each (name, low, high) in `ranged`, then each (run, begin, end) of `sums`: the
+        ZCARDs of buckets begin..end-1 of `runs[run]` summed. The script names the runs' buckets itself."""
+        _check_bucket_tally(width, runs, sums)
+        if not ranged and not sums:
             return []
-        args: list[Arg] = [len(ranged), len(whole)]
+        args: list[Arg] = [width, len(ranged), len(runs), len(sums)]
         for _, low, high in ranged:
             args += [low, high]
+        for run in runs:
+            args += [run.prefix, run.first, run.dense, run.sparse]
+        for which, begin, end in sums:
+            args += [which, begin, end]
+        names = [name for name, _, _ in ranged]
         return [int(n) for n in self._tally(keys=names, args=args, client=self._client)]
 
     def count(self, names: list[str], low: Arg, high: Arg) -> int:

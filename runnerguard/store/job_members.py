@@ -32,12 +32,14 @@ def pool_started(pool: str) -> TimeIndex:
 
 def pool_finished(pool: str) -> TimeIndex:
     """The pool's finished jobs that the failure rate counts, by completed_at."""
-    return TimeIndex(lambda start: keys.pool_finished_at(pool, start), keys.pool_finished(pool))
+    return TimeIndex(lambda start: keys.pool_finished_at(pool, start), keys.pool_finished(pool),
+                     keys.pool_finished_buckets(pool))
 
 
 def pool_failed(pool: str) -> TimeIndex:
     """The pool's jobs that the failure rate counts as failed, by completed_at."""
-    return TimeIndex(lambda start: keys.pool_failed_at(pool, start), keys.pool_failed(pool))
+    return TimeIndex(lambda start: keys.pool_failed_at(pool, start), keys.pool_failed(pool),
+                     keys.pool_failed_buckets(pool))
 
 
 def history_floor(client: redis.Redis, now: float) -> float:

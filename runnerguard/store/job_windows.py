@@ -121,7 +121,7 @@ def failure_rate_series(client: redis.Redis, pool: str, points: Iterable[float],
     """(t, failed/finished over (t - window, t]) at each point, from the bucketed indexes: each bucket wholly
     inside some window is counted once (ZCARD), the buckets a window's bounds fall in and the previous release's
     whole sets by score (a week of 56 rolling days: ~1,150 ZCARDs and 168 ZCOUNTs an index, each O(1) or O(log n)
-    on a small set; three script calls of up to 1,008 sets)."""
+    on a small set; one script call, which names the ZCARDed buckets itself)."""
     ts = list(points)
     finished_index, failed_index = job_members.pool_finished(pool), job_members.pool_failed(pool)
     windows = [time_buckets.Window(index, t - window, t, open_low=True)

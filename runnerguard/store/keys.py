@@ -130,12 +130,22 @@ def pool_failed(pool: str) -> str:
 def pool_finished_at(pool: str, bucket: int) -> str:
     """Zset "repo_id:job_id" -> completed_at of the pool's jobs the failure rate counts, completed in one 10-minute
     bucket (store/time_buckets.py), expiring with the job retention."""
-    return f"{PREFIX}:pool:{pool}:finished@{bucket}"
+    return f"{pool_finished_buckets(pool)}{bucket}"
+
+
+def pool_finished_buckets(pool: str) -> str:
+    """What every pool_finished_at key starts with, the bucket following: a script names the buckets from it."""
+    return f"{PREFIX}:pool:{pool}:finished@"
 
 
 def pool_failed_at(pool: str, bucket: int) -> str:
     """Zset "repo_id:job_id" -> completed_at of the pool's jobs the failure rate counts as failed, by bucket."""
-    return f"{PREFIX}:pool:{pool}:failed@{bucket}"
+    return f"{pool_failed_buckets(pool)}{bucket}"
+
+
+def pool_failed_buckets(pool: str) -> str:
+    """What every pool_failed_at key starts with, the bucket following."""
+    return f"{PREFIX}:pool:{pool}:failed@"
 
 
 def pool_started(pool: str) -> str:

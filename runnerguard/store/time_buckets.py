@@ -16,13 +16,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import cast
 
 import redis
 from redis.client import Pipeline
 
-from runnerguard.store.atomic import Arg, SortedSetsRead
+from runnerguard.store.atomic import MAX_BUCKETS, Arg, BucketRun, SortedSetsRead
 
 WIDTH = 600
 # How far past now a reader looks for scores: GitHub's clock and ours may disagree; a job is never dated later.
@@ -36,6 +35,14 @@ DEFAULT_HISTORY = 31 * 86400
 class TimeIndex:
     bucket: Callable[[int], str]  # a bucket's start (epoch seconds, a multiple of WIDTH) -> its key
     legacy: str  # the whole-history sorted set the previous release wrote under the index's name
+    # where every bucket's key is this and its start (str(int)): `tally` then lets its script name the buckets
+    prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        # the script builds names from the prefix, the others from `bucket`: a key format changed in one place
+        # only would count empty buckets in silence, so it fails here, loudly
+        if self.prefix is not None and self.bucket(-WIDTH) != f"{self.prefix}{-WIDTH}":
+            raise ValueError(f"bucket(start) is not {self.prefix!r} + str(start): {self.bucket(-WIDTH)!r}")
 
     def key(self, score: float) -> str:
         return self.bucket(start_of(score))
@@ -85,17 +92,21 @@ class Window:
 
 
 def tally(client: redis.Redis, windows: list[Window], *, now: float, floor: float) -> list[int]:
-    """ZCOUNT of each window, exact at its bounds, in one script call for up to CHUNK sets (more: one per CHUNK).
+    """ZCOUNT of each window, exact at its bounds, in one script call for up to MAX_BUCKETS buckets (more: one per
+    MAX_BUCKETS). Every window's index needs a `prefix`.
 
     Only the buckets a bound falls in (two at most; one with no upper bound) and the previous release's whole set
-    are counted by score; every bucket wholly inside a window is counted whole (ZCARD, O(1)), once however many
-    windows cover it (each index's buckets from the lowest to the highest any window needs), and those ahead of
-    `now` (FUTURE's day, nearly always missing) by one EXISTS of them all. No bucket before `floor` is read.
+    are counted by score (named by the client); every bucket wholly inside a window is counted whole (ZCARD, O(1)),
+    once however many windows cover it (each index's buckets from the lowest to the highest any window needs), and
+    those ahead of `now` (FUTURE's day, nearly always missing) by one EXISTS of them all; the script names these
+    itself from the index's prefix and the run's first start and counts. No bucket before `floor` is read.
     """
     ranged: list[tuple[str, Arg, Arg]] = []
     spans: dict[TimeIndex, tuple[int, int]] = {}  # per index: the lowest and highest bucket start counted whole
     plans: list[tuple[range, TimeIndex, int, int]] = []  # per window: its places in `ranged`, its whole buckets
     for window in windows:
+        if window.index.prefix is None:
+            raise ValueError(f"tally names buckets by prefix; this index has none: {window.index.legacy}")
         low: Arg = f"({window.low!r}" if window.open_low else window.low
         high: Arg = "+inf" if window.high is None else window.high
         # a reader whose clock runs ahead of ours (a test's) still looks FUTURE past its own window's start
@@ -109,35 +120,67 @@ def tally(client: redis.Redis, windows: list[Window], *, now: float, floor: floa
             spans[window.index] = (min(lowest, inner[0]), max(highest, inner[1]))
         plans.append((range(len(ranged), len(ranged) + len(edges)), window.index, *inner))
         ranged += [(name, low, high) for name in edges]
+    calls = _Calls()
+    for entry in ranged:
+        calls.add_ranged(entry)
+    # each index's span as runs of at most a call's room: per run (call, its place there, first offset, length)
+    pieces: dict[TimeIndex, list[tuple[_Call, int, int, int]]] = {}
     now_start = start_of(now)
-    dense = [index.bucket(s) for index, (lowest, highest) in spans.items()
-             for s in range(lowest, min(highest, now_start) + 1, WIDTH)]
-    sparse = [index.bucket(s) for index, (lowest, highest) in spans.items()
-              for s in range(max(lowest, now_start + WIDTH), highest + 1, WIDTH)]
-    read = SortedSetsRead(client)
-    counts: list[int] = []
-    r, d = len(ranged), len(ranged) + len(dense)
-    for at in range(0, d + len(sparse), CHUNK):
-        end = at + CHUNK
-        counts += read.tally(ranged[at:end], dense[max(0, at - r):max(0, end - r)],
-                             sparse[max(0, at - d):max(0, end - d)])
-    # each index's whole-bucket counts in start order, as running sums: a window's share is a difference of two
-    sums: dict[TimeIndex, list[int]] = {}
-    dense_at, sparse_at = r, d
     for index, (lowest, highest) in spans.items():
-        n_dense = len(range(lowest, min(highest, now_start) + 1, WIDTH))
-        n_sparse = len(range(max(lowest, now_start + WIDTH), highest + 1, WIDTH))
-        cards = counts[dense_at:dense_at + n_dense] + counts[sparse_at:sparse_at + n_sparse]
-        dense_at, sparse_at = dense_at + n_dense, sparse_at + n_sparse
-        sums[index] = [0, *accumulate(cards)]
-    answers = []
+        n = (highest - lowest) // WIDTH + 1
+        n_dense = max(0, min(n, (now_start - lowest) // WIDTH + 1))  # up to now: ZCARD; after: one EXISTS
+        at = 0
+        while at < n:
+            call = calls.with_room()
+            length = min(n - at, call.room)
+            dense = max(0, min(length, n_dense - at))
+            call.runs.append(BucketRun(cast(str, index.prefix), lowest + at * WIDTH, dense, length - dense))
+            call.room -= length
+            pieces.setdefault(index, []).append((call, len(call.runs) - 1, at, length))
+            at += length
+    # per window: where its counts are, as (call, place in that call's answers)
+    parts: list[list[tuple[_Call, int]]] = []
     for edge, index, begin, finish in plans:
-        answer = sum(counts[at] for at in edge)
+        mine = [calls.ranged_at[at] for at in edge]
         if begin <= finish:
             lowest = spans[index][0]
-            answer += sums[index][(finish - lowest) // WIDTH + 1] - sums[index][(begin - lowest) // WIDTH]
-        answers.append(answer)
-    return answers
+            lo, hi = (begin - lowest) // WIDTH, (finish - lowest) // WIDTH + 1
+            for call, which, at, length in pieces[index]:
+                if lo < at + length and at < hi:
+                    call.sums.append((which, max(lo, at) - at, min(hi, at + length) - at))
+                    mine.append((call, len(call.ranged) + len(call.sums) - 1))  # answers: ranged, then sums
+        parts.append(mine)
+    read = SortedSetsRead(client)
+    answers = {id(call): read.tally(call.ranged, call.runs, call.sums, width=WIDTH) for call in calls.all}
+    return [sum(answers[id(call)][place] for call, place in mine) for mine in parts]
+
+
+@dataclass
+class _Call:
+    """One script call's share of a tally."""
+    ranged: list[tuple[str, Arg, Arg]]
+    runs: list[BucketRun]
+    sums: list[tuple[int, int, int]]
+    room: int  # buckets (named by either side) it may still take
+
+
+class _Calls:
+    """Script calls filled in turn, each with at most MAX_BUCKETS keys (the ZCOUNTed and the named)."""
+
+    def __init__(self) -> None:
+        self.all: list[_Call] = []
+        self.ranged_at: list[tuple[_Call, int]] = []  # per ranged entry: its call and its place in the answers
+
+    def with_room(self) -> _Call:
+        if not self.all or self.all[-1].room == 0:
+            self.all.append(_Call([], [], [], MAX_BUCKETS))
+        return self.all[-1]
+
+    def add_ranged(self, entry: tuple[str, Arg, Arg]) -> None:
+        call = self.with_room()
+        self.ranged_at.append((call, len(call.ranged)))
+        call.ranged.append(entry)
+        call.room -= 1
 
 
 def pairs(client: redis.Redis, index: TimeIndex, low: float, high: float | None, *, now: float, floor: float
