@@ -17,6 +17,7 @@ from handlers import maintenance
 from runnerguard.queue import orphans, tasks
 from runnerguard.queue.deps import Deps
 from runnerguard.queue.worker import build_worker
+from runnerguard.services import lost_tasks
 from runnerguard.store import deliveries, jobstore
 from tests.test_timeline import job_payload
 from tests.test_timings import deliver
@@ -71,6 +72,21 @@ def test_tasks_whose_jobs_stand_or_finished_are_not_requeued(client: FlaskClient
     # done: nothing to do either, even once RQ's own result has expired
     redis_client.delete(f"rq:job:{tasks.job_id_for('waiting-1', 'timings')}")
     assert sweep(redis_client, now) == []
+
+
+def test_a_task_done_between_the_scan_and_the_job_check_is_not_lost(client: FlaskClient,  # type: ignore[no-untyped-def]
+                                                                      redis_client: redis.Redis, drain) -> None:
+    deliver(client, job_payload("queued"), "raced-1")
+    scanned = deliveries.load(redis_client, "raced-1")  # what the sweep read: the task still queued
+    assert scanned is not None and scanned.task_states.get("timings", deliveries.QUEUED) == deliveries.QUEUED
+    drain()  # it runs now: the done mark, then its job deleted by the success write
+    assert not redis_client.exists(f"rq:job:{tasks.job_id_for('raced-1', 'timings')}")
+    assert lost_tasks.lost_tasks(redis_client, scanned) == []
+    # a task really lost (no mark, no job) is still found from the same stale read
+    deliver(client, job_payload("queued", id=13), "lost-2")
+    stale = deliveries.load(redis_client, "lost-2")
+    lose(redis_client, "lost-2", "timings")
+    assert lost_tasks.lost_tasks(redis_client, stale) == ["timings"]  # type: ignore[arg-type]
 
 
 def test_a_job_only_popped_is_pushed_back_and_only_that_task_runs_again(client: FlaskClient,  # type: ignore[no-untyped-def]

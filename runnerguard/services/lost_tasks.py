@@ -47,13 +47,27 @@ def _lost(client: redis.Redis, found: list[deliveries.Delivery]) -> list[tuple[s
         for task in unfinished(delivery):
             by_job[tasks.job_id_for(delivery.guid, task)] = (delivery, task)
     out = []
-    for job in orphans.unrunnable(client, by_job):
+    unrunnable = orphans.unrunnable(client, by_job)
+    done_since = _done_since(client, [by_job[job.job_id][0].guid for job in unrunnable if job.why == orphans.MISSING])
+    for job in unrunnable:
         delivery, task = by_job[job.job_id]
+        if job.why == orphans.MISSING and task in done_since.get(delivery.guid, ()):
+            continue
         recorded_queued = delivery.task_states.get(task, deliveries.QUEUED) == deliveries.QUEUED
         # A failed task whose job is gone was failed for good long ago (failed jobs are kept 14 days): not lost.
         if job.why == orphans.ORPHANED or recorded_queued:
             out.append((delivery.guid, task, job))
     return out
+
+
+def _done_since(client: redis.Redis, guids: list[str]) -> dict[str, set[str]]:
+    """The tasks of these deliveries done by now. A delivery task's success write deletes its job, right after its
+    done mark: one that finished between the delivery scan and the job check looks gone. Read after the check, its
+    mark shows."""
+    unique = list(dict.fromkeys(guids))
+    loaded = deliveries.load_many(client, unique)
+    return {guid: {t for t, state in delivery.task_states.items() if state == deliveries.DONE}
+            for guid, delivery in zip(unique, loaded, strict=True) if delivery is not None}
 
 
 def requeue_lost(client: redis.Redis, dispatcher: Dispatcher, *, now: float, grace: float = GRACE) -> list[str]:
