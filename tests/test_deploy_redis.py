@@ -19,7 +19,7 @@ from redis.retry import Retry
 
 from app import create_app
 from config import load_settings
-from devtools.redis_server import find_redis_server, free_port
+from devtools.redis_server import ZSET_LISTPACK_ENTRIES, find_redis_server, free_port
 from tests.helpers import ADMIN, SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,6 +171,8 @@ def test_the_config_keeps_aof_always_and_noeviction(server: tuple[Running, Insta
     assert config["appendonly"] == "yes"
     assert config["appendfsync"] == "always"
     assert config["maxmemory-policy"] == "noeviction"
+    # a busy pool's index buckets stay listpacks, as on the suite's and `make run`'s own redis-server
+    assert int(config["zset-max-listpack-entries"]) == ZSET_LISTPACK_ENTRIES > 128
     assert config["protected-mode"] == "yes"
     assert str(config["bind"]).split()[0] == "127.0.0.1"
 
