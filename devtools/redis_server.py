@@ -144,8 +144,8 @@ def start_redis(
         "--save", "",
         "--appendonly", "yes" if appendonly else "no",
         "--appendfsync", appendfsync,
-        # as deploy/redis.conf: a busy pool's 10-minute index buckets stay listpacks (runnerguard/store/time_buckets.py)
-        "--zset-max-listpack-entries", str(ZSET_LISTPACK_ENTRIES),
+        # as deploy/redis.conf: a busy pool's index buckets stay listpacks (the 6.2 name, which 7.x reads as listpack)
+        "--zset-max-ziplist-entries", str(ZSET_LISTPACK_ENTRIES),
         "--daemonize", "no",
         "--logfile", str(data_dir / "redis.log"),
     ]
