@@ -103,15 +103,20 @@ def _expand_inputs(compact: dict[str, Any]) -> dict[str, Any]:
     return inputs
 
 
-def _old(raw: bytes, *, where: str) -> dict[str, Any]:
-    """A cause as the previous release stored it: a JSON string."""
+def _json_object(raw: bytes, *, what: str) -> dict[str, Any]:
+    """A JSON object stored as it is (the previous release's cause, a host fact), or CauseRecordError naming it."""
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise CauseRecordError(f"cause record {where} is corrupted ({exc})") from None
+        raise CauseRecordError(f"{what} is corrupted ({exc})") from None
     if not isinstance(data, dict):
-        raise CauseRecordError(f"cause record {where} is corrupted (not an object)")
+        raise CauseRecordError(f"{what} is corrupted (not an object)")
     return data
+
+
+def _old(raw: bytes, *, where: str) -> dict[str, Any]:
+    """A cause as the previous release stored it: a JSON string."""
+    return _json_object(raw, what=f"cause record {where}")
 
 
 # --- reading -------------------------------------------------------------------------------------------------------
@@ -202,13 +207,7 @@ def host_fact(client: redis.Redis, repo_id: int, job_id: int) -> dict[str, Any] 
     raw = new if new is not None else old
     if not raw:
         return None
-    try:
-        fact = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise CauseRecordError(f"host fact of job {repo_id}:{job_id} is corrupted ({exc})") from None
-    if not isinstance(fact, dict):
-        raise CauseRecordError(f"host fact of job {repo_id}:{job_id} is corrupted (not an object)")
-    return fact
+    return _json_object(raw, what=f"host fact of job {repo_id}:{job_id}")
 
 
 def save_host_fact(client: redis.Redis, repo_id: int, job_id: int, fact: Mapping[str, Any]) -> None:
