@@ -246,6 +246,11 @@ def _from_hash(client: redis.Redis, guid: str, raw: dict[bytes, bytes]) -> Deliv
     )
 
 
+def key_of(guid: str) -> str:
+    """The delivery's hash (for a reader outside the store that pipelines its own HGETALLs)."""
+    return keys.delivery(guid)
+
+
 def exists(client: redis.Redis, guid: str) -> bool:
     return bool(client.exists(keys.delivery(guid)))
 
