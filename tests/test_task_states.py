@@ -113,6 +113,8 @@ def test_the_previous_releases_layout_reads_as_the_new_one(redis_client: redis.R
     assert deliveries.attempts(redis_client, "old-1") == deliveries.attempts(redis_client, "new-1")
     # The raw-hash readers (devtools' reliability checks) take the same one function.
     assert deliveries.task_states(redis_client.hgetall(keys.delivery("old-1"))) == expected  # type: ignore[arg-type]
+    # The sweep's batch reader gives each delivery's states in order, and none for one that is gone.
+    assert deliveries.states_many(redis_client, ["new-1", "gone-1", "old-1"]) == [expected, {}, expected]
     # An old `task:<name>=done`, reset by a replay and done again by this release, leaves the mark alone.
     pipe = redis_client.pipeline(transaction=True)
     deliveries.reset_tasks(pipe, "old-1", ["timings", "rollback", "causes"])

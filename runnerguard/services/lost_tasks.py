@@ -65,12 +65,8 @@ def _done_since(client: redis.Redis, guids: list[str]) -> dict[str, set[str]]:
     done mark: one that finished between the delivery scan and the job check looks gone. Read after the check, its
     mark shows."""
     unique = list(dict.fromkeys(guids))
-    pipe = client.pipeline(transaction=False)
-    for guid in unique:
-        pipe.hgetall(deliveries.key_of(guid))
-    # The states only: no body decompressed (deliveries.load would, for each).
-    return {guid: {t for t, state in deliveries.task_states(raw).items() if state == deliveries.DONE}
-            for guid, raw in zip(unique, pipe.execute(), strict=True)}
+    return {guid: {t for t, state in states.items() if state == deliveries.DONE}
+            for guid, states in zip(unique, deliveries.states_many(client, unique), strict=True)}
 
 
 def requeue_lost(client: redis.Redis, dispatcher: Dispatcher, *, now: float, grace: float = GRACE) -> list[str]:

@@ -246,9 +246,13 @@ def _from_hash(client: redis.Redis, guid: str, raw: dict[bytes, bytes]) -> Deliv
     )
 
 
-def key_of(guid: str) -> str:
-    """The delivery's hash (for a reader outside the store that pipelines its own HGETALLs)."""
-    return keys.delivery(guid)
+def states_many(client: redis.Redis, guids: Sequence[str]) -> list[dict[str, str]]:
+    """`task_states` of each delivery, in one round trip and without decompressing any body (a sweep that needs
+    only the done marks would pay `load_many`'s decompression for each). A delivery that is gone has no states."""
+    pipe = client.pipeline(transaction=False)
+    for guid in guids:
+        pipe.hgetall(keys.delivery(guid))
+    return [task_states(raw) for raw in pipe.execute()]
 
 
 def exists(client: redis.Redis, guid: str) -> bool:
