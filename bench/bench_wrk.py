@@ -1,13 +1,14 @@
-"""Intake throughput with wrk (a C load generator) against a bare Flask view and the least durable intake, and the
-ack p99 at a steady 1,000/s.
+"""Intake throughput with wrk (a C load generator) against a bare Flask view, the least durable intake and one durable
+write, and the ack p99 at a steady 1,000/s.
 
 Run: make bench  (or .venv/bin/python bench/bench_wrk.py [--seconds 5] [--rounds 3] [--appendfsync everysec])
 
-All three servers run under deploy/gunicorn.conf.py as deployed (workers, gthread threads, the JSON access log,
+All four servers run under deploy/gunicorn.conf.py as deployed (workers, gthread threads, the JSON access log,
 here to a file as a journal would take it); Redis is AOF with `appendfsync always`, runnerguard's durability
 promise (`--appendfsync everysec` shows what the promise costs). The second baseline, bench/min_intake_app.py,
 verifies, parses and writes each delivery with one script and does nothing else: the ceiling of any intake that
-keeps the promise on this stack. wrk sends ~8 KB signed workflow_job bodies (POOL precomputed bodies and
+keeps the promise on this stack; the third, bench/one_write_app.py, is the bare view plus one 1-byte SET: what one
+acknowledged write costs by itself. wrk sends ~8 KB signed workflow_job bodies (POOL precomputed bodies and
 signatures: wrk's Lua has no HMAC), each thread its own lane of them, with a unique X-GitHub-Delivery per request,
 2 threads x 16 connections; Redis is flushed before each run, so every request is a new delivery (a body seen
 before is a 200 duplicate, which writes nothing). The servers take turns, round after round, and the median round
@@ -175,7 +176,9 @@ def main() -> None:
         servers.append(web)
         least, least_port = start("min_intake_app:create_app()", env, tmp / "min.log")
         servers.append(least)
-        ports = {"bare": bare_port, "rg": web_port, "min": least_port}
+        one, one_port = start("one_write_app:create_app()", env, tmp / "one.log")
+        servers.append(one)
+        ports = {"bare": bare_port, "rg": web_port, "min": least_port, "one": one_port}
         for port in ports.values():
             run_wrk(wrk, port, script, 1, WRK_THREADS, WRK_CONNECTIONS)  # warm each (templates, script load, imports)
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
@@ -193,6 +196,8 @@ def main() -> None:
         bad = sum(int(r["bad"]) for r in runs["rg"])
         min_rps = statistics.median(r["rps"] for r in runs["min"])
         min_p99 = statistics.median(r["p99"] for r in runs["min"])
+        one_rps = statistics.median(r["rps"] for r in runs["one"])
+        one_p99 = statistics.median(r["p99"] for r in runs["one"])
         new_share = sum(r["new"] for r in runs["rg"]) / max(1.0, sum(r["requests"] for r in runs["rg"]))
         requests = build_requests(bodies, int(args.rate * args.paced_seconds), f"paced{time.time_ns()}")
         latencies, paced_bad = paced(web_port, requests, args.rate)
@@ -208,6 +213,9 @@ def main() -> None:
             ("least durable intake (bench/min_intake_app.py)", f"{min_rps:,.0f} req/s, p99 {min_p99:.1f} ms",
              f"bare Flask: {bare_rps:,.0f} req/s", f"{min_rps / bare_rps:.2f}x", "",
              "verify + parse + one script, nothing else: this stack's ceiling with the durability promise"),
+            ("one durable write (bench/one_write_app.py)", f"{one_rps:,.0f} req/s, p99 {one_p99:.1f} ms",
+             f"bare Flask: {bare_rps:,.0f} req/s", f"{one_rps / bare_rps:.2f}x", "",
+             "the bare view plus one SET of 1 byte: what one acknowledged write costs by itself"),
             (f"ack at a steady {args.rate:,.0f}/s (open loop)", f"p99 {paced_p99:.1f} ms",
              f"p50 {paced_p50:.1f} ms", f"{len(latencies):,} acks", "p99 < 10 ms",
              f"non-2xx {paced_bad}; the least durable intake: p99 {least_p99:.1f} ms"),
@@ -218,6 +226,7 @@ def main() -> None:
                     rows, ("measure", "runnerguard", "baseline", "ratio / rate", "target", "notes"))
         print(json.dumps({"wrk_ratio": round(rg_rps / bare_rps, 3), "min_ratio": round(min_rps / bare_rps, 3),
                           "min_rps": round(min_rps), "rg_rps": round(rg_rps),
+                          "one_write_ratio": round(one_rps / bare_rps, 3), "one_write_rps": round(one_rps),
                           "bare_rps": round(bare_rps), "paced_p99_ms": round(paced_p99, 2),
                           "paced_p50_ms": round(paced_p50, 2), "least_paced_p99_ms": round(least_p99, 2)}))
     finally:
