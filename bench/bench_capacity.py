@@ -18,28 +18,13 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import redis
-from common import ROOT, SECRET, print_table, start_gunicorn
+from common import ROOT, SECRET, cpu_seconds, gunicorn_pids, print_table, start_gunicorn
 
 from devtools.redis_server import start_redis
 from devtools.reliability_load import lifecycles
 from runnerguard.domain.signatures import sign
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15 of stat)
-
-
-def gunicorn_pids(master: int) -> list[int]:
-    children: list[int] = []
-    for task in Path(f"/proc/{master}/task").iterdir():
-        children += [int(p) for p in (task / "children").read_text().split()]
-    return [master, *children]
 
 
 def post(port: int, guid: str, body: bytes) -> int:

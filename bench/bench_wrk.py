@@ -1,5 +1,6 @@
 """Intake throughput with wrk (a C load generator) against a bare Flask view, the least durable intake and one durable
-write, and the ack p99 at a steady 1,000/s.
+write, with each server's CPU per request and Redis's (read from /proc during the same runs), and the ack p99 at a
+steady 1,000/s.
 
 Run: make bench  (or .venv/bin/python bench/bench_wrk.py [--seconds 5] [--rounds 3] [--appendfsync everysec])
 
@@ -32,7 +33,7 @@ import time
 from pathlib import Path
 
 import redis
-from common import ROOT, SECRET, percentile, print_table
+from common import ROOT, SECRET, cpu_seconds, gunicorn_pids, percentile, print_table
 from paced_client import build_requests, paced
 
 from devtools.payloads import PayloadFactory
@@ -136,7 +137,9 @@ def _ms(value: str) -> float:
 
 
 def run_wrk(wrk: str, port: int, script: Path, seconds: float, threads: int,  # noqa: PLR0917
-            connections: int) -> dict[str, float]:
+            connections: int, cpu_of: tuple[list[int], int] | None = None) -> dict[str, float]:
+    """wrk's figures; with `cpu_of` (the server's pids, Redis's pid), also the CPU each side spent per request."""
+    before = _cpu(cpu_of)
     out = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s",
                           str(script), f"http://127.0.0.1:{port}/webhooks/github"],
                          capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
@@ -147,8 +150,18 @@ def run_wrk(wrk: str, port: int, script: Path, seconds: float, threads: int,  # 
     new = int(re.search(r"new_status (\d+)", out).group(1))  # type: ignore[union-attr]
     answered = int(re.search(r"answered (\d+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Socket errors: (.*)", out)
+    web_cpu, redis_cpu = (after - start for after, start in zip(_cpu(cpu_of), before, strict=True))
     return {"rps": rps, "p50": p50, "p99": p99, "bad": bad, "new": new, "requests": answered,
-            "socket_errors": 1.0 if errors else 0.0}
+            "socket_errors": 1.0 if errors else 0.0,
+            "web_us": web_cpu / max(1, answered) * 1e6, "redis_us": redis_cpu / max(1, answered) * 1e6}
+
+
+def _cpu(cpu_of: tuple[list[int], int] | None) -> tuple[float, float]:
+    """CPU seconds so far of the server (master and workers) and of Redis."""
+    if cpu_of is None:
+        return 0.0, 0.0
+    pids, redis_pid = cpu_of
+    return sum(cpu_seconds(pid) for pid in pids), cpu_seconds(redis_pid)
 
 
 def main() -> None:
@@ -183,10 +196,13 @@ def main() -> None:
             run_wrk(wrk, port, script, 1, WRK_THREADS, WRK_CONNECTIONS)  # warm each (templates, script load, imports)
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in ports}
         store = redis.Redis.from_url(server.url)
+        redis_pid = int(store.info("server")["process_id"])
+        pids = {"bare": bare.pid, "rg": web.pid, "min": least.pid, "one": one.pid}
         for _ in range(args.rounds):
             for name, port in ports.items():
                 store.flushall()  # every body new again (runnerguard's intake puts its job templates back itself)
-                runs[name].append(run_wrk(wrk, port, script, args.seconds, WRK_THREADS, WRK_CONNECTIONS))
+                runs[name].append(run_wrk(wrk, port, script, args.seconds, WRK_THREADS, WRK_CONNECTIONS,
+                                          cpu_of=(gunicorn_pids(pids[name]), redis_pid)))
         store.flushall()
         ratios = [r["rps"] / b["rps"] for r, b in zip(runs["rg"], runs["bare"], strict=True)]
         rg_rps = statistics.median(r["rps"] for r in runs["rg"])
@@ -224,7 +240,17 @@ def main() -> None:
         print_table(f"runnerguard intake under wrk ({os.cpu_count()} cores, deploy/gunicorn.conf.py for both, "
                     f"Redis appendfsync {args.appendfsync}, {args.seconds:g} s x {args.rounds} rounds)",
                     rows, ("measure", "runnerguard", "baseline", "ratio / rate", "target", "notes"))
-        print(json.dumps({"wrk_ratio": round(rg_rps / bare_rps, 3), "min_ratio": round(min_rps / bare_rps, 3),
+        names = {"bare": "bare Flask (bench/bare_app.py)", "one": "one durable write (bench/one_write_app.py)",
+                 "min": "least durable intake (bench/min_intake_app.py)", "rg": "runnerguard"}
+        cpu_rows = [(names[name], f"{statistics.median(r['rps'] for r in runs[name]):,.0f}",
+                     f"{statistics.median(r['web_us'] for r in runs[name]):,.0f}",
+                     f"{statistics.median(r['redis_us'] for r in runs[name]):,.0f}")
+                    for name in ("bare", "one", "min", "rg")]
+        print_table("CPU per request under the same wrk load (from /proc/<pid>/stat, medians of the rounds)", cpu_rows,
+                    ("server", "req/s", "web CPU us/request", "Redis CPU us/request"))
+        cpu = {f"{name}_{side}_us": round(statistics.median(r[f"{side}_us"] for r in runs[name]))
+               for name in ports for side in ("web", "redis")}
+        print(json.dumps({**cpu, "wrk_ratio": round(rg_rps / bare_rps, 3), "min_ratio": round(min_rps / bare_rps, 3),
                           "min_rps": round(min_rps), "rg_rps": round(rg_rps),
                           "one_write_ratio": round(one_rps / bare_rps, 3), "one_write_rps": round(one_rps),
                           "bare_rps": round(bare_rps), "paced_p99_ms": round(paced_p99, 2),

@@ -134,6 +134,20 @@ def throughput(port: int, seconds: float, clients: int, tag: str) -> tuple[float
     return sum(r[0] for r in results) / seconds, sum(r[1] for r in results)
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU a process has used so far, user and system (utime + stime, fields 14 and 15 of /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def gunicorn_pids(master: int) -> list[int]:
+    """A gunicorn master and its workers."""
+    children: list[int] = []
+    for task in Path(f"/proc/{master}/task").iterdir():
+        children += [int(p) for p in (task / "children").read_text().split()]
+    return [master, *children]
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     if not ordered:
