@@ -156,6 +156,16 @@ def run_wrk(wrk: str, port: int, script: Path, seconds: float, threads: int,  # 
             "web_us": web_cpu / max(1, answered) * 1e6, "redis_us": redis_cpu / max(1, answered) * 1e6}
 
 
+def app_cpu(env: dict[str, str], modules: dict[str, str]) -> dict[str, float]:
+    """bench/app_cpu.py's figures, by server name: the app's own CPU a delivery, outside any server."""
+    path = os.pathsep.join((str(ROOT), str(ROOT / "bench")))
+    out = subprocess.run([sys.executable, str(ROOT / "bench/app_cpu.py"), *modules.values()], cwd=ROOT,
+                         env={**os.environ, **env, "PYTHONPATH": path}, capture_output=True, text=True, check=True,
+                         timeout=600).stdout
+    by_module: dict[str, float] = json.loads(out.splitlines()[-1])
+    return {name: by_module[module] for name, module in modules.items()}
+
+
 def _cpu(cpu_of: tuple[list[int], int] | None) -> tuple[float, float]:
     """CPU seconds so far of the server (master and workers) and of Redis."""
     if cpu_of is None:
@@ -240,16 +250,19 @@ def main() -> None:
         print_table(f"runnerguard intake under wrk ({os.cpu_count()} cores, deploy/gunicorn.conf.py for both, "
                     f"Redis appendfsync {args.appendfsync}, {args.seconds:g} s x {args.rounds} rounds)",
                     rows, ("measure", "runnerguard", "baseline", "ratio / rate", "target", "notes"))
+        in_app = app_cpu(env, {"bare": "bare_app", "one": "one_write_app", "min": "min_intake_app", "rg": "app"})
         names = {"bare": "bare Flask (bench/bare_app.py)", "one": "one durable write (bench/one_write_app.py)",
                  "min": "least durable intake (bench/min_intake_app.py)", "rg": "runnerguard"}
         cpu_rows = [(names[name], f"{statistics.median(r['rps'] for r in runs[name]):,.0f}",
                      f"{statistics.median(r['web_us'] for r in runs[name]):,.0f}",
-                     f"{statistics.median(r['redis_us'] for r in runs[name]):,.0f}")
+                     f"{statistics.median(r['redis_us'] for r in runs[name]):,.0f}", f"{in_app[name]:,.0f}")
                     for name in ("bare", "one", "min", "rg")]
-        print_table("CPU per request under the same wrk load (from /proc/<pid>/stat, medians of the rounds)", cpu_rows,
-                    ("server", "req/s", "web CPU us/request", "Redis CPU us/request"))
+        print_table("CPU per request under the same wrk load (from /proc/<pid>/stat, medians of the rounds), and in "
+                    "the app alone (bench/app_cpu.py: its WSGI callable in one process, one request at a time)",
+                    cpu_rows, ("server", "req/s", "web CPU us/request", "Redis CPU us/request", "app alone us/request"))
         cpu = {f"{name}_{side}_us": round(statistics.median(r[f"{side}_us"] for r in runs[name]))
                for name in ports for side in ("web", "redis")}
+        cpu.update({f"{name}_app_us": round(value) for name, value in in_app.items()})
         print(json.dumps({**cpu, "wrk_ratio": round(rg_rps / bare_rps, 3), "min_ratio": round(min_rps / bare_rps, 3),
                           "min_rps": round(min_rps), "rg_rps": round(rg_rps),
                           "one_write_ratio": round(one_rps / bare_rps, 3), "one_write_rps": round(one_rps),
