@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis
+from common import generated_bodies
 from werkzeug.test import EnvironBuilder
 
-from devtools.payloads import PayloadFactory
 from runnerguard.domain.signatures import sign
 
 WARM = 200
@@ -27,15 +27,10 @@ WARM = 200
 
 def environs(tag: str, count: int, secret: str) -> list[dict[str, Any]]:
     """`count` signed ~8 KB workflow_job deliveries, each new (its own body and delivery id)."""
-    factory = PayloadFactory(seed=47)
-    bodies: list[bytes] = []
-    job = 0
-    while len(bodies) < count:
-        bodies += [b for _a, b in factory.job(4_000_000_000 + job, time.time())]
-        job += 1
+    bodies = generated_bodies(count, seed=47, first_job=4_000_000_000)
     return [EnvironBuilder(path="/webhooks/github", method="POST", data=body, headers={
         "Content-Type": "application/json", "X-GitHub-Event": "workflow_job", "X-GitHub-Delivery": f"{tag}-{n}",
-        "X-Hub-Signature-256": sign(secret, body)}).get_environ() for n, body in enumerate(bodies[:count])]
+        "X-Hub-Signature-256": sign(secret, body)}).get_environ() for n, body in enumerate(bodies)]
 
 
 def call_all(app: Any, batch: Iterable[dict[str, Any]]) -> list[str]:

@@ -33,10 +33,9 @@ import time
 from pathlib import Path
 
 import redis
-from common import ROOT, SECRET, cpu_seconds, gunicorn_pids, percentile, print_table
+from common import ROOT, SECRET, cpu_seconds, generated_bodies, gunicorn_pids, percentile, print_table
 from paced_client import build_requests, paced
 
-from devtools.payloads import PayloadFactory
 from devtools.redis_server import free_port, start_redis
 from runnerguard.domain.signatures import sign
 
@@ -58,13 +57,7 @@ def ensure_wrk() -> str:
 
 def signed_bodies() -> list[tuple[bytes, str]]:
     """POOL generated workflow_job bodies (~8 KB each) and their signatures."""
-    factory = PayloadFactory(seed=31)
-    bodies: list[bytes] = []
-    job = 0
-    while len(bodies) < POOL:
-        bodies += [b for _a, b in factory.job(2_000_000_000 + job, time.time())]
-        job += 1
-    return [(body, sign(SECRET, body)) for body in bodies[:POOL]]
+    return [(body, sign(SECRET, body)) for body in generated_bodies(POOL, seed=31, first_job=2_000_000_000)]
 
 
 def lua_script(path: Path, bodies: list[tuple[bytes, str]]) -> None:

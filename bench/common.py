@@ -17,11 +17,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from devtools.payloads import PayloadFactory  # noqa: E402
 from devtools.redis_server import free_port  # noqa: E402
 from runnerguard.domain.signatures import sign  # noqa: E402
 
 SECRET = "bench-secret"
 SHARED_EXAMPLE = ROOT.parent / "shared/fixtures/github/webhooks/workflow_job/in_progress.with-queued-steps.payload.json"
+
+
+def generated_bodies(count: int, *, seed: int, first_job: int) -> list[bytes]:
+    """`count` generated workflow_job bodies (~8 KB, each job's three deliveries in turn), every one new: the intake
+    answers a body it has seen before, under any delivery id, as a duplicate that writes nothing."""
+    factory = PayloadFactory(seed=seed)
+    bodies: list[bytes] = []
+    job = first_job
+    while len(bodies) < count:
+        bodies += [body for _action, body in factory.job(job, time.time())]
+        job += 1
+    return bodies[:count]
 
 
 def job_body(job_id: int = 1, action: str = "in_progress", pad_to: int = 8192) -> bytes:
