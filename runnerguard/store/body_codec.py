@@ -28,6 +28,10 @@ SHIPPED_ID = 1380384769  # 0x52470001, trained by devtools/train_dictionary.py o
 RECORD_ID = 1380385025  # 0x52470101: job records (store/jobstore.py), ~2.2 KB of JSON -> ~130 bytes
 LEVEL = 7  # 8 KB -> ~0.22 KB in ~18 us (level 3: ~0.32 KB in 7 us; 19: ~0.19 KB in 500 us)
 ID_BASE = 0x52470000  # "RG": runnerguard's own ids, in the range zstd leaves to private use
+# A frame stored in a hash goes in chunks of at most this many bytes: Redis keeps a hash as a compact listpack only
+# while every value is at most 64 bytes (one longer value makes the whole hash a hashtable, ~3x the bytes), and a
+# listpack string of up to 63 bytes has a 1-byte header, one of 64 a 2-byte one.
+LISTPACK_CHUNK = 63
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps webhook payloads at 25 MB: a frame that claims more is refused
 
 
@@ -119,6 +123,11 @@ class BodyCodec:
             return decompressor.decompress(frame)  # type: ignore[union-attr]
         except zstandard.ZstdError as exc:
             raise BodyError(f"stored body is corrupted ({exc})") from None
+
+
+def split_frame(frame: bytes) -> list[bytes]:
+    """The frame in LISTPACK_CHUNK-byte chunks, in order (a hash's fields "0", "1", ... in both stored layouts)."""
+    return [frame[start:start + LISTPACK_CHUNK] for start in range(0, len(frame), LISTPACK_CHUNK)]
 
 
 def frame_dict_id(frame: bytes) -> int:

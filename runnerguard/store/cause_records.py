@@ -27,10 +27,10 @@ from redis.client import Pipeline
 
 from runnerguard.errors import Permanent
 from runnerguard.store import keys
-from runnerguard.store.body_codec import SHIPPED_ID, BodyCodec, BodyError, frame_dict_id
+from runnerguard.store.body_codec import LISTPACK_CHUNK, SHIPPED_ID, BodyCodec, BodyError, frame_dict_id, split_frame
 
 TTL = 31 * 86400  # a little over the longest job retention: a cause outlives no record by much
-CHUNK = 63  # a listpack string of up to 63 bytes has a 1-byte header (as deliveries.V2_CHUNK)
+CHUNK = LISTPACK_CHUNK  # the record's chunks and the longest host fact kept in the hash (body_codec says why)
 COUNT, METERED, HOST = b"n", b"m", b"h"
 
 # Field names in the stored JSON. A field not named here is refused when written: it would be lost when read.
@@ -167,7 +167,7 @@ def parse(codec: BodyCodec, pair: tuple[int, int], fields: Mapping[bytes, bytes]
 def write_on(pipe: Pipeline, repo_id: int, job_id: int, frame: bytes, *, had_chunks: int) -> None:
     """Queue the record's chunks (dropping those of a longer earlier record) and remove the old string."""
     key = keys.job_causes(repo_id, job_id)
-    chunks = {str(n): frame[start:start + CHUNK] for n, start in enumerate(range(0, len(frame), CHUNK))}
+    chunks = {str(n): chunk for n, chunk in enumerate(split_frame(frame))}
     fields: dict[str, bytes | int] = {COUNT.decode(): len(chunks), **chunks}
     pipe.hset(key, mapping=fields)  # type: ignore[arg-type]  # redis-py's mapping type is invariant
     stale = [str(n) for n in range(len(chunks), had_chunks)]

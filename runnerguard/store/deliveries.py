@@ -15,7 +15,7 @@ from redis.client import Pipeline
 from runnerguard.domain.freshness import BODY_DIGEST_BYTES
 from runnerguard.store import atomic, delivery_index, keys
 from runnerguard.store.atomic import ConditionalExecutor, new_batch
-from runnerguard.store.body_codec import BodyCodec, BodyError, frame_dict_id
+from runnerguard.store.body_codec import BodyCodec, BodyError, frame_dict_id, split_frame
 from runnerguard.store.per_pool import PerPool
 
 __all__ = ["BodyError", "Delivery", "Recorder"]
@@ -36,7 +36,8 @@ BODY_CHUNK_PREFIX = "zb"  # zb0, zb1, ...: the zstd frame, in order
 ATTEMPT_PREFIX = "attempt:"  # attempt:<repr(at)>:<task> -> state, or "failed\t<error>": no list key per delivery
 # Stored format v2 (issue #18), what `record` writes: the metadata (event, headers, repo, received time) is a JSON
 # line compressed in the same zstd frame as the body (it repeats the body's words, so ~50 bytes where the named
-# fields took ~170), the frame in fields "0", "1", ... (Redis keeps such names as small integers); the frame header
+# fields took ~170), the frame in fields "0", "1", ... (chunks of body_codec.LISTPACK_CHUNK bytes; Redis keeps such
+# names as small integers); the frame header
 # names its dictionary. `tasks` stays as v1 has it (a replay rewrites it, tools read it).
 # A task done without error is marked by "@<ms, base 36>:<task>" -> "" (~20 bytes instead of ~45); other attempts
 # (failures, with their error) keep v1's exact form. Readers take v0, v1 and v2 alike.
@@ -45,7 +46,6 @@ ATTEMPT_PREFIX = "attempt:"  # attempt:<repr(at)>:<task> -> state, or "failed\t<
 # a task). So a task is `task:<name>` if present, else done if a mark names it, else queued. The previous release
 # also wrote `task:<name>=done` beside the mark: read the same.
 V2 = 2
-V2_CHUNK = 63  # a listpack string of up to 63 bytes has a 1-byte header, one of 64 a 2-byte one
 V2_FIELDS = tuple(str(n) for n in range(256))  # built once: the names of a body of up to 16 KB compressed
 MARK_PREFIX = "@"
 # Body-dedupe digests a level hash takes before the next level does. Up to hash-max-listpack-entries fields (512 by
@@ -123,8 +123,8 @@ def v2_fields(codec: BodyCodec, delivery: Delivery) -> dict[str, bytes]:
                          delivery.target_id, delivery.installation_id, delivery.repo, delivery.received_at])
     _dict_id, frame = codec.compress(meta + b"\n" + delivery.body)  # orjson never writes a raw newline
     fields = {"tasks": orjson.dumps(list(delivery.tasks))}
-    for n, start in enumerate(range(0, len(frame), V2_CHUNK)):
-        fields[V2_FIELDS[n] if n < len(V2_FIELDS) else str(n)] = frame[start:start + V2_CHUNK]
+    for n, chunk in enumerate(split_frame(frame)):
+        fields[V2_FIELDS[n] if n < len(V2_FIELDS) else str(n)] = chunk
     return fields
 
 
