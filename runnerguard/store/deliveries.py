@@ -37,8 +37,8 @@ ATTEMPT_PREFIX = "attempt:"  # attempt:<repr(at)>:<task> -> state, or "failed\t<
 # Stored format v2 (issue #18), what `record` writes: the metadata (event, headers, repo, received time) is a JSON
 # line compressed in the same zstd frame as the body (it repeats the body's words, so ~50 bytes where the named
 # fields took ~170), the frame in fields "0", "1", ... (chunks of body_codec.LISTPACK_CHUNK bytes; Redis keeps such
-# names as small integers); the frame header
-# names its dictionary. `tasks` stays as v1 has it (a replay rewrites it, tools read it).
+# names as small integers); the frame header names its dictionary. `tasks` stays as v1 has it (a replay rewrites
+# it, tools read it).
 # A task done without error is marked by "@<ms, base 36>:<task>" -> "" (~20 bytes instead of ~45); other attempts
 # (failures, with their error) keep v1's exact form. Readers take v0, v1 and v2 alike.
 # Task states (`task_states`): `task:<name>` holds every state but done (queued by a replay, "failed: <error>");
